@@ -1,0 +1,130 @@
+"""The wire contract, checked against the golden messages both sides rely on."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge.contract import (
+    BrokerAddress,
+    ContractError,
+    Detection,
+    Health,
+    Kind,
+    Topic,
+    shared_subscription,
+    subscription,
+)
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def golden(name: str) -> bytes:
+    return (GOLDEN / name).read_bytes().strip()
+
+
+def test_golden_detection_round_trips_byte_for_byte():
+    message = Detection.decode(golden("detection_v1.json"))
+    assert message.encode() == golden("detection_v1.json")
+    assert message.v == 1 and message.category == "street_vending"
+
+
+def test_golden_health_round_trips_byte_for_byte():
+    message = Health.decode(golden("health_v1.json"))
+    assert message.encode() == golden("health_v1.json")
+
+
+def _with(**changes) -> bytes:
+    raw = json.loads(golden("detection_v1.json"))
+    for key, value in changes.items():
+        if value is ...:
+            raw.pop(key)
+        else:
+            raw[key] = value
+    return json.dumps(raw).encode()
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"v": 2}, "v"),
+        ({"score": 1.5}, "score"),
+        ({"score": "0.5"}, "score"),
+        ({"bbox": [0.5, 0.1, 0.2, 0.3]}, "bbox"),
+        ({"bbox": [0.1, 0.1, 1.2, 0.3]}, "bbox.2"),
+        ({"bbox": [0.1, 0.1, 0.2]}, "bbox.3"),
+        ({"track": 1.5}, "track"),
+        ({"seq": -1}, "seq"),
+        ({"ts": 12}, "ts"),
+        ({"lat": 91.0}, "lat"),
+        ({"box": "Bad Box"}, "box"),
+        ({"id": "a/b"}, "id"),
+        ({"surprise": 1}, "surprise"),
+        ({"camera": ...}, "camera"),
+        ({"evidence_sha256": "xyz"}, "evidence_sha256"),
+    ],
+)
+def test_bad_detections_are_refused_naming_the_field(changes, field):
+    with pytest.raises(ContractError) as caught:
+        Detection.decode(_with(**changes))
+    assert caught.value.reason.startswith(f"{field}:") or f"; {field}:" in caught.value.reason
+
+
+def test_non_json_and_oversized_payloads_are_refused():
+    with pytest.raises(ContractError, match="Invalid JSON"):
+        Detection.decode(b"\x00not json")
+    with pytest.raises(ContractError, match="exceeds"):
+        Detection.decode(b"{" + b" " * 70_000 + b"}")
+
+
+def test_a_future_timestamp_is_a_broken_clock():
+    message = Detection.decode(golden("detection_v1.json"))
+    message.check_clock(message.ts)
+    with pytest.raises(ContractError, match="in the future"):
+        message.check_clock(message.ts - 3_600_000)
+
+
+@pytest.mark.parametrize(
+    "text, topic",
+    [
+        ("city/old-town/box-1/detection", Topic("old-town", "box-1", Kind.DETECTION)),
+        ("city/old-town/box-1/config/ack", Topic("old-town", "box-1", Kind.CONFIG_ACK)),
+        ("city/old-town/box-1/evidence/abc123", Topic("old-town", "box-1", Kind.EVIDENCE, "abc123")),
+    ],
+)
+def test_topics_parse_and_print_back(text, topic):
+    assert Topic.parse(text) == topic
+    assert str(topic) == text
+
+
+@pytest.mark.parametrize(
+    "text", ["town/a/b/detection", "city/a/b", "city/a/b/video", "city/A/b/detection", "city/a/b/evidence",
+             "city/a/b/evidence/x/y"],
+)
+def test_foreign_topics_are_refused(text):
+    with pytest.raises(ContractError):
+        Topic.parse(text)
+
+
+def test_subscriptions():
+    assert subscription(Kind.DETECTION) == "city/+/+/detection"
+    assert shared_subscription("gw", Kind.EVIDENCE) == "$share/gw/city/+/+/evidence/+"
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("mqtt://127.0.0.1:1884", BrokerAddress("127.0.0.1", 1884, False)),
+        ("mqtt://broker.local", BrokerAddress("broker.local", 1883, False)),
+        ("mqtts://broker.local", BrokerAddress("broker.local", 8883, True)),
+        ("mqtt://[::1]:1883", BrokerAddress("::1", 1883, False)),
+    ],
+)
+def test_broker_urls(url, expected):
+    assert BrokerAddress.parse(url) == expected
+
+
+@pytest.mark.parametrize("url", ["http://x", "mqtt://", "mqtt://h:99999", "mqtt://h:port", "broker:1883"])
+def test_bad_broker_urls(url):
+    with pytest.raises(ContractError):
+        BrokerAddress.parse(url)
