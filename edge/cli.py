@@ -1,0 +1,189 @@
+"""`edge` command: run a box, try the detector on a file, validate configs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "nanodet-g-416.onnx"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="edge", description="Street-vending and illegal-dumping edge box.")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO).")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="Run the box: cameras, rules, spool, MQTT.")
+    run.add_argument("--config", type=Path, required=True, help="Box config (TOML) from firmware_configs/.")
+    run.add_argument("--mqtt", metavar="URL", help="Broker URL, overriding the config (mqtt://host:port).")
+    run.add_argument("--spool", type=Path, metavar="PATH", help="Spool database, overriding the config.")
+    run.add_argument("--fast", action="store_true",
+                     help="Play video files as fast as the CPU allows instead of at recorded speed.")
+    run.add_argument("--health-interval", type=float, default=60.0, metavar="S", help="Seconds between health messages.")
+    run.set_defaults(handler=_run)
+
+    detect = commands.add_parser("detect", help="Run the detector on an image or video and print its boxes.")
+    detect.add_argument("file", type=Path, help="Image or video file.")
+    detect.add_argument("--model", type=Path, default=SHIPPED_MODEL, help="ONNX model with its .card.toml.")
+    detect.add_argument("--min-score", type=float, default=0.35, help="Score threshold (default 0.35).")
+    detect.add_argument("--threads", type=int, default=2, help="onnxruntime threads (default 2).")
+    detect.add_argument("--fps", type=float, default=1.0, help="Video frames per second to sample (default 1).")
+    detect.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    detect.add_argument("--annotate", type=Path, metavar="OUT", help="Write the image (first frame of a video) with boxes.")
+    detect.set_defaults(handler=_detect)
+
+    replay = commands.add_parser("replay", help="Run a box's rules on a recording and print the incidents.")
+    replay.add_argument("video", type=Path, help="Recorded video of one of the box's cameras.")
+    replay.add_argument("--config", type=Path, required=True, help="Box config (TOML) whose rules and zones to use.")
+    replay.add_argument("--camera", help="Camera of the config the recording is from (default: the first).")
+    replay.add_argument("--json", action="store_true", help="Print one JSON object per incident message.")
+    replay.set_defaults(handler=_replay)
+
+    validate = commands.add_parser("validate", help="Check box configs and print every problem with its key path.")
+    validate.add_argument("files", type=Path, nargs="+")
+    validate.set_defaults(handler=_validate)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return args.handler(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge.config import ConfigError, load_config
+    from edge.detectors import DetectorError
+    from edge.runtime import Box
+
+    try:
+        config = load_config(args.config)
+        if args.fast:
+            config = config.model_copy(update={"cameras": [c.model_copy(update={"realtime": False})
+                                                           for c in config.cameras]})
+        box = Box(config, mqtt_url=args.mqtt, spool_path=args.spool, health_interval_s=args.health_interval)
+    except (ConfigError, DetectorError) as exc:
+        print(f"edge: {exc}", file=sys.stderr)
+        return 2
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: box.stop())
+    box.run()
+    delivered = box.close()
+    print(f"edge: {box.incidents} incident(s); spool {'empty' if delivered else 'kept for next start'}")
+    return 0
+
+
+def _detect(args: argparse.Namespace) -> int:
+    import cv2
+
+    from edge.camera import CameraError, file_frames
+    from edge.detectors import DetectorError, create_detector
+    from edge.evidence import annotate
+
+    try:
+        detector = create_detector(args.model, threads=args.threads, min_score=args.min_score)
+    except DetectorError as exc:
+        print(f"edge: {exc}", file=sys.stderr)
+        return 2
+    if not args.file.is_file():
+        print(f"edge: {args.file} does not exist", file=sys.stderr)
+        return 2
+    if args.file.suffix.lower() in IMAGE_SUFFIXES:
+        image = cv2.imread(str(args.file))
+        if image is None:
+            print(f"edge: {args.file} is not an image OpenCV can read", file=sys.stderr)
+            return 2
+        frames = [(0, 0.0, image)]
+    else:
+        try:
+            frames = [(f.index, f.t_s, f.image) for f in file_frames("detect", str(args.file), args.fps, start_ms=0)]
+        except CameraError as exc:
+            print(f"edge: {exc}", file=sys.stderr)
+            return 2
+    results = []
+    for index, t_s, image in frames:
+        dets = detector.detect(image)
+        boxes = [{"label": dets.label_of(i), "score": round(float(dets.scores[i]), 4),
+                  "bbox": [round(float(v), 1) for v in dets.xyxy[i]]} for i in range(len(dets))]
+        results.append({"frame": index, "t_s": round(t_s, 3), "width": image.shape[1],
+                        "height": image.shape[0], "detections": boxes})
+        if args.annotate and index == frames[0][0]:
+            drawn = annotate(image, [(tuple(b["bbox"]), f"{b['label']} {b['score']:.2f}") for b in boxes])
+            cv2.imwrite(str(args.annotate), drawn)
+    if args.json:
+        report = {"file": str(args.file), "model": detector.name}
+        if len(frames) == 1 and args.file.suffix.lower() in IMAGE_SUFFIXES:
+            report.update(results[0])
+        else:
+            report["frames"] = results
+        print(json.dumps(report))
+        return 0
+    for result in results:
+        for det in result["detections"]:
+            x1, y1, x2, y2 = det["bbox"]
+            print(f"{result['frame']:>6} {det['label']:<16} {det['score']:.2f}  {x1:7.1f} {y1:7.1f} {x2:7.1f} {y2:7.1f}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from edge.camera import CameraError, file_frames
+    from edge.config import ConfigError, load_config
+    from edge.detectors import DetectorError, create_detector
+    from edge.pipeline import CameraPipeline
+
+    try:
+        config = load_config(args.config)
+        camera = next((c for c in config.cameras if c.name == (args.camera or config.cameras[0].name)), None)
+        if camera is None:
+            raise ConfigError(str(args.config), [f"cameras: no camera named {args.camera!r}"])
+        detector = create_detector(config.detector.model, family=config.detector.type,
+                                   threads=config.detector.threads, min_score=config.detector.min_score,
+                                   nms_iou=config.detector.nms_iou)
+    except (ConfigError, DetectorError) as exc:
+        print(f"edge: {exc}", file=sys.stderr)
+        return 2
+    pipeline = CameraPipeline(camera, config.rules, detector, config.static_objects)
+    hits = []
+    last_t = 0.0
+    try:
+        for frame in file_frames(camera.name, str(args.video), camera.fps, start_ms=0):
+            hits.extend(pipeline.process(frame).hits)
+            last_t = frame.t_s
+    except CameraError as exc:
+        print(f"edge: {exc}", file=sys.stderr)
+        return 2
+    hits.extend(pipeline.finish(last_t))
+    for hit in hits:
+        row = {"t_s": round(hit.t_s, 2), "event": hit.event, "category": hit.category.value, "zone": hit.zone.name,
+               "track": hit.track_id, "label": hit.label, "score": round(hit.score, 3), "dwell_s": round(hit.dwell_s, 1),
+               "bbox": [round(v, 1) for v in hit.bbox_px]}
+        print(json.dumps(row) if args.json else
+              f"{row['t_s']:>8.1f}s {row['event']:<6} {row['category']:<16} {row['zone']:<14} track {row['track']:<5} "
+              f"{row['label']:<14} score {row['score']:.2f} dwell {row['dwell_s']:.0f}s")
+    if not args.json:
+        print(f"{sum(h.event == 'new' for h in hits)} incident(s) in {pipeline.frames} frames "
+              f"({pipeline.mean_detector_ms:.0f} ms detector per frame)")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from edge.config import ConfigError, load_config
+
+    failed = 0
+    for path in args.files:
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            failed += 1
+            print(f"{path}: INVALID")
+            for problem in exc.problems:
+                print(f"  {problem}")
+            continue
+        print(f"{path}: ok (box {config.box}, hash {config.config_hash()})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

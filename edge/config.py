@@ -1,0 +1,221 @@
+"""Typed box configuration, read once from a TOML file under firmware_configs/.
+
+Unknown keys are refused, every error names its key path, and relative paths
+are resolved against the config file's folder. A loaded config is frozen: a
+change (for example from the operator's ``config`` topic) builds a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edge.contract import NAME_PATTERN, Category
+
+CONFIG_VERSION = 1
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+
+
+class ConfigError(ValueError):
+    """A box config cannot be used; ``problems`` lists ``key.path: message`` lines."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: " + "; ".join(problems))
+        self.source = source
+        self.problems = problems
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+Point = tuple[float, float]
+
+
+class MqttConfig(Strict):
+    url: str = Field(DEFAULT_MQTT_URL, description="mqtt://host:port or mqtts://host:port for TLS.")
+    username: str | None = Field(None, description="Broker user name.")
+    password_env: str | None = Field(None, description="Environment variable holding the password.")
+    password_file: Path | None = Field(None, description="File holding the password (first line).")
+    ca_file: Path | None = Field(None, description="CA bundle for mqtts:// brokers.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
+
+
+class SpoolConfig(Strict):
+    path: Path = Field(Path("spool.db"), description="SQLite file holding unsent messages and the seq counter.")
+    max_mb: float = Field(512.0, gt=0, description="Size beyond which telemetry is dropped first.")
+
+
+class DetectorConfig(Strict):
+    type: str = Field("nanodet", description="Detector plugin (see edge/detectors/).")
+    model: Path = Field(description="ONNX model file; its model card sits next to it.")
+    threads: int = Field(2, ge=1, le=64, description="onnxruntime intra-op threads.")
+    min_score: float = Field(0.35, ge=0.0, le=1.0, description="Detections below this score are dropped.")
+    nms_iou: float = Field(0.5, gt=0.0, le=1.0, description="IoU above which same-class boxes are merged.")
+
+
+class ZoneConfig(Strict):
+    name: Name
+    type: Literal["no_vending", "dumping_hotspot"] = Field(description="What the zone forbids.")
+    polygon: list[Point] = Field(min_length=3, description="Vertices as [x, y]; relative 0..1 unless coords = 'pixel'.")
+    coords: Literal["relative", "pixel"] = "relative"
+    lat: float = Field(ge=-90, le=90, description="Latitude of the zone's real-world location.")
+    lon: float = Field(ge=-180, le=180, description="Longitude of the zone's real-world location.")
+    dwell_s: float | None = Field(None, gt=0, description="Overrides the rule's dwell time for this zone.")
+
+    @model_validator(mode="after")
+    def _relative_points_in_frame(self) -> Self:
+        if self.coords == "relative":
+            for i, (x, y) in enumerate(self.polygon):
+                if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                    raise ValueError(f"polygon point {i} ({x}, {y}) is outside 0..1 (set coords = 'pixel'?)")
+        return self
+
+
+class CameraConfig(Strict):
+    name: Name
+    source: str = Field(description="Video file path, rtsp:// or http:// URL, or a USB device number.")
+    fps: float = Field(5.0, gt=0, le=60, description="Frames per second the pipeline processes.")
+    loop: bool = Field(False, description="Restart a video file at its end (demo and soak use).")
+    realtime: bool = Field(True, description="Play a video file at the speed it was recorded, like a live camera.")
+    zones: list[ZoneConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_zone_names(self) -> Self:
+        names = [z.name for z in self.zones]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"zone names repeat: {', '.join(duplicates)}")
+        return self
+
+
+class DwellRuleConfig(Strict):
+    enabled: bool = True
+    labels: list[str] = Field(min_length=1, description="Model labels this rule watches.")
+    dwell_s: float = Field(gt=0, description="Seconds an object must stay in the zone.")
+    min_score: float = Field(0.4, ge=0, le=1, description="Median track score needed to report.")
+    stationary_px: float = Field(0.04, gt=0, le=1, description="Max drift of the box's foot point, as a fraction of frame width.")
+    update_s: float = Field(30.0, gt=0, description="At most one 'update' message per incident this often.")
+
+
+STATIC_OBJECT_LABEL = "static_object"
+
+
+class StaticObjectConfig(Strict):
+    """Class-agnostic left-object finder, run on cameras that have a dumping hotspot."""
+
+    enabled: bool = True
+    warmup_s: float = Field(5.0, gt=0, description="Seconds of frames whose median is the empty scene.")
+    long_tau_s: float = Field(600.0, gt=0, description="Time constant of the long-term scene model.")
+    short_tau_s: float = Field(2.0, gt=0, description="Time constant of the short-term scene model.")
+    diff_threshold: float = Field(22.0, gt=0, le=255, description="Grey-level difference that counts as change.")
+    min_area: float = Field(0.0004, gt=0, lt=1, description="Smallest blob, as a fraction of the frame.")
+    max_area: float = Field(0.05, gt=0, le=1, description="Largest blob, as a fraction of the frame.")
+    base_score: float = Field(0.5, ge=0, le=1, description="Score of a blob no detector label supports.")
+    mover_overlap: float = Field(0.3, ge=0, le=1, description="Blobs this much covered by a person or vehicle are skipped.")
+    mover_labels: list[str] = Field(
+        default_factory=lambda: ["person", "bicycle", "car", "motorcycle", "bus", "truck", "dog"],
+        description="Labels whose boxes are never left objects.")
+    boost_labels: list[str] = Field(
+        default_factory=lambda: ["backpack", "handbag", "suitcase", "bottle", "chair", "couch", "bed", "tv",
+                                 "refrigerator", "microwave", "oven", "toilet", "umbrella", "potted plant"],
+        description="Detector labels that raise a blob's score to theirs when they overlap it.")
+
+    @model_validator(mode="after")
+    def _area_bounds_ordered(self) -> Self:
+        if self.min_area >= self.max_area:
+            raise ValueError("min_area must be below max_area")
+        return self
+
+
+def _default_vending() -> DwellRuleConfig:
+    return DwellRuleConfig(labels=["person"], dwell_s=60.0)
+
+
+def _default_dumping() -> DwellRuleConfig:
+    return DwellRuleConfig(labels=[STATIC_OBJECT_LABEL], dwell_s=120.0, min_score=0.3)
+
+
+class RulesConfig(Strict):
+    street_vending: DwellRuleConfig = Field(default_factory=_default_vending)
+    illegal_dumping: DwellRuleConfig = Field(default_factory=_default_dumping)
+
+    def for_zone_type(self, zone_type: str) -> tuple[Category, DwellRuleConfig]:
+        if zone_type == "no_vending":
+            return Category.STREET_VENDING, self.street_vending
+        return Category.ILLEGAL_DUMPING, self.illegal_dumping
+
+
+class BoxConfig(Strict):
+    version: Literal[1] = Field(description="Config schema version.")
+    box: Name = Field(description="Box id; also its MQTT client id.")
+    district: Name = Field(description="District the box reports to.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    spool: SpoolConfig = Field(default_factory=SpoolConfig)
+    detector: DetectorConfig
+    cameras: list[CameraConfig] = Field(min_length=1)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    static_objects: StaticObjectConfig = Field(default_factory=StaticObjectConfig)
+    evidence_jpeg_quality: int = Field(80, ge=30, le=100)
+
+    @model_validator(mode="after")
+    def _unique_camera_names(self) -> Self:
+        names = [c.name for c in self.cameras]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"camera names repeat: {', '.join(duplicates)}")
+        return self
+
+    def config_hash(self) -> str:
+        """A short hash of the effective config, sent with every detection."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _resolve_paths(raw: dict, base: Path) -> dict:
+    """Make file paths relative to the config file's folder, before validation."""
+    detector = raw.get("detector")
+    if isinstance(detector, dict) and isinstance(detector.get("model"), str):
+        detector["model"] = str((base / detector["model"]).resolve())
+    spool = raw.get("spool")
+    if isinstance(spool, dict) and isinstance(spool.get("path"), str):
+        spool["path"] = str((base / spool["path"]).resolve())
+    for camera in raw.get("cameras", []) if isinstance(raw.get("cameras"), list) else []:
+        source = camera.get("source") if isinstance(camera, dict) else None
+        if isinstance(source, str) and "://" not in source and not source.isdigit():
+            camera["source"] = str((base / source).resolve())
+    return raw
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        path = ".".join(str(p) for p in err["loc"]) or "(top)"
+        problems.append(f"{path}: {err['msg']}")
+    return problems
+
+
+def parse_config(raw: dict, source: str = "<config>", base: Path | None = None) -> BoxConfig:
+    if base is not None:
+        raw = _resolve_paths(raw, base)
+    try:
+        return BoxConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(source, format_errors(exc)) from None
+
+
+def load_config(path: Path) -> BoxConfig:
+    """Read, resolve and validate a box config; raise ConfigError naming each bad key."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
+    return parse_config(raw, str(path), path.parent)

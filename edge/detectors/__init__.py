@@ -1,0 +1,26 @@
+"""Detector back-ends. Each plugin is one module that registers itself here.
+
+Adding a model family means adding one file that defines a class with
+``family = "<name>"`` decorated with ``@register``, and importing it below.
+"""
+
+from edge.detectors.base import (
+    Detector,
+    DetectorError,
+    ModelCard,
+    create_detector,
+    load_card,
+    register,
+    registered_families,
+)
+from edge.detectors import nanodet  # noqa: F401  (registers the plugin)
+
+__all__ = [
+    "Detector",
+    "DetectorError",
+    "ModelCard",
+    "create_detector",
+    "load_card",
+    "register",
+    "registered_families",
+]

@@ -1,0 +1,121 @@
+"""The box's MQTT link: the only edge module that imports paho.
+
+The link says whether it is connected, publishes what it is given and reports
+each broker acknowledgement (PUBACK) by message id. It keeps no queue of its
+own beyond paho's in-flight window: the spool is the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from edge.contract import STATUS_OFFLINE, STATUS_ONLINE, BrokerAddress, Kind, Topic
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+
+
+class BoxLink:
+    """Persistent MQTT 5 session for one box, with its ``status`` will."""
+
+    def __init__(self, url: str, district: str, box: str, *, credentials: Credentials = Credentials(),
+                 keepalive_s: int = 30, window: int = 100,
+                 on_ack: Callable[[int], None] = lambda mid: None) -> None:
+        self.address = BrokerAddress.parse(url)
+        self.status_topic = str(Topic(district, box, Kind.STATUS))
+        self._on_ack = on_ack
+        self._connected = threading.Event()
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=box, protocol=paho.MQTTv5)
+        self._client.max_inflight_messages_set(window)
+        self._client.max_queued_messages_set(window)
+        self._client.will_set(self.status_topic, STATUS_OFFLINE, qos=1, retain=True)
+        if credentials.username:
+            self._client.username_pw_set(credentials.username, credentials.password)
+        if self.address.tls:
+            self._client.tls_set(ca_certs=credentials.ca_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._handle_connect
+        self._client.on_disconnect = self._handle_disconnect
+        self._client.on_publish = self._handle_publish
+        self._client.on_socket_open = self._handle_socket_open
+        self._keepalive_s = keepalive_s
+        self._own_mids: set[int] = set()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def start(self) -> None:
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        self._client.connect_async(self.address.host, self.address.port, keepalive=self._keepalive_s,
+                                   clean_start=False, properties=properties)
+        self._client.loop_start()
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
+        """The message id, or None when paho refused the message (offline or window full)."""
+        if not self.connected:
+            return None
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            log.warning("mqtt.publish_refused topic=%s rc=%s", topic, paho.error_string(info.rc))
+            return None
+        return info.mid
+
+    def stop(self) -> None:
+        """Say offline, then disconnect cleanly (the will covers unclean ends)."""
+        if self.connected:
+            info = self._client.publish(self.status_topic, STATUS_OFFLINE, qos=1, retain=True)
+            info.wait_for_publish(timeout=5)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _handle_socket_open(self, client, userdata, sock) -> None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
+
+    def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("mqtt.connect_refused broker=%s:%d reason=%s", self.address.host, self.address.port, reason_code)
+            return
+        log.info("mqtt.connected broker=%s:%d session_present=%s", self.address.host, self.address.port,
+                 flags.session_present)
+        self._own_mids.add(client.publish(self.status_topic, STATUS_ONLINE, qos=1, retain=True).mid)
+        self._connected.set()
+
+    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self._connected.is_set():
+            log.warning("mqtt.disconnected reason=%s", reason_code)
+        self._connected.clear()
+
+    def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("mqtt.publish_failed mid=%d reason=%s", mid, reason_code)
+            return
+        if mid in self._own_mids:
+            self._own_mids.discard(mid)
+            return
+        self._on_ack(mid)

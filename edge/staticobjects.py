@@ -1,0 +1,122 @@
+"""Class-agnostic left-object finder: things that appeared in the scene and then stayed.
+
+Two background models run side by side on a small grey copy of each frame.
+The long-term one remembers the empty scene (started from the median of the
+first frames, then learning slowly); the short-term one follows the last few
+seconds. A pixel that differs from the long-term scene but not from the
+short-term one belongs to something that arrived and stopped moving: a bag,
+a mattress, a pile of junk the detector may have no class for. Blobs covered
+by a person or vehicle are not objects left behind and are skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from edge.config import StaticObjectConfig
+from edge.nms import box_iou
+
+WORK_WIDTH = 320
+
+
+@dataclass(frozen=True)
+class StaticBlob:
+    xyxy: tuple[float, float, float, float]   # pixels of the full frame
+    score: float
+
+
+def _overlap_fraction(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Share of ``box``'s area covered by each of ``others``."""
+    x1 = np.maximum(box[0], others[:, 0])
+    y1 = np.maximum(box[1], others[:, 1])
+    x2 = np.minimum(box[2], others[:, 2])
+    y2 = np.minimum(box[3], others[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    return inter / max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-9)
+
+
+@dataclass
+class StaticObjectFinder:
+    config: StaticObjectConfig
+    _long: np.ndarray | None = None
+    _short: np.ndarray | None = None
+    _warmup: list[np.ndarray] = field(default_factory=list)
+    _started_s: float | None = None
+    _last_s: float = 0.0
+    _scale: float = 1.0
+
+    def update(self, image: np.ndarray, t_s: float, movers: np.ndarray,
+               boosters: np.ndarray, booster_scores: np.ndarray) -> list[StaticBlob]:
+        """Static blobs in this frame.
+
+        ``movers``: boxes of people and vehicles (live tracks included) whose
+        area is not a left object. ``boosters``: boxes of labels that make a
+        blob more likely to be dumped waste, with their scores.
+        """
+        grey = self._prepare(image)
+        if self._started_s is None:
+            self._started_s = t_s
+        if self._long is None:
+            self._warm_up(grey, t_s)
+            return []
+        dt = max(t_s - self._last_s, 1e-3)
+        self._last_s = t_s
+        threshold = self.config.diff_threshold
+        differs_long = cv2.absdiff(grey, self._long) > threshold
+        differs_short = cv2.absdiff(grey, self._short) > threshold
+        static = (differs_long & ~differs_short).astype(np.uint8)
+        static = cv2.morphologyEx(static, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        static = cv2.morphologyEx(static, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+        self._learn(grey, dt, static.astype(bool))
+        return self._blobs(static, movers, boosters, booster_scores)
+
+    def _prepare(self, image: np.ndarray) -> np.ndarray:
+        height, width = image.shape[:2]
+        self._scale = width / WORK_WIDTH
+        small = cv2.resize(image, (WORK_WIDTH, max(1, round(height / self._scale))), interpolation=cv2.INTER_AREA)
+        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        return cv2.GaussianBlur(grey, (5, 5), 0).astype(np.float32)
+
+    def _warm_up(self, grey: np.ndarray, t_s: float) -> None:
+        """Collect frames for a while; their median is a scene without passers-by."""
+        spacing = self.config.warmup_s / 10
+        if not self._warmup or t_s - self._last_s >= spacing:
+            self._warmup.append(grey)
+            self._last_s = t_s
+        if t_s - self._started_s >= self.config.warmup_s and len(self._warmup) >= 3:
+            self._long = np.median(np.stack(self._warmup), axis=0).astype(np.float32)
+            self._short = grey.copy()
+            self._warmup.clear()
+
+    def _learn(self, grey: np.ndarray, dt: float, static: np.ndarray) -> None:
+        short_rate = 1 - math.exp(-dt / self.config.short_tau_s)
+        long_rate = 1 - math.exp(-dt / self.config.long_tau_s)
+        self._short += short_rate * (grey - self._short)
+        # Where something has come to rest the long-term scene is frozen, so the
+        # object stays visible until it is removed (then the pixels match again).
+        update = long_rate * (grey - self._long)
+        update[static] = 0.0
+        self._long += update
+
+    def _blobs(self, static: np.ndarray, movers: np.ndarray, boosters: np.ndarray,
+               booster_scores: np.ndarray) -> list[StaticBlob]:
+        count, _, stats, _ = cv2.connectedComponentsWithStats(static, connectivity=8)
+        frame_area = static.shape[0] * static.shape[1]
+        blobs = []
+        for x, y, w, h, area in stats[1:count]:
+            if not (self.config.min_area <= area / frame_area <= self.config.max_area):
+                continue
+            box = np.array([x, y, x + w, y + h], dtype=np.float32) * self._scale
+            if len(movers) and _overlap_fraction(box, movers).max() > self.config.mover_overlap:
+                continue
+            score = self.config.base_score
+            if len(boosters):
+                ious = box_iou(box, boosters)
+                if ious.max() > 0.2:
+                    score = max(score, float(booster_scores[ious.argmax()]))
+            blobs.append(StaticBlob(tuple(float(v) for v in box), score))
+        return blobs

@@ -1,0 +1,36 @@
+"""Zones: polygons on a camera's image, judged at the bottom-centre of a box."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.config import ZoneConfig
+
+
+@dataclass(frozen=True)
+class Zone:
+    config: ZoneConfig
+    polygon: np.ndarray  # pixel vertices, shape (K, 2)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        """Boolean mask of the points (N, 2) inside the polygon (even-odd rule)."""
+        x, y = points[:, 0:1], points[:, 1:2]
+        xs, ys = self.polygon[:, 0], self.polygon[:, 1]
+        xs2, ys2 = np.roll(xs, -1), np.roll(ys, -1)
+        crosses = (ys > y) != (ys2 > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x_at_y = xs + (y - ys) * (xs2 - xs) / (ys2 - ys)
+        return ((crosses & (x < x_at_y)).sum(axis=1) % 2) == 1
+
+
+def zone_for_frame(config: ZoneConfig, width: int, height: int) -> Zone:
+    polygon = np.asarray(config.polygon, dtype=np.float64)
+    if config.coords == "relative":
+        polygon = polygon * np.array([width, height])
+    return Zone(config, polygon)
