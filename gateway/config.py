@@ -1,0 +1,89 @@
+"""Typed gateway configuration: a TOML file (optional), then command-line overrides."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edge.contract import NAME_PATTERN
+
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+DEFAULT_INFLUX_URL = "http://127.0.0.1:8086"
+DEFAULT_DB = "streetwatch"
+
+
+class GatewayConfigError(ValueError):
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: " + "; ".join(problems))
+        self.problems = problems
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InfluxSettings(Strict):
+    url: str = Field(DEFAULT_INFLUX_URL, description="InfluxDB base URL (v1-compatible API), http or https.")
+    db: str = Field(DEFAULT_DB, description="Database (1.x) or bucket mapped to a database (2.x/3.x).")
+    username: str | None = Field(None, description="Basic-auth user (InfluxDB 1.x).")
+    password_env: str | None = Field(None, description="Environment variable holding the password.")
+    token_env: str | None = Field(None, description="Environment variable holding an API token (2.x/3.x).")
+    ca_file: Path | None = None
+
+
+class MqttSettings(Strict):
+    url: str = Field(DEFAULT_MQTT_URL, description="Broker URL, mqtt:// or mqtts://.")
+    client_id: str = Field("gateway-1", description="Unique per gateway process; keeps its session.")
+    share_group: Annotated[str, Field(pattern=NAME_PATTERN)] = Field(
+        "gateways", description="Shared-subscription group; gateways in one group split the load.")
+    username: str | None = None
+    password_env: str | None = None
+    ca_file: Path | None = None
+
+
+class DedupeSettings(Strict):
+    merge_radius_m: float = Field(30.0, gt=0, description="Detections closer than this to a lead may join it.")
+    merge_gap_s: float = Field(900.0, gt=0, description="Largest event-time gap within one lead.")
+    min_detections: int = Field(2, ge=1, description="Distinct detections before a group becomes a lead.")
+
+
+class GatewayConfig(Strict):
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    influx: InfluxSettings = Field(default_factory=InfluxSettings)
+    dedupe: DedupeSettings = Field(default_factory=DedupeSettings)
+    evidence_dir: Path = Field(Path("evidence"), description="Content-addressed store of evidence JPEGs.")
+    batch_size: int = Field(500, ge=1, le=50_000, description="Messages per InfluxDB write at most.")
+    batch_wait_s: float = Field(0.1, gt=0, le=10, description="Longest wait to fill a batch.")
+    teams: dict[str, str] = Field(default_factory=dict, description="District -> responsible street team.")
+
+    def team_for(self, district: str) -> str:
+        return self.teams.get(district, f"{district}-street-team")
+
+
+def load_gateway_config(path: Path | None, overrides: dict) -> GatewayConfig:
+    """Read the optional TOML file, apply dotted overrides (``influx.url``), validate once."""
+    raw: dict = {}
+    source = str(path) if path else "<defaults>"
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise GatewayConfigError(source, [f"cannot read: {exc.strerror}"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise GatewayConfigError(source, [f"not valid TOML: {exc}"]) from None
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    try:
+        return GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)]
+        raise GatewayConfigError(source, problems) from None

@@ -1,0 +1,65 @@
+"""Validation of incoming messages against the wire contract.
+
+Every message ends as exactly one of: an accepted typed message, or a
+rejection that carries the reason and the raw bytes for the dead-letter
+record. Nothing here raises on bad input.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from edge.contract import (
+    ConfigAck,
+    ContractError,
+    Detection,
+    Health,
+    Kind,
+    SensorReading,
+    Topic,
+    check_evidence,
+    decode_status,
+)
+
+_MODELS = {Kind.DETECTION: Detection, Kind.SENSOR: SensorReading, Kind.HEALTH: Health, Kind.CONFIG_ACK: ConfigAck}
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    topic: Topic
+    message: Detection | SensorReading | Health | ConfigAck | bool | bytes  # bool: status, bytes: evidence
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    topic: str
+    reason: str
+    payload: bytes
+
+
+def validate(topic: str, payload: bytes, now_ms: int | None = None) -> Accepted | Rejected:
+    try:
+        parsed = Topic.parse(topic)
+        message = _decode(parsed, payload)
+        if isinstance(message, (Detection, SensorReading, Health)) and (message.box, message.district) != (
+            parsed.box, parsed.district
+        ):
+            raise ContractError(f"payload names box {message.district}/{message.box}, topic {parsed.district}/{parsed.box}")
+        if isinstance(message, Detection):
+            message.check_clock(int(time.time() * 1000) if now_ms is None else now_ms)
+        return Accepted(parsed, message)
+    except ContractError as exc:
+        return Rejected(topic, exc.reason, payload)
+
+
+def _decode(topic: Topic, payload: bytes):
+    if topic.kind is Kind.STATUS:
+        return decode_status(payload)
+    if topic.kind is Kind.EVIDENCE:
+        check_evidence(payload)
+        return payload
+    model = _MODELS.get(topic.kind)
+    if model is None:
+        raise ContractError(f"the gateway does not consume {topic.kind.value} messages")
+    return model.decode(payload)
