@@ -1,0 +1,90 @@
+"""Box configs: the shipped ones validate, bad ones name the key and the problem."""
+
+from pathlib import Path
+
+import pytest
+
+from edge.cli import main as edge_main
+from edge.config import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = sorted((ROOT / "firmware_configs").glob("*.toml"))
+
+MINIMAL = {
+    "version": 1, "box": "box-1", "district": "old-town",
+    "detector": {"model": "m.onnx"},
+    "cameras": [{"name": "north", "source": "clip.mp4", "zones": [
+        {"name": "plaza", "type": "no_vending", "polygon": [[0, 0], [1, 0], [1, 1]], "lat": 48.2, "lon": 16.3}]}],
+}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_configs_validate(path):
+    config = load_config(path)
+    assert config.detector.model.is_file()
+    assert len(config.config_hash()) == 16
+
+
+def test_there_are_shipped_configs():
+    assert SHIPPED
+
+
+def test_defaults_fill_in():
+    config = parse_config(MINIMAL)
+    assert config.rules.street_vending.dwell_s == 60.0
+    assert config.mqtt.url == "mqtt://127.0.0.1:1883"
+
+
+def _broken(path: list, value):
+    import copy
+
+    raw = copy.deepcopy(MINIMAL)
+    node = raw
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return raw
+
+
+@pytest.mark.parametrize(
+    "path, value, expected",
+    [
+        (["box"], "Box 1", "box: String should match pattern"),
+        (["detector", "threads"], 0, "detector.threads: Input should be greater than or equal to 1"),
+        (["cameras", 0, "zones", 0, "type"], "no_parking", "cameras.0.zones.0.type: Input should be"),
+        (["cameras", 0, "zones", 0, "polygon"], [[0, 0], [2, 0], [1, 1]], "cameras.0.zones.0: Value error, polygon point 1"),
+        (["cameras", 0, "fps"], -1, "cameras.0.fps: Input should be greater than 0"),
+        (["mqtt"], {"urll": "x"}, "mqtt.urll: Extra inputs are not permitted"),
+        (["version"], 2, "version: Input should be 1"),
+    ],
+)
+def test_bad_configs_name_the_key(path, value, expected):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_broken(path, value))
+    assert any(p.startswith(expected) for p in caught.value.problems), caught.value.problems
+
+
+def test_validate_command_prints_every_problem(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('version = 1\nbox = "Bad"\ndistrict = "x"\nsurprise = 1\n')
+    assert edge_main(["validate", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "box: String should match pattern" in out
+    assert "surprise: Extra inputs are not permitted" in out
+    assert "detector: Field required" in out
+
+
+def test_unreadable_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("version = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(broken)
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path):
+    config = parse_config(_broken(["spool"], {"path": "state/spool.db"}), base=tmp_path)
+    assert config.spool.path == tmp_path / "state" / "spool.db"
+    assert config.detector.model == tmp_path / "m.onnx"
+    assert config.cameras[0].source == str(tmp_path / "clip.mp4")

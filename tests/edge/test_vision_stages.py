@@ -1,0 +1,110 @@
+"""Zones, tracking and dwell rules on hand-built detections."""
+
+import numpy as np
+import pytest
+
+from edge.config import RulesConfig, ZoneConfig
+from edge.detections import Detections
+from edge.nms import nms
+from edge.rules import DwellRules
+from edge.tracker import IouTracker
+from edge.zones import zone_for_frame
+
+LABELS = ("person", "bicycle", "car")
+
+
+def dets(*rows) -> Detections:
+    """rows of (x1, y1, x2, y2, score, class_id)"""
+    arr = np.asarray(rows, dtype=np.float32).reshape(-1, 6)
+    return Detections(arr[:, :4].copy(), arr[:, 4].copy(), arr[:, 5].astype(np.int32), labels=LABELS)
+
+
+def zone(**changes) -> ZoneConfig:
+    fields = dict(name="plaza", type="no_vending", polygon=[(0.25, 0.25), (0.75, 0.25), (0.75, 0.75), (0.25, 0.75)],
+                  lat=48.2, lon=16.3, **changes)
+    return ZoneConfig(**fields)
+
+
+@pytest.mark.parametrize(
+    "point, inside",
+    [((50, 50), True), ((10, 50), False), ((50, 80), False), ((74, 26), True), ((50, 25.5), True)],
+)
+def test_zone_contains_points(point, inside):
+    z = zone_for_frame(zone(), 100, 100)
+    assert z.contains(np.array([point], dtype=float))[0] == inside
+
+
+def test_zone_is_judged_at_the_bottom_centre_of_a_box():
+    z = zone_for_frame(zone(), 100, 100)
+    d = dets((40, 10, 60, 50, 0.9, 0), (40, 50, 60, 90, 0.9, 0))  # feet at y=50 (in), y=90 (out)
+    assert list(z.contains(d.foot_points())) == [True, False]
+
+
+def test_selection_returns_a_new_container():
+    d = dets((0, 0, 10, 10, 0.9, 0), (5, 5, 20, 20, 0.8, 2))
+    cars = d.with_labels({"car"})
+    assert len(cars) == 1 and cars.label_of(0) == "car" and len(d) == 2
+
+
+def test_nms_is_class_aware():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [0, 0, 10, 10]], dtype=np.float32)
+    keep = nms(boxes, np.array([0.9, 0.8, 0.7]), np.array([0, 0, 1]), 0.5)
+    assert sorted(keep.tolist()) == [0, 2]
+
+
+def test_tracker_keeps_ids_and_survives_short_misses():
+    tracker = IouTracker(max_missing_s=1.0)
+    a = tracker.update(dets((0, 0, 10, 20, 0.9, 0), (50, 0, 60, 20, 0.9, 0)), 0.0)
+    b = tracker.update(dets((51, 0, 61, 20, 0.9, 0)), 0.2)          # first one missed
+    c = tracker.update(dets((1, 0, 11, 20, 0.9, 0), (52, 0, 62, 20, 0.9, 0)), 0.4)
+    assert b.track_ids[0] == a.track_ids[1]
+    assert list(c.track_ids) == list(a.track_ids)
+    d = tracker.update(dets((1, 0, 11, 20, 0.9, 0)), 3.0)          # long gap: a new track
+    assert d.track_ids[0] not in a.track_ids
+
+
+def test_tracker_never_matches_across_classes():
+    tracker = IouTracker()
+    a = tracker.update(dets((0, 0, 10, 20, 0.9, 0)), 0.0)
+    b = tracker.update(dets((0, 0, 10, 20, 0.9, 2)), 0.2)
+    assert a.track_ids[0] != b.track_ids[0]
+
+
+def run_rules(rules: DwellRules, tracker: IouTracker, frames):
+    hits = []
+    for t, d in frames:
+        tracked = tracker.update(d, t)
+        hits.extend(rules.update(tracked, t, tracker.live_track_ids()))
+    return hits
+
+
+def vending_rules(dwell_s=10.0, update_s=5.0) -> DwellRules:
+    rules = RulesConfig(street_vending={"labels": ["person"], "dwell_s": dwell_s, "update_s": update_s})
+    return DwellRules(rules, [zone_for_frame(zone(), 100, 100)], 100)
+
+
+def test_someone_staying_in_the_zone_is_reported_new_update_end():
+    frames = [(t * 1.0, dets((45, 40, 55, 60, 0.8, 0))) for t in range(17)]
+    frames += [(t * 1.0, dets()) for t in range(17, 22)]
+    hits = run_rules(vending_rules(), IouTracker(max_missing_s=2.0), frames)
+    assert [(h.event, h.t_s) for h in hits] == [("new", 10.0), ("update", 15.0), ("end", 19.0)]
+    assert hits[0].category.value == "street_vending" and hits[0].dwell_s == 10.0
+
+
+def test_a_passer_by_is_not_reported():
+    frames = [(t * 1.0, dets((10 + 5 * t, 40, 20 + 5 * t, 60, 0.8, 0))) for t in range(17)]
+    assert run_rules(vending_rules(), IouTracker(), frames) == []
+
+
+def test_low_scores_and_other_labels_are_not_reported():
+    weak = [(t * 1.0, dets((45, 40, 55, 60, 0.2, 0))) for t in range(15)]
+    cars = [(t * 1.0, dets((45, 40, 55, 60, 0.9, 2))) for t in range(15)]
+    assert run_rules(vending_rules(), IouTracker(), weak) == []
+    assert run_rules(vending_rules(), IouTracker(), cars) == []
+
+
+def test_zone_dwell_overrides_the_rule():
+    rules = DwellRules(RulesConfig(street_vending={"labels": ["person"], "dwell_s": 100.0}),
+                       [zone_for_frame(zone(dwell_s=3.0), 100, 100)], 100)
+    frames = [(t * 1.0, dets((45, 40, 55, 60, 0.8, 0))) for t in range(5)]
+    assert [h.event for h in run_rules(rules, IouTracker(), frames)] == ["new"]

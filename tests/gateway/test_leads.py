@@ -1,0 +1,91 @@
+"""Dedupe of detections into leads, on event time."""
+
+import pytest
+
+from edge.contract import Detection
+from gateway.leads import LeadBook, MergePolicy, haversine_m
+
+T0 = 1_795_813_200_000
+BASE = dict(box="box-1", district="old-town", camera="north", category="street_vending", label="person",
+            score=0.8, bbox=(0.1, 0.1, 0.2, 0.3), zone="plaza", track=1, dwell_s=60.0, lat=48.2085, lon=16.3731,
+            model="nanodet-g-416", config="abcdef12")
+
+
+def detection(n: int, **changes) -> Detection:
+    fields = {**BASE, "id": f"d{n}", "seq": n, "ts": T0 + n * 1000, **changes}
+    return Detection(**fields)
+
+
+def test_a_single_detection_is_only_a_candidate():
+    book = LeadBook()
+    merge = book.add(detection(1))
+    assert merge.lead.status == "candidate" and not merge.opened
+    assert book.leads() == []
+
+
+def test_second_detection_in_the_same_zone_opens_the_lead():
+    book = LeadBook()
+    book.add(detection(1))
+    merge = book.add(detection(2))
+    assert merge.opened and merge.lead.status == "open"
+    assert merge.entry.rule == "same_zone" and merge.entry.gap_s == 1.0
+    assert [e.detection_id for e in merge.lead.ledger] == ["d1", "d2"]
+
+
+def test_a_repeated_id_changes_nothing():
+    book = LeadBook()
+    book.add(detection(1))
+    assert book.add(detection(1)) is None
+    assert book.add(detection(2)).lead.detections == 2
+
+
+def test_another_box_within_the_radius_joins_by_distance():
+    book = LeadBook()
+    book.add(detection(1))
+    # about 11 m north
+    merge = book.add(detection(2, box="box-2", camera="south", zone="plaza-b", lat=48.2086))
+    assert merge.entry.rule == "distance" and 5 < merge.entry.distance_m < 20
+    assert merge.lead.boxes == {"box-1", "box-2"}
+
+
+def test_far_away_or_late_detections_start_new_groups():
+    book = LeadBook(MergePolicy(merge_gap_s=900))
+    first = book.add(detection(1)).lead
+    far = book.add(detection(2, box="box-2", zone="elsewhere", lat=48.2100)).lead
+    late = book.add(detection(3, ts=T0 + 1000 + 901_000)).lead
+    assert len({first.lead_id, far.lead_id, late.lead_id}) == 3
+
+
+def test_another_category_never_merges():
+    book = LeadBook()
+    book.add(detection(1))
+    assert book.add(detection(2, category="illegal_dumping")).lead.detections == 1
+
+
+def test_a_late_detection_lands_before_first_seen():
+    book = LeadBook()
+    book.add(detection(5))
+    merge = book.add(detection(2))
+    assert merge.lead.first_seen == T0 + 2000 and merge.lead.last_seen == T0 + 5000
+    assert merge.lead.anchor_ts == T0 + 5000  # the point's timestamp stays put
+    assert merge.entry.gap_s == 3.0
+
+
+def test_best_score_carries_the_evidence():
+    book = LeadBook()
+    book.add(detection(1, score=0.5, evidence_sha256="a" * 64))
+    lead = book.add(detection(2, score=0.9, evidence_sha256="b" * 64)).lead
+    book.add(detection(3, score=0.7, evidence_sha256="c" * 64))
+    assert lead.score == 0.9 and lead.evidence_sha256 == "b" * 64
+
+
+def test_prune_forgets_old_groups():
+    book = LeadBook(MergePolicy(merge_gap_s=10))
+    book.add(detection(1))
+    assert book.prune(T0 + 1000 + 19_000) == 0
+    assert book.prune(T0 + 1000 + 21_000) == 1
+
+
+@pytest.mark.parametrize("lat2, expected", [(48.2085, 0.0), (48.2094, 100.1)])
+def test_haversine(lat2, expected):
+    assert haversine_m(48.2085, 16.3731, lat2, 16.3731) == pytest.approx(expected, abs=0.5)
