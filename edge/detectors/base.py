@@ -1,8 +1,10 @@
 """The one interface every detector back-end implements, and the plugin registry.
 
 A model ships as ``NAME.onnx`` with a model card ``NAME.card.toml`` beside it
-(family, input size, colour order, normalisation, labels, licence, sha256).
-The card is checked against the file when the detector is created.
+(family, input size and layout, colour order, normalisation, labels, licence,
+sha256). A family may extend the card with its own fields by setting
+``card_type``; the card is validated against that type, and checked against
+the file when the detector is created.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ import hashlib
 import tomllib
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge.detections import Detections
 
@@ -24,6 +26,8 @@ class DetectorError(RuntimeError):
 
 
 class ModelCard(BaseModel):
+    """Fields every family understands; a family's ``card_type`` may add more."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(description="Model name sent in every detection's `model` field.")
@@ -35,15 +39,30 @@ class ModelCard(BaseModel):
     color_order: Literal["bgr", "rgb"]
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    resize: Literal["stretch", "letterbox"] = Field(
+        "stretch", description="Stretch the frame to the input, or scale it to fit and pad the rest (letterbox).")
+    pad_value: int = Field(114, ge=0, le=255, description="Grey level of the letterbox padding, before normalising.")
+    input_layout: Literal["nchw", "nhwc"] = "nchw"
+    input_dtype: Literal["float32", "uint8"] = Field(
+        "float32", description="float32 inputs are normalised with mean/std; uint8 inputs get raw pixels.")
     labels: list[str] = Field(min_length=1, description="Class names in model order (or `labels_file`).")
     licence: str
     source: str
+
+    @model_validator(mode="after")
+    def _uint8_input_takes_raw_pixels(self) -> Self:
+        if self.input_dtype == "uint8" and (self.mean != (0.0, 0.0, 0.0) or self.std != (1.0, 1.0, 1.0)):
+            raise ValueError("a uint8 input takes raw pixels: mean and std cannot be set")
+        if any(s == 0 for s in self.std):
+            raise ValueError("std cannot contain 0")
+        return self
 
 
 class Detector(ABC):
     """Frames in (BGR uint8, any size), detections out (pixel boxes of that frame)."""
 
-    family: str = ""
+    family: ClassVar[str] = ""
+    card_type: ClassVar[type[ModelCard]] = ModelCard
 
     def __init__(self, card: ModelCard, model_path: Path, *, threads: int, min_score: float, nms_iou: float) -> None:
         self.card = card
@@ -79,25 +98,42 @@ def registered_families() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def plugin_for(family: str) -> type[Detector]:
+    try:
+        return _REGISTRY[family]
+    except KeyError:
+        raise DetectorError(f"no detector plugin for family {family!r}; known: {registered_families()}") from None
+
+
 def card_path_for(model_path: Path) -> Path:
     return model_path.with_suffix(".card.toml")
 
 
+def _read_labels_file(raw: dict[str, Any], card_path: Path) -> dict[str, Any]:
+    labels_file = raw.pop("labels_file", None)
+    if labels_file is not None and "labels" not in raw:
+        try:
+            text = (card_path.parent / labels_file).read_text()
+        except OSError as exc:
+            raise DetectorError(f"labels file {labels_file} of {card_path} cannot be read: {exc.strerror}") from None
+        raw["labels"] = [line.strip() for line in text.splitlines() if line.strip()]
+    return raw
+
+
 def load_card(model_path: Path) -> ModelCard:
+    """Read the card beside a model, validated against its family's card type."""
     card_path = card_path_for(model_path)
     try:
         raw = tomllib.loads(card_path.read_text())
     except OSError as exc:
         raise DetectorError(f"model card {card_path} cannot be read: {exc.strerror}") from None
-    labels_file = raw.pop("labels_file", None)
-    if labels_file is not None and "labels" not in raw:
-        try:
-            raw["labels"] = [line.strip() for line in (card_path.parent / labels_file).read_text().splitlines()
-                             if line.strip()]
-        except OSError as exc:
-            raise DetectorError(f"labels file {labels_file} of {card_path} cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DetectorError(f"model card {card_path} is not valid TOML: {exc}") from None
+    raw = _read_labels_file(raw, card_path)
+    family = raw.get("family")
+    card_type = plugin_for(family).card_type if isinstance(family, str) else ModelCard
     try:
-        return ModelCard.model_validate(raw)
+        return card_type.model_validate(raw)
     except ValidationError as exc:
         raise DetectorError(f"model card {card_path} is invalid: {exc}") from None
 
@@ -124,8 +160,5 @@ def create_detector(model_path: Path, *, family: str | None = None, threads: int
     actual = file_sha256(model_path)
     if actual != card.sha256:
         raise DetectorError(f"{model_path.name} has sha256 {actual}, its card says {card.sha256}")
-    try:
-        plugin = _REGISTRY[card.family]
-    except KeyError:
-        raise DetectorError(f"no detector plugin for family {card.family!r}; known: {registered_families()}") from None
+    plugin = plugin_for(card.family)
     return plugin(card, model_path, threads=threads, min_score=min_score, nms_iou=nms_iou)

@@ -9,73 +9,66 @@ NMS is done here, not in the graph.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from edge.detections import Detections
-from edge.detectors.base import Detector, DetectorError, register
-from edge.detectors.runtime import normalised_blob, open_session
-from edge.nms import nms
+from edge.detectors.base import register
+from edge.detectors.onnxplugin import OnnxDetector
+from edge.detectors.postprocess import Candidates, best_class
+from edge.detectors.runtime import TensorSpec
 
 STRIDES = (8, 16, 32)
 
 
+@dataclass(frozen=True)
+class Head:
+    stride: int
+    scores: str         # output name of the class scores
+    boxes: str          # output name of the box distributions
+    bins: int
+    centres: np.ndarray  # grid cell centres in input pixels, one row per point
+
+
 @register
-class NanoDetDetector(Detector):
+class NanoDetDetector(OnnxDetector):
     family = "nanodet"
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.session = open_session(self.model_path, self.threads)
-        self.input_name = self.session.get_inputs()[0].name
-        self.size = (self.card.input_width, self.card.input_height)
-        self.mean = np.asarray(self.card.mean, dtype=np.float32)
-        self.std = np.asarray(self.card.std, dtype=np.float32)
-        self.heads = self._pair_heads()
-
-    def _pair_heads(self) -> list[tuple[int, str, str, int, np.ndarray]]:
-        """Match score and box outputs by their point count: (stride, cls, box, bins, centres)."""
+    def bind_outputs(self, outputs: list[TensorSpec]) -> None:
+        """Pair score and box outputs by their point count, one pair per stride."""
         n_classes = len(self.card.labels)
-        w, h = self.size
-        by_count: dict[int, dict[str, tuple[str, int]]] = {}
-        for out in self.session.get_outputs():
-            count, width = int(out.shape[1]), int(out.shape[2])
+        w, h = self.card.input_width, self.card.input_height
+        by_count: dict[int | None, dict[str, tuple[str, int | None]]] = {}
+        for out in outputs:
+            if len(out.shape) != 3:
+                raise self.error(f"output {out} is not [1, points, channels]")
+            count, width = out.shape[1], out.shape[2]
             role = "cls" if width == n_classes else "box"
             by_count.setdefault(count, {})[role] = (out.name, width)
-        heads = []
+        self.heads = []
         for stride in STRIDES:
             gw, gh = w // stride, h // stride
             pair = by_count.get(gw * gh, {})
-            if set(pair) != {"cls", "box"} or pair["box"][1] % 4:
-                raise DetectorError(f"{self.model_path.name}: no score/box output pair for stride {stride}")
+            if set(pair) != {"cls", "box"} or not pair["box"][1] or pair["box"][1] % 4:
+                raise self.error(f"no score/box output pair for stride {stride} ({gw * gh} points, "
+                                 f"{n_classes} classes); outputs: {', '.join(map(str, outputs))}")
             ys, xs = np.divmod(np.arange(gw * gh), gw)
             centres = (np.stack([xs, ys], axis=1).astype(np.float32) + 0.5) * stride
-            heads.append((stride, pair["cls"][0], pair["box"][0], pair["box"][1] // 4, centres))
-        return heads
+            self.heads.append(Head(stride, pair["cls"][0], pair["box"][0], pair["box"][1] // 4, centres))
 
-    def detect(self, image: np.ndarray) -> Detections:
-        height, width = image.shape[:2]
-        blob = normalised_blob(image, self.size, self.mean, self.std, self.card.color_order == "rgb")
-        outputs = dict(zip([o.name for o in self.session.get_outputs()], self.session.run(None, {self.input_name: blob})))
+    def decode(self, outputs: dict[str, np.ndarray]) -> Candidates:
         boxes, scores, classes = [], [], []
-        for stride, cls_name, box_name, bins, centres in self.heads:
-            cls = outputs[cls_name][0]
-            best = cls.argmax(axis=1)
-            best_score = cls[np.arange(len(cls)), best]
-            keep = best_score >= self.min_score
+        for head in self.heads:
+            ids, best = best_class(outputs[head.scores][0])
+            keep = best >= self.min_score
             if not keep.any():
                 continue
-            boxes.append(self._decode_boxes(outputs[box_name][0][keep], centres[keep], bins, stride))
-            scores.append(best_score[keep])
-            classes.append(best[keep])
+            boxes.append(self._decode_boxes(outputs[head.boxes][0][keep], head.centres[keep], head.bins, head.stride))
+            scores.append(best[keep])
+            classes.append(ids[keep])
         if not boxes:
-            return Detections.empty(self.labels)
-        xyxy = np.concatenate(boxes)
-        xyxy *= np.array([width / self.size[0], height / self.size[1]] * 2, dtype=np.float32)
-        np.clip(xyxy, 0, [width, height, width, height], out=xyxy)
-        score = np.concatenate(scores).astype(np.float32)
-        class_ids = np.concatenate(classes).astype(np.int32)
-        kept = nms(xyxy, score, class_ids, self.nms_iou)
-        return Detections(xyxy=xyxy[kept], scores=score[kept], class_ids=class_ids[kept], labels=self.labels)
+            return Candidates.none()
+        return Candidates(np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes))
 
     @staticmethod
     def _decode_boxes(dist: np.ndarray, centres: np.ndarray, bins: int, stride: int) -> np.ndarray:

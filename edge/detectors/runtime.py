@@ -1,13 +1,31 @@
-"""The onnxruntime session every ONNX plugin uses, with options chosen once."""
+"""The onnxruntime session every ONNX plugin uses, and what its tensors look like."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 
 from edge.detectors.base import DetectorError
+
+# A dimension the model leaves open (symbolic or unknown) is None; so is a
+# dimension the caller does not care about in an expected shape.
+Shape = tuple[int | None, ...]
+
+_ONNX_TYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(float16)": "float16",
+               "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(double)": "float64"}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: Shape
+    dtype: str
+
+    def __str__(self) -> str:
+        return f"{self.name} {format_shape(self.shape)} {self.dtype}"
 
 
 def open_session(model_path: Path, threads: int) -> ort.InferenceSession:
@@ -25,13 +43,25 @@ def open_session(model_path: Path, threads: int) -> ort.InferenceSession:
         raise DetectorError(f"onnxruntime cannot load {model_path}: {exc}") from None
 
 
-def normalised_blob(image: np.ndarray, size: tuple[int, int], mean: np.ndarray, std: np.ndarray,
-                    to_rgb: bool) -> np.ndarray:
-    """Resize a BGR frame to the model's input and return a 1x3xHxW float32 tensor."""
-    import cv2
+def _spec(arg: ort.NodeArg) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) and d > 0 else None for d in (arg.shape or ()))
+    return TensorSpec(arg.name, shape, _ONNX_TYPES.get(arg.type, arg.type))
 
-    resized = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-    if to_rgb:
-        resized = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
-    blob = (resized.astype(np.float32) - mean) / std
-    return np.ascontiguousarray(blob.transpose(2, 0, 1)[None])
+
+def input_specs(session: ort.InferenceSession) -> list[TensorSpec]:
+    return [_spec(arg) for arg in session.get_inputs()]
+
+
+def output_specs(session: ort.InferenceSession) -> list[TensorSpec]:
+    return [_spec(arg) for arg in session.get_outputs()]
+
+
+def format_shape(shape: Sequence[int | None]) -> str:
+    return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def shape_fits(actual: Sequence[int | None], expected: Sequence[int | None]) -> bool:
+    """Same rank, and every dimension known on both sides agrees."""
+    return len(actual) == len(expected) and all(
+        a is None or e is None or a == e for a, e in zip(actual, expected))
+
