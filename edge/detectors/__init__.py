@@ -14,6 +14,9 @@ from edge.detectors.base import (
     registered_families,
 )
 from edge.detectors import nanodet  # noqa: F401  (registers the plugin)
+from edge.detectors import ssd  # noqa: F401  (registers the plugin)
+from edge.detectors import yolov5  # noqa: F401  (registers the plugin)
+from edge.detectors import yolov8  # noqa: F401  (registers the plugin)
 
 __all__ = [
     "Detector",
