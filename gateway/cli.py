@@ -1,16 +1,22 @@
-"""`gateway` command: run the ingest, and the case-staff views of leads."""
+"""`gateway` command: run the ingest, case staff's lead commands, and the box overview."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
 import signal
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from gateway.config import GatewayConfig, GatewayConfigError, load_gateway_config
+
+EXIT_USAGE = 2
+EXIT_REFUSED = 1
 
 
 def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +25,7 @@ def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", metavar="NAME", help="Database name (default streetwatch).")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="Turns box detections into enforcement leads.")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO).")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -41,7 +47,36 @@ def main(argv: list[str] | None = None) -> int:
     listing.add_argument("--json", action="store_true", help="Print a JSON array instead of a table.")
     listing.set_defaults(handler=_leads_list)
 
-    args = parser.parse_args(argv)
+    show = lead_commands.add_parser("show", help="One lead: its fields, ledger, evidence and history.")
+    _add_connection_flags(show)
+    show.add_argument("lead_id", metavar="ID")
+    show.add_argument("--evidence-dir", type=Path, help="Where evidence JPEGs are stored.")
+    show.add_argument("--json", action="store_true", help="Print JSON instead of text.")
+    show.set_defaults(handler=_leads_show)
+
+    claim = lead_commands.add_parser("claim", help="Take an open lead on.")
+    _add_connection_flags(claim)
+    claim.add_argument("lead_id", metavar="ID")
+    claim.add_argument("--by", required=True, metavar="NAME", help="Who takes it on.")
+    claim.set_defaults(handler=_leads_claim)
+
+    close = lead_commands.add_parser("close", help="Close an open or claimed lead with an outcome.")
+    _add_connection_flags(close)
+    close.add_argument("lead_id", metavar="ID")
+    close.add_argument("--outcome", required=True, choices=["confirmed", "rejected", "duplicate", "resolved"])
+    close.add_argument("--note", metavar="TEXT", help="Free text for the record.")
+    close.add_argument("--by", metavar="NAME", help="Who closes it (default: the claimer, else the login name).")
+    close.set_defaults(handler=_leads_close)
+
+    boxes = commands.add_parser("boxes", help="Boxes: last seen, online, last seq, open seq gaps.")
+    _add_connection_flags(boxes)
+    boxes.add_argument("--json", action="store_true", help="Print a JSON array instead of a table.")
+    boxes.set_defaults(handler=_boxes)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         config = load_gateway_config(args.config, {
@@ -51,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         })
     except GatewayConfigError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     return args.handler(args, config)
 
 
@@ -66,6 +101,15 @@ def _influx_client(config: GatewayConfig):
                         ca_file=str(settings.ca_file) if settings.ca_file else None, precision=PRECISION)
 
 
+def _now_ms() -> int:
+    from gateway.store import now_ms
+
+    return now_ms()
+
+
+# --------------------------------------------------------------------------- run
+
+
 def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
     from edge.contract import shared_subscription
     from gateway.influx import InfluxError
@@ -78,15 +122,16 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
         client.create_database()
     except InfluxError as exc:
         print(f"gateway: InfluxDB at {config.influx.url} is not usable: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     ingest = Ingest(config, client)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: ingest.stop())
+    ingest.restore()  # before subscribing: every message meets the state it was written against
     subscriptions = [shared_subscription(config.mqtt.share_group, kind) for kind in INGESTED_KINDS]
     password = os.environ.get(config.mqtt.password_env) if config.mqtt.password_env else None
     link = GatewayLink(config.mqtt.url, config.mqtt.client_id, subscriptions, ingest.offer,
                        username=config.mqtt.username, password=password,
                        ca_file=str(config.mqtt.ca_file) if config.mqtt.ca_file else None)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: ingest.stop())
     link.start()
     log.info("gateway.started mqtt=%s influx=%s db=%s", config.mqtt.url, config.influx.url, config.influx.db)
     try:
@@ -94,8 +139,11 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
     finally:
         link.stop()
         client.close()
-        log.info("gateway.stopped %s", dict(ingest.stats.counts))
+        log.info("gateway.stopped %s", dict(ingest.stats))
     return 0
+
+
+# --------------------------------------------------------------------------- leads
 
 
 def _leads_list(args: argparse.Namespace, config: GatewayConfig) -> int:
@@ -107,30 +155,159 @@ def _leads_list(args: argparse.Namespace, config: GatewayConfig) -> int:
             leads = list_leads(client, status=args.status, category=args.category, district=args.district)
     except InfluxError as exc:
         print(f"gateway: cannot read leads from {config.influx.url}: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(leads, indent=2))
-        return 0
-    print(format_leads_table(leads))
+        return EXIT_USAGE
+    print(json.dumps(leads, indent=2) if args.json else format_leads_table(leads))
     return 0
 
 
+def _leads_show(args: argparse.Namespace, config: GatewayConfig) -> int:
+    from gateway import casework
+    from gateway.evidence import EvidenceStore
+
+    def read(client) -> dict[str, Any]:
+        record = casework.read_lead(client, args.lead_id)
+        store = EvidenceStore(config.evidence_dir)
+        ledger = casework.read_ledger(client, args.lead_id)
+        for entry in ledger:
+            if entry.get("evidence"):
+                entry["evidence_path"] = str(store.path_for(entry["evidence"]))
+                entry["evidence_exists"] = store.has(entry["evidence"])
+        lead = {**record.tags, **record.fields}
+        if lead.get("evidence"):
+            lead["evidence_path"] = str(store.path_for(lead["evidence"]))
+            lead["evidence_exists"] = store.has(lead["evidence"])
+        return {"lead": lead, "ledger": ledger, "events": casework.read_events(client, args.lead_id)}
+
+    return _casework_command(config, read, lambda shown: json.dumps(shown, indent=2) if args.json
+                             else format_lead_details(shown))
+
+
+def _leads_claim(args: argparse.Namespace, config: GatewayConfig) -> int:
+    from gateway import casework
+
+    return _casework_command(
+        config, lambda client: casework.claim(client, args.lead_id, args.by, _now_ms()),
+        lambda event: f"lead {args.lead_id} claimed by {event.by}")
+
+
+def _leads_close(args: argparse.Namespace, config: GatewayConfig) -> int:
+    from gateway import casework
+
+    def close(client):
+        by = args.by
+        if not by:
+            by = casework.read_lead(client, args.lead_id).fields.get("claimed_by") or getpass.getuser()
+        return casework.close(client, args.lead_id, args.outcome, by, args.note, _now_ms())
+
+    return _casework_command(config, close,
+                             lambda event: f"lead {args.lead_id} closed ({event.outcome}) by {event.by}")
+
+
+def _casework_command(config: GatewayConfig, action, describe) -> int:
+    from gateway.casework import CaseworkError
+    from gateway.influx import InfluxError
+
+    try:
+        with _influx_client(config) as client:
+            result = action(client)
+    except CaseworkError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except InfluxError as exc:
+        print(f"gateway: InfluxDB at {config.influx.url}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(describe(result))
+    return 0
+
+
+# --------------------------------------------------------------------------- boxes
+
+
+def _boxes(args: argparse.Namespace, config: GatewayConfig) -> int:
+    from gateway.boxes import list_boxes
+    from gateway.influx import InfluxError
+
+    since = _now_ms() - int(config.seq_lookback_s * 1000)
+    try:
+        with _influx_client(config) as client:
+            boxes = list_boxes(client, since)
+    except InfluxError as exc:
+        print(f"gateway: cannot read boxes from {config.influx.url}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(boxes, indent=2) if args.json else format_boxes_table(boxes))
+    return 0
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _when(ms: int | None) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
+
+
 def format_leads_table(leads: list[dict]) -> str:
-    from datetime import datetime, timezone
-
-    def when(ms: int | None) -> str:
-        return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
-
-    header = f"{'LEAD':<13} {'STATUS':<8} {'CATEGORY':<16} {'DISTRICT':<10} {'ZONE':<16} {'DET':>4} {'SCORE':>5}  {'FIRST SEEN (UTC)':<19}  {'LAST SEEN (UTC)':<19}  BOXES"
+    header = (f"{'LEAD':<13} {'STATUS':<8} {'CATEGORY':<16} {'DISTRICT':<10} {'ZONE':<16} {'DET':>4} {'SCORE':>5}  "
+              f"{'FIRST SEEN (UTC)':<19}  {'LAST SEEN (UTC)':<19}  BOXES")
     lines = [header]
     for lead in leads:
         lines.append(
             f"{lead['lead_id']:<13} {lead.get('status', '-'):<8} {lead.get('category', '-'):<16} "
             f"{lead.get('district', '-'):<10} {lead.get('zone', '-'):<16} {lead.get('detections', 0):>4} "
-            f"{lead.get('score', 0.0):>5.2f}  {when(lead.get('first_seen')):<19}  {when(lead.get('last_seen')):<19}  "
+            f"{lead.get('score', 0.0):>5.2f}  {_when(lead.get('first_seen')):<19}  {_when(lead.get('last_seen')):<19}  "
             f"{','.join(lead.get('boxes', []))}"
         )
     lines.append(f"{len(leads)} lead(s)")
+    return "\n".join(lines)
+
+
+def format_lead_details(shown: dict[str, Any]) -> str:
+    lead = shown["lead"]
+    lines = [
+        f"lead {lead['lead_id']}  {lead.get('status', '-')}  {lead.get('category', '-')}",
+        f"  district {lead.get('district', '-')}, zone {lead.get('zone', '-')}, "
+        f"at {lead.get('lat', 0.0):.6f}, {lead.get('lon', 0.0):.6f}",
+        f"  team {lead.get('team', '-')} (routed by {lead.get('route', '-')})",
+        f"  {lead.get('detections', 0)} detection(s), best score {lead.get('score', 0.0):.2f}, "
+        f"first seen {_when(lead.get('first_seen'))}, last seen {_when(lead.get('last_seen'))} UTC",
+        f"  boxes {lead.get('boxes', '-')}",
+        f"  claimed by {lead.get('claimed_by', '-')}, outcome {lead.get('outcome', '-')}, "
+        f"note {lead.get('note', '-')}",
+    ]
+    if lead.get("evidence"):
+        state = "present" if lead.get("evidence_exists") else "MISSING"
+        lines.append(f"  evidence {lead['evidence_path']} ({state})")
+    else:
+        lines.append("  evidence: none received yet")
+    lines.append("ledger:")
+    lines.append(f"  {'N':>3} {'DETECTION':<34} {'TIME (UTC)':<19} {'BOX':<14} {'CAMERA':<10} {'ZONE':<14} "
+                 f"{'RULE':<9} {'DIST_M':>6} {'GAP_S':>7} {'SCORE':>5}  EVIDENCE")
+    for entry in shown["ledger"]:
+        evidence = "-"
+        if entry.get("evidence"):
+            evidence = f"{entry['evidence_path']} ({'present' if entry['evidence_exists'] else 'missing'})"
+        lines.append(f"  {entry.get('n', 0):>3} {entry['detection_id']:<34} {_when(entry['time'] // 1_000_000):<19} "
+                     f"{entry.get('box', '-'):<14} {entry.get('camera', '-'):<10} {entry.get('zone', '-'):<14} "
+                     f"{entry.get('rule', '-'):<9} {entry.get('distance_m', 0.0):>6.1f} {entry.get('gap_s', 0.0):>7.1f} "
+                     f"{entry.get('score', 0.0):>5.2f}  {evidence}")
+    lines.append("events:")
+    for event in shown["events"] or []:
+        extra = " ".join(f"{key}={event[key]}" for key in ("outcome", "note") if event.get(key))
+        lines.append(f"  {_when(event.get('at'))}  {event.get('event')}  {event.get('from_status')} -> "
+                     f"{event.get('to_status')}  by {event.get('by')}  {extra}".rstrip())
+    if not shown["events"]:
+        lines.append("  (none)")
+    return "\n".join(lines)
+
+
+def format_boxes_table(boxes: list[dict]) -> str:
+    lines = [f"{'BOX':<20} {'DISTRICT':<14} {'ONLINE':<7} {'LAST SEEN (UTC)':<19}  {'LAST SEQ':>9} {'GAPS':>5} "
+             f"{'MISSING':>8}"]
+    for box in boxes:
+        online = {True: "yes", False: "no", None: "?"}[box["online"]]
+        last_seq = "-" if box["last_seq"] is None else str(box["last_seq"])
+        lines.append(f"{box['box']:<20} {box['district']:<14} {online:<7} {_when(box['last_seen']):<19}  "
+                     f"{last_seq:>9} {box['open_gaps']:>5} {box['missing']:>8}")
+    lines.append(f"{len(boxes)} box(es)")
     return "\n".join(lines)
 
 

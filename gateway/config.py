@@ -6,9 +6,12 @@ import tomllib
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge.contract import NAME_PATTERN
+
+Latitude = Annotated[float, Field(ge=-90.0, le=90.0)]
+Longitude = Annotated[float, Field(ge=-180.0, le=180.0)]
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_INFLUX_URL = "http://127.0.0.1:8086"
@@ -48,6 +51,30 @@ class DedupeSettings(Strict):
     merge_radius_m: float = Field(30.0, gt=0, description="Detections closer than this to a lead may join it.")
     merge_gap_s: float = Field(900.0, gt=0, description="Largest event-time gap within one lead.")
     min_detections: int = Field(2, ge=1, description="Distinct detections before a group becomes a lead.")
+    horizon_s: float = Field(7200.0, gt=0, description=(
+        "Groups whose last detection is younger than this stay in memory (and are rebuilt on start); "
+        "older ones are read back from InfluxDB when a late detection needs them."))
+
+    @model_validator(mode="after")
+    def _horizon_covers_two_gaps(self):
+        if self.horizon_s < 2 * self.merge_gap_s:
+            raise ValueError(f"horizon_s ({self.horizon_s:g}) must be at least 2 x merge_gap_s ({self.merge_gap_s:g})")
+        return self
+
+
+class RetrySettings(Strict):
+    """Waits between InfluxDB retries: doubling from ``initial_s`` up to ``max_s``; 0 means no wait."""
+
+    initial_s: float = Field(0.5, ge=0, le=60)
+    max_s: float = Field(10.0, ge=0, le=600)
+
+
+class DistrictArea(Strict):
+    """A district drawn as a lat/lon polygon; a lead inside it goes to its team."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    team: str | None = Field(None, min_length=1, description="Default: the teams entry of the district.")
+    polygon: list[tuple[Latitude, Longitude]] = Field(min_length=3, description="[[lat, lon], ...] corners.")
 
 
 class GatewayConfig(Strict):
@@ -58,9 +85,13 @@ class GatewayConfig(Strict):
     batch_size: int = Field(500, ge=1, le=50_000, description="Messages per InfluxDB write at most.")
     batch_wait_s: float = Field(0.1, gt=0, le=10, description="Longest wait to fill a batch.")
     teams: dict[str, str] = Field(default_factory=dict, description="District -> responsible street team.")
-
-    def team_for(self, district: str) -> str:
-        return self.teams.get(district, f"{district}-street-team")
+    districts: list[DistrictArea] = Field(default_factory=list, description=(
+        "District polygons, checked in order before the box's district; the first one holding the lead wins."))
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    status_refresh_s: float = Field(1.0, ge=0, le=60, description=(
+        "Longest time before the ingest reads case staff's lead changes again; 0 reads them before every batch."))
+    prune_every_s: float = Field(60.0, gt=0, description="How often groups beyond the horizon are forgotten.")
+    seq_lookback_s: float = Field(7 * 86400.0, gt=0, description="How far back box seq state is read on start.")
 
 
 def load_gateway_config(path: Path | None, overrides: dict) -> GatewayConfig:

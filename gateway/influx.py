@@ -188,6 +188,19 @@ class InfluxClient:
         results = self._statement(influxql, params)
         return _rows(results[0]) if results else []
 
+    def query_all(self, influxql: str, page_size: int = 5000) -> list[dict[str, Any]]:
+        """Like ``query``, for results larger than the server's row limit: pages with LIMIT/OFFSET.
+
+        Only for statements without GROUP BY (LIMIT would count per series) and
+        without a LIMIT of their own.
+        """
+        rows: list[dict[str, Any]] = []
+        while True:
+            page = self.query(f"{influxql} LIMIT {page_size} OFFSET {len(rows)}")
+            rows.extend(page)
+            if len(page) < page_size:
+                return rows
+
     def close(self) -> None:
         self._http.close()
 

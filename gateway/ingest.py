@@ -1,8 +1,18 @@
-"""Ingest: MQTT -> validate -> dedupe -> points -> InfluxDB -> then acknowledge.
+"""Ingest: MQTT -> validate -> dedupe -> lead -> InfluxDB -> then acknowledge.
 
-A batch of messages is acknowledged to the broker only after InfluxDB took all
-of its points, so a gateway killed at any moment loses nothing: the broker
-delivers the unacknowledged messages again.
+Per batch, top to bottom:
+
+1. learn case staff's lead changes (``lead_event``), at most every ``status_refresh_s``;
+2. check every message against the contract (``pipeline.check``);
+3. read back the groups a late detection may join (older than the in-memory horizon);
+4. apply the batch to the in-memory state and turn it into points (``pipeline.apply``);
+5. write the points, retrying while InfluxDB is away;
+6. acknowledge the batch to the broker.
+
+A batch is acknowledged only after InfluxDB took all of its points, so a
+gateway killed at any moment loses nothing: the broker delivers the
+unacknowledged messages again, and the state rebuilt on start (``restore``)
+already holds whatever was written, so a redelivered message changes nothing.
 """
 
 from __future__ import annotations
@@ -12,56 +22,123 @@ import queue
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import TypeVar
 
-from edge.contract import Detection, Health, Kind, SensorReading
-from gateway.config import GatewayConfig
+from gateway import casework, history
+from gateway.config import GatewayConfig, RetrySettings
 from gateway.evidence import EvidenceStore
-from gateway.influx import InfluxClient, InfluxRejected, InfluxUnavailable
-from gateway.leads import Lead, LeadBook, MergePolicy
+from gateway.influx import InfluxClient, InfluxError, InfluxRejected, InfluxUnavailable
+from gateway.leads import LeadBook, MergePolicy
 from gateway.lineprotocol import Point, encode_point
 from gateway.mqtt import Incoming
+from gateway.pipeline import Checked, Pipeline, check
+from gateway.routing import Router
+from gateway.seqgaps import SeqTracker
 from gateway import store
-from gateway.validate import Accepted, Rejected, validate
+from gateway.validate import Rejected
+from edge.contract import Kind
 
 log = logging.getLogger(__name__)
 
 INGESTED_KINDS = (Kind.DETECTION, Kind.SENSOR, Kind.HEALTH, Kind.STATUS, Kind.EVIDENCE)
+# Case-staff changes are re-read this far back, to survive clock skew between their host and ours.
+EVENT_SLACK_MS = 60_000
+STATUS_ORDER = {"candidate": 0, "open": 1, "claimed": 2, "closed": 3}
+
+T = TypeVar("T")
 
 
-@dataclass
-class Stats:
-    counts: Counter = field(default_factory=Counter)
-
-    def add(self, key: str, n: int = 1) -> None:
-        self.counts[key] += n
+class Stopped(Exception):
+    """The gateway was asked to stop while waiting for InfluxDB."""
 
 
-@dataclass
-class BatchResult:
-    points: list[Point]
-    changed_leads: list[Lead]
+class Backoff:
+    """Doubling waits between tries, from ``initial_s`` up to ``max_s``; all zero switches waiting off."""
+
+    def __init__(self, settings: RetrySettings) -> None:
+        self.settings = settings
+        self.next_s = settings.initial_s
+
+    def wait(self, stop: threading.Event) -> None:
+        if self.next_s > 0:
+            stop.wait(self.next_s)
+        self.next_s = min(max(self.next_s * 2, self.settings.initial_s), self.settings.max_s)
 
 
 class Ingest:
-    """Turns batches of incoming messages into points; owns the dedupe state."""
+    """Owns the in-memory state and runs the batch loop."""
 
-    def __init__(self, config: GatewayConfig, client: InfluxClient) -> None:
+    def __init__(self, config: GatewayConfig, client: InfluxClient, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.client = client
-        self.book = LeadBook(MergePolicy(**config.dedupe.model_dump()))
+        self.clock = clock
+        dedupe = config.dedupe
+        self.policy = MergePolicy(dedupe.merge_radius_m, dedupe.merge_gap_s, dedupe.min_detections)
+        self.book = LeadBook(self.policy)
+        self.tracker = SeqTracker()
         self.evidence = EvidenceStore(config.evidence_dir)
-        self.stats = Stats()
+        self.stats: Counter = Counter()
+        self.pipeline = Pipeline(self.book, self.tracker, self.evidence, Router(config.teams, config.districts),
+                                 self.stats)
         self.inbox: queue.Queue[Incoming] = queue.Queue(maxsize=config.batch_size * 20)
         self._stop = threading.Event()
-        self._serial = 0
+        self._horizon_ms = int(dedupe.horizon_s * 1000)
+        self._gap_ms = int(dedupe.merge_gap_s * 1000)
+        self._loaded_from_ms: int | None = None   # every group with an entry at or after this is in the book
+        self._cold_buckets: set[int] = set()       # older merge-gap-wide windows read back for late detections
+        self._events_from_ms = 0
+        self._events_applied: set[tuple[str, int]] = set()
+        self._next_refresh = 0.0
+        self._next_prune = 0.0
 
-    # Called from paho's network thread; blocking here applies backpressure to the broker.
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # ------------------------------------------------------------------ lifecycle
+
     def offer(self, message: Incoming) -> None:
+        """Called from paho's network thread; blocking here applies backpressure to the broker."""
         self.inbox.put(message)
 
     def stop(self) -> None:
         self._stop.set()
+
+    def restore(self) -> None:
+        """Rebuild the dedupe and seq state from InfluxDB; retries until it answers or the gateway stops."""
+        now = self.now_ms()
+        since = now - self._horizon_ms
+        groups = self._retrying("restore.groups", lambda: history.load_groups(
+            self.client, since, None, self._gap_ms, self.policy.min_detections, known=lambda _: False))
+        for lead in groups:
+            self.book.restore(lead, verified=self.evidence.has)
+        seq_since = now - int(self.config.seq_lookback_s * 1000)
+        boxes = self._retrying("restore.boxes", lambda: history.load_box_seqs(self.client, seq_since))
+        gaps = self._retrying("restore.gaps", lambda: history.load_open_gaps(self.client, seq_since))
+        for box in boxes:
+            self.tracker.restore(box.box, box.district, box.last_seq, [g for g in gaps if g.box == box.box])
+        self._loaded_from_ms = since
+        self._events_from_ms = now
+        self._next_prune = self.clock() + self.config.prune_every_s
+        leads = sum(1 for lead in groups if lead.status != "candidate")
+        log.info("state.restored groups=%d leads=%d detections=%d boxes=%d open_gaps=%d since_ms=%d", len(groups),
+                 leads, sum(lead.detections for lead in groups), len(boxes), len(gaps), since)
+
+    def run(self, ack: Callable[[Incoming], None]) -> None:
+        """Process batches until stopped; ``ack(message)`` is called only after a durable write."""
+        try:
+            while not self._stop.is_set():
+                batch = self.next_batch()
+                if batch:
+                    points = self.handle(batch)
+                    if not self.write_until_stored(points):
+                        return  # stopped while InfluxDB was down: the broker will redeliver
+                    for message in batch:
+                        ack(message)
+                    self.stats["acked"] += len(batch)
+                self.prune_if_due()
+        except Stopped:
+            return
 
     def next_batch(self) -> list[Incoming]:
         try:
@@ -80,113 +157,161 @@ class Ingest:
                 break
         return batch
 
-    def run(self, ack) -> None:
-        """Process batches until stopped; ``ack(message)`` is called only after a durable write."""
-        while not self._stop.is_set():
-            batch = self.next_batch()
-            if not batch:
+    # ------------------------------------------------------------------ one batch
+
+    def handle(self, batch: list[Incoming]) -> list[Point]:
+        """Steps 1-4 for one batch: the points that record it."""
+        if self._loaded_from_ms is None:
+            raise RuntimeError("restore() must run before the first batch")
+        self.learn_case_changes()
+        now = self.now_ms()
+        checked = [check(message, now) for message in batch]
+        self.load_history_for(checked)
+        return self.pipeline.apply(checked, now)
+
+    def learn_case_changes(self, force: bool = False) -> None:
+        """Apply claims and closes written by case staff since the last look.
+
+        Statuses only move forward (open -> claimed -> closed), so re-reading an
+        event, or reading them out of order, never undoes a later change.
+        """
+        if not force and self.clock() < self._next_refresh:
+            return
+        started_ms = self.now_ms()
+        try:
+            events = casework.events_since(self.client, self._events_from_ms - EVENT_SLACK_MS)
+        except InfluxError as exc:
+            log.warning("lead.status_refresh_failed error=%s", exc)
+            return
+        self._next_refresh = self.clock() + self.config.status_refresh_s
+        for seen in events:
+            key = (seen.lead_id, seen.time_ns)
+            if key in self._events_applied:
                 continue
-            result = self.process(batch)
-            if not self.write_until_stored(result.points):
-                return  # stopped while InfluxDB was down: the broker will redeliver
-            for message in batch:
-                ack(message)
-            self.stats.add("acked", len(batch))
-
-    def process(self, batch: list[Incoming]) -> BatchResult:
-        points: list[Point] = []
-        changed: dict[str, Lead] = {}
-        for message in batch:
-            outcome = validate(message.topic, message.payload)
-            if isinstance(outcome, Rejected):
-                points.append(self._dead_letter(outcome, message))
+            self._events_applied.add(key)
+            lead = self.book.get(seen.lead_id)
+            to_status = seen.event.to_status
+            if lead is None or STATUS_ORDER.get(to_status, 0) <= STATUS_ORDER.get(lead.status, 0):
                 continue
-            points.extend(self._accept(outcome, message, changed))
-        for lead in changed.values():
-            points.append(store.lead_point(lead, self.config.team_for(lead.district)))
-        return BatchResult(points, list(changed.values()))
+            self.book.set_status(seen.lead_id, to_status, claimed_by=seen.event.by if to_status == "claimed" else None,
+                                 outcome=seen.event.outcome)
+            log.info("lead.status_learned lead=%s status=%s by=%s", seen.lead_id, to_status, seen.event.by)
+        self._events_from_ms = started_ms
+        horizon_ns = store.ms_to_ns(started_ms - 2 * EVENT_SLACK_MS)
+        self._events_applied = {key for key in self._events_applied if key[1] >= horizon_ns}
 
-    def _accept(self, accepted: Accepted, message: Incoming, changed: dict[str, Lead]) -> list[Point]:
-        item = accepted.message
-        kind = accepted.topic.kind
-        self.stats.add(kind.value)
-        if isinstance(item, Detection):
-            return self._detection(item, changed)
-        if isinstance(item, Health):
-            return [store.health_point(item)]
-        if isinstance(item, SensorReading):
-            return [store.sensor_point(item)]
-        if kind is Kind.STATUS:
-            return [store.status_point(accepted.topic.box, accepted.topic.district, bool(item),
-                                      int(message.received * 1000))]
-        if kind is Kind.EVIDENCE:
-            sha = self.evidence.save(item)
-            log.debug("evidence.stored detection=%s sha256=%s", accepted.topic.detection_id, sha)
-            return []
-        return []
+    def load_history_for(self, checked: list[Checked]) -> None:
+        """Read back the groups that late detections (older than the in-memory horizon) may join."""
+        needed: set[int] = set()
+        for item in checked:
+            det = item.detection
+            if det is None or det.ts - self._gap_ms >= self._loaded_from_ms:
+                continue
+            first, last = (det.ts - self._gap_ms) // self._gap_ms, (det.ts + self._gap_ms) // self._gap_ms
+            needed.update(b for b in range(first, last + 1)
+                          if b not in self._cold_buckets and b * self._gap_ms < self._loaded_from_ms)
+        for start, end in _runs(sorted(needed)):
+            since, until = start * self._gap_ms, min((end + 1) * self._gap_ms, self._loaded_from_ms)
+            groups = self._retrying("history.late_window", lambda: history.load_groups(
+                self.client, since, until, self._gap_ms, self.policy.min_detections,
+                known=lambda lead_id: self.book.get(lead_id) is not None))
+            for lead in groups:
+                self.book.restore(lead, verified=self.evidence.has)
+            self._cold_buckets.update(range(start, end + 1))
+            log.info("history.loaded since_ms=%d until_ms=%d groups=%d", since, until, len(groups))
 
-    def _detection(self, det: Detection, changed: dict[str, Lead]) -> list[Point]:
-        merge = self.book.add(det)
-        if merge is None:
-            self.stats.add("duplicate")
-            return []
-        points = [store.detection_point(det)]
-        lead = merge.lead
-        self._serial += 1
-        points.append(store.ledger_point(lead, merge.entry, self._serial))
-        if lead.is_open_lead:
-            changed[lead.lead_id] = lead
-        if merge.opened:
-            self.stats.add("leads_opened")
-            log.info("lead.opened lead=%s category=%s district=%s zone=%s detections=%d", lead.lead_id,
-                     lead.category, lead.district, lead.zone, lead.detections)
-        return points
+    def prune_if_due(self) -> None:
+        if self.clock() < self._next_prune:
+            return
+        self._next_prune = self.clock() + self.config.prune_every_s
+        cutoff = self.now_ms() - self._horizon_ms
+        dropped = self.book.prune(cutoff)
+        self._loaded_from_ms = max(self._loaded_from_ms or cutoff, cutoff)
+        self._cold_buckets.clear()
+        if dropped:
+            log.info("state.pruned groups=%d cutoff_ms=%d kept=%d", dropped, cutoff, len(self.book))
 
-    def _dead_letter(self, rejected: Rejected, message: Incoming) -> Point:
-        self.stats.add("rejected")
-        self._serial += 1
-        log.warning("message.rejected topic=%s reason=%s payload=%r", rejected.topic[:120], rejected.reason[:300],
-                    rejected.payload[:80])
-        return store.rejected_point(rejected, int(message.received * 1000), self._serial)
-
-    def _dead_letter_point(self, point: Point, reason: str) -> Point:
-        self._serial += 1
-        refused = Rejected(f"(influx)/{point.measurement}", f"InfluxDB refused the point: {reason}",
-                           encode_point(point).encode())
-        return store.rejected_point(refused, store.now_ms(), self._serial)
+    # ------------------------------------------------------------------ writing
 
     def write_until_stored(self, points: list[Point]) -> bool:
-        """Write with bounded backoff per try and no give-up: data is never dropped."""
+        """Write with backoff and no give-up while InfluxDB is away: data is never dropped."""
         if not points:
             return True
-        delay = 0.5
+        backoff = Backoff(self.config.retry)
         while not self._stop.is_set():
             try:
                 self.client.write(points)
                 return True
             except InfluxUnavailable as exc:
-                log.warning("influx.unavailable retry_in_s=%.1f error=%s", delay, exc)
+                log.warning("influx.unavailable retry_in_s=%.1f error=%s", backoff.next_s, exc)
             except InfluxRejected as exc:
+                if exc.status == 404:  # the database went away: make it again
+                    log.error("influx.database_missing db=%s error=%s", self.client.database, exc)
+                    self._create_database()
+                    continue
                 # Our own encoding or a field-type clash: keep what InfluxDB accepts, dead-letter the rest.
-                log.error("influx.rejected_batch error=%s", exc)
+                log.error("influx.rejected_batch points=%d error=%s", len(points), str(exc)[:300])
                 return self._write_one_by_one(points)
-            self._stop.wait(delay)
-            delay = min(delay * 2, 10.0)
+            backoff.wait(self._stop)
         return False
 
     def _write_one_by_one(self, points: list[Point]) -> bool:
         for point in points:
-            while not self._stop.is_set():
-                try:
-                    self.client.write([point])
-                    break
-                except InfluxUnavailable:
-                    self._stop.wait(1.0)
-                except InfluxRejected as exc:
-                    self.stats.add("rejected_by_influx")
-                    log.error("influx.rejected_point measurement=%s error=%s", point.measurement, exc)
-                    point = self._dead_letter_point(point, str(exc))
-                    continue
-            else:
+            if not self._write_or_dead_letter(point):
                 return False
         return True
+
+    def _write_or_dead_letter(self, point: Point) -> bool:
+        backoff = Backoff(self.config.retry)
+        attempt: Point | None = point
+        while attempt is not None:
+            if self._stop.is_set():
+                return False
+            try:
+                self.client.write([attempt])
+                return True
+            except InfluxUnavailable:
+                backoff.wait(self._stop)
+            except InfluxRejected as exc:
+                self.stats["rejected_by_influx"] += 1
+                log.error("influx.rejected_point measurement=%s error=%s", attempt.measurement, str(exc)[:300])
+                # A refused dead letter is given up, so this ends after two refusals.
+                attempt = self._influx_dead_letter(point, str(exc)) if attempt is point else None
+        self.stats["lost_points"] += 1
+        return True
+
+    def _influx_dead_letter(self, point: Point, reason: str) -> Point:
+        try:
+            text = encode_point(point)
+        except Exception as exc:  # noqa: BLE001 - any encoding failure is the reason itself
+            text = f"{point.measurement} (unencodable: {exc})"
+        refused = Rejected(f"(influx)/{point.measurement}", f"InfluxDB refused the point: {reason}", text.encode())
+        return store.rejected_point(refused, self.now_ms(), self.stats["rejected_by_influx"])
+
+    def _create_database(self) -> None:
+        try:
+            self.client.create_database()
+        except InfluxError as exc:
+            log.warning("influx.create_database_failed error=%s", exc)
+            Backoff(self.config.retry).wait(self._stop)
+
+    def _retrying(self, what: str, read: Callable[[], T]) -> T:
+        backoff = Backoff(self.config.retry)
+        while not self._stop.is_set():
+            try:
+                return read()
+            except InfluxUnavailable as exc:
+                log.warning("influx.unavailable during=%s retry_in_s=%.1f error=%s", what, backoff.next_s, exc)
+            backoff.wait(self._stop)
+        raise Stopped(what)
+
+
+def _runs(numbers: list[int]) -> list[tuple[int, int]]:
+    """Consecutive runs in a sorted list: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    runs: list[tuple[int, int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    return runs

@@ -5,17 +5,25 @@ late stream lands in the same leads as the live one. A detection joins a
 group of the same category when it comes from the same box, camera and zone,
 or lies within ``merge_radius_m``; and its time is within ``merge_gap_s`` of
 the group's span. A group becomes a lead once it holds ``min_detections``.
+A lead that case staff closed takes no more detections: a detection near it
+starts a new group.
+
+The book holds only what it is given; rebuilding it after a restart, and
+reading back groups for late detections, is ``gateway.history``'s job.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from edge.contract import Detection
+from gateway.geo import Grid, haversine_m
 
-EARTH_RADIUS_M = 6_371_000.0
+__all__ = ["Lead", "LeadBook", "LedgerEntry", "Merge", "MergePolicy", "haversine_m", "lead_id_for"]
+
+ACTIVE = ("open", "claimed")
 
 
 @dataclass(frozen=True)
@@ -25,8 +33,10 @@ class MergePolicy:
     min_detections: int = 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LedgerEntry:
+    """One detection in a group: where it was, and by which rule it joined."""
+
     detection_id: str
     ts: int
     box: str
@@ -35,9 +45,18 @@ class LedgerEntry:
     rule: str            # opened / same_zone / distance
     distance_m: float
     gap_s: float
+    n: int = 1           # position in the group, 1 for the detection that started it
+    lat: float = 0.0
+    lon: float = 0.0
+    score: float = 0.0
+    evidence: str | None = None   # sha256 the detection names
+
+    @property
+    def place(self) -> tuple[str, str, str]:
+        return self.box, self.camera, self.zone
 
 
-@dataclass
+@dataclass(eq=False, slots=True)
 class Lead:
     lead_id: str
     category: str
@@ -50,10 +69,17 @@ class Lead:
     lon: float
     status: str = "candidate"
     score: float = 0.0
-    evidence_sha256: str | None = None
+    evidence_sha256: str | None = None   # best picture that arrived and matches its detection
+    evidence_score: float = -1.0
+    team: str | None = None
+    route: str | None = None
+    claimed_by: str | None = None
+    outcome: str | None = None
     boxes: set[str] = field(default_factory=set)
     places: set[tuple[str, str, str]] = field(default_factory=set)
     ledger: list[LedgerEntry] = field(default_factory=list)
+    sum_lat: float = 0.0
+    sum_lon: float = 0.0
 
     @property
     def detections(self) -> int:
@@ -61,74 +87,92 @@ class Lead:
 
     @property
     def is_open_lead(self) -> bool:
-        return self.status in ("open", "claimed")
+        return self.status in ACTIVE
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Merge:
-    """What one detection did: which lead it joined and whether that lead just opened."""
+    """What one detection did: which group it joined and whether that group just became a lead."""
 
     lead: Lead
     entry: LedgerEntry
     opened: bool
 
 
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
-
-
-def lead_id_for(first: Detection) -> str:
-    digest = hashlib.sha256(f"{first.category}/{first.id}".encode()).hexdigest()
+def lead_id_for(category: str, first_detection_id: str) -> str:
+    digest = hashlib.sha256(f"{category}/{first_detection_id}".encode()).hexdigest()
     return f"L{digest[:11]}"
 
 
+Verified = Callable[[str], bool]
+
+
+def _never(_: str) -> bool:
+    return False
+
+
 class LeadBook:
-    """Groups and leads by category; ``add`` returns the merge, or None for a repeat id."""
+    """Groups and leads by category; ``add`` returns the merge, or None for a repeated id."""
 
     def __init__(self, policy: MergePolicy = MergePolicy()) -> None:
         self.policy = policy
-        self._groups: dict[str, list[Lead]] = {}
-        self._seen: set[str] = set()
+        self._by_id: dict[str, Lead] = {}
+        self._by_detection: dict[str, tuple[Lead, LedgerEntry]] = {}
+        self._grids: dict[str, Grid[Lead]] = {}
+        self._by_place: dict[tuple[str, str, str, str], set[Lead]] = {}
+
+    # ------------------------------------------------------------------ queries
 
     def seen(self, detection_id: str) -> bool:
-        return detection_id in self._seen
+        return detection_id in self._by_detection
 
-    def add(self, det: Detection) -> Merge | None:
-        if det.id in self._seen:
+    def get(self, lead_id: str) -> Lead | None:
+        return self._by_id.get(lead_id)
+
+    def entry_for(self, detection_id: str) -> tuple[Lead, LedgerEntry] | None:
+        return self._by_detection.get(detection_id)
+
+    def leads(self) -> list[Lead]:
+        return [lead for lead in self._by_id.values() if lead.status != "candidate"]
+
+    def groups(self) -> list[Lead]:
+        return list(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    # ------------------------------------------------------------------ merging
+
+    def add(self, det: Detection, verified: Verified = _never) -> Merge | None:
+        if det.id in self._by_detection:
             return None
-        self._seen.add(det.id)
-        place = (det.box, det.camera, det.zone)
-        best = self._best_group(det, place)
+        best = self._best_group(det)
         if best is None:
-            lead = Lead(lead_id_for(det), det.category, det.district, det.zone, det.ts, det.ts, det.ts,
-                        det.lat, det.lon)
-            self._groups.setdefault(det.category, []).append(lead)
-            entry = LedgerEntry(det.id, det.ts, det.box, det.camera, det.zone, "opened", 0.0, 0.0)
+            lead = Lead(lead_id_for(det.category, det.id), det.category, det.district, det.zone, det.ts, det.ts,
+                        det.ts, det.lat, det.lon)
+            self._by_id[lead.lead_id] = lead
+            rule, distance, gap_s = "opened", 0.0, 0.0
         else:
-            lead, rule, distance, gap = best
-            entry = LedgerEntry(det.id, det.ts, det.box, det.camera, det.zone, rule, round(distance, 1),
-                                round(gap, 1))
+            lead, rule, distance, gap_s = best
+        entry = LedgerEntry(det.id, det.ts, det.box, det.camera, det.zone, rule, round(distance, 1), round(gap_s, 1),
+                            lead.detections + 1, det.lat, det.lon, det.score, det.evidence_sha256)
         was_lead = lead.is_open_lead
-        self._absorb(lead, det, place, entry)
+        self._absorb(lead, entry, verified)
         if lead.status == "candidate" and lead.detections >= self.policy.min_detections:
             lead.status = "open"
         return Merge(lead, entry, opened=lead.is_open_lead and not was_lead)
 
-    def _best_group(self, det: Detection, place: tuple[str, str, str]) -> tuple[Lead, str, float, float] | None:
+    def _best_group(self, det: Detection) -> tuple[Lead, str, float, float] | None:
         gap_limit_ms = self.policy.merge_gap_s * 1000
+        place = (det.box, det.camera, det.zone)
+        grid = self._grids.get(det.category)
+        nearby = set(grid.near(det.lat, det.lon)) if grid else set()
+        nearby.update(self._by_place.get((det.category, *place), ()))
         best: tuple[tuple, Lead, str, float, float] | None = None
-        for lead in self._groups.get(det.category, []):
+        for lead in nearby:
             if lead.status == "closed":
                 continue
-            if det.ts > lead.last_seen:
-                gap_ms = det.ts - lead.last_seen
-            elif det.ts < lead.first_seen:
-                gap_ms = lead.first_seen - det.ts
-            else:
-                gap_ms = 0
+            gap_ms = max(0, det.ts - lead.last_seen, lead.first_seen - det.ts)
             if gap_ms > gap_limit_ms:
                 continue
             distance = haversine_m(det.lat, det.lon, lead.lat, lead.lon)
@@ -138,34 +182,97 @@ class LeadBook:
                 rule = "distance"
             else:
                 continue
-            rank = (rule != "same_zone", distance, gap_ms)
+            rank = (rule != "same_zone", distance, gap_ms, lead.lead_id)
             if best is None or rank < best[0]:
                 best = (rank, lead, rule, distance, gap_ms / 1000)
         return None if best is None else best[1:]
 
-    @staticmethod
-    def _absorb(lead: Lead, det: Detection, place: tuple[str, str, str], entry: LedgerEntry) -> None:
-        n = lead.detections
-        lead.lat = (lead.lat * n + det.lat) / (n + 1)
-        lead.lon = (lead.lon * n + det.lon) / (n + 1)
-        lead.first_seen = min(lead.first_seen, det.ts)
-        lead.last_seen = max(lead.last_seen, det.ts)
-        lead.boxes.add(det.box)
-        lead.places.add(place)
+    def _absorb(self, lead: Lead, entry: LedgerEntry, verified: Verified) -> None:
         lead.ledger.append(entry)
-        if det.score >= lead.score:
-            lead.score = det.score
-            lead.evidence_sha256 = det.evidence_sha256 or lead.evidence_sha256
+        lead.sum_lat += entry.lat
+        lead.sum_lon += entry.lon
+        lead.lat = lead.sum_lat / lead.detections
+        lead.lon = lead.sum_lon / lead.detections
+        lead.first_seen = min(lead.first_seen, entry.ts)
+        lead.last_seen = max(lead.last_seen, entry.ts)
+        lead.boxes.add(entry.box)
+        lead.places.add(entry.place)
+        lead.score = max(lead.score, entry.score)
+        if entry.evidence and verified(entry.evidence):
+            self._consider_evidence(lead, entry)
+        self._by_detection[entry.detection_id] = (lead, entry)
+        self._grids.setdefault(lead.category, Grid(self.policy.merge_radius_m)).put(lead, lead.lat, lead.lon)
+        self._by_place.setdefault((lead.category, *entry.place), set()).add(lead)
 
-    def prune(self, now_ms: int) -> int:
-        """Forget groups whose span ended more than two merge gaps before ``now_ms``."""
-        horizon = now_ms - 2 * self.policy.merge_gap_s * 1000
-        dropped = 0
-        for category, groups in self._groups.items():
-            kept = [g for g in groups if g.last_seen >= horizon]
-            dropped += len(groups) - len(kept)
-            self._groups[category] = kept
-        return dropped
+    @staticmethod
+    def _consider_evidence(lead: Lead, entry: LedgerEntry) -> bool:
+        if entry.score > lead.evidence_score:
+            lead.evidence_sha256, lead.evidence_score = entry.evidence, entry.score
+            return True
+        return False
 
-    def leads(self) -> list[Lead]:
-        return [g for groups in self._groups.values() for g in groups if g.status != "candidate"]
+    def evidence_arrived(self, detection_id: str, sha256: str) -> Lead | None:
+        """A picture matching ``detection_id``'s sha256 is stored; the lead, if its best picture changed."""
+        found = self._by_detection.get(detection_id)
+        if found is None:
+            return None
+        lead, entry = found
+        if entry.evidence == sha256 and self._consider_evidence(lead, entry):
+            return lead
+        return None
+
+    # ------------------------------------------------------------------ state from outside
+
+    def restore(self, lead: Lead, verified: Verified = _never) -> bool:
+        """Take a group read back from InfluxDB; False if the book already has it."""
+        if lead.lead_id in self._by_id:
+            return False
+        entries = sorted(lead.ledger, key=lambda e: e.n)
+        lead.ledger = []
+        lead.sum_lat = lead.sum_lon = 0.0
+        lead.boxes, lead.places = set(), set()
+        self._by_id[lead.lead_id] = lead
+        for entry in entries:
+            self._absorb(lead, entry, verified)
+        return True
+
+    def set_status(self, lead_id: str, status: str, claimed_by: str | None = None,
+                   outcome: str | None = None) -> Lead | None:
+        """Case staff changed a lead; returns it if the book holds it."""
+        lead = self._by_id.get(lead_id)
+        if lead is None:
+            return None
+        lead.status = status
+        lead.claimed_by = claimed_by or lead.claimed_by
+        lead.outcome = outcome or lead.outcome
+        return lead
+
+    def prune(self, cutoff_ms: int) -> int:
+        """Forget groups whose last detection is older than ``cutoff_ms``; returns how many."""
+        stale = [lead for lead in self._by_id.values() if lead.last_seen < cutoff_ms]
+        for lead in stale:
+            self._forget(lead)
+        return len(stale)
+
+    def _forget(self, lead: Lead) -> None:
+        del self._by_id[lead.lead_id]
+        grid = self._grids.get(lead.category)
+        if grid is not None:
+            grid.remove(lead)
+        for entry in lead.ledger:
+            self._by_detection.pop(entry.detection_id, None)
+        for place in lead.places:
+            members = self._by_place.get((lead.category, *place))
+            if members is not None:
+                members.discard(lead)
+                if not members:
+                    del self._by_place[(lead.category, *place)]
+
+
+def restored_lead(lead_id: str, category: str, district: str, entries: Iterable[LedgerEntry]) -> Lead:
+    """A bare group around ledger entries read back from InfluxDB; ``LeadBook.restore`` fills it in."""
+    ordered = sorted(entries, key=lambda e: e.n)
+    first = ordered[0]
+    lead = Lead(lead_id, category, district, first.zone, first.ts, first.ts, first.ts, first.lat, first.lon)
+    lead.ledger = ordered
+    return lead

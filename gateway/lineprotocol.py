@@ -19,7 +19,8 @@ Line protocol has no escape for some characters, so these are rejected with
 * a backslash at the end of those, or directly before a comma, equals sign or
   space (InfluxDB would read it as escaping the next character);
 * a measurement that starts with ``#`` (the line would be a comment) or with a
-  tab or NUL (InfluxDB strips them as leading whitespace);
+  tab or NUL (InfluxDB strips them as leading whitespace), and a field key that
+  starts with a tab (stripped the same way when it is the first field);
 * NaN and infinite floats, and integers outside the signed 64-bit range.
 
 String field values may contain anything, newlines included: inside the
@@ -138,6 +139,11 @@ def _renderer_for(point: Point) -> Renderer | None:
     kinds: dict[int, type] = {}
     for index, (key, value) in enumerate(point.fields.items()):
         escaped_key = _escape_name(measurement, "field key", key)
+        if key.startswith("\t"):
+            raise LineProtocolError(
+                f"field key {key!r} in measurement {measurement!r} starts with a tab, "
+                "which InfluxDB strips as whitespace"
+            )
         if value is None:
             continue
         kind = type(value)

@@ -8,20 +8,38 @@ See docs/contract.md for the measurements, tags and fields.
 
 from __future__ import annotations
 
+import os
+import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from edge.contract import Detection, Health, SensorReading
+from edge.contract import NAME_PATTERN, Detection, Health, SensorReading
 from gateway.influx import InfluxClient, quote_ident, quote_string
 from gateway.leads import Lead, LedgerEntry
 from gateway.lineprotocol import Point
+from gateway.seqgaps import Gap, format_ranges
 from gateway.validate import Rejected
 
 PRECISION = "ns"
 NS_PER_MS = 1_000_000
 REJECTED_PAYLOAD_CHARS = 2048
 LEAD_FIELDS = ("status", "detections", "score", "first_seen", "last_seen", "lat", "lon", "boxes", "evidence",
-               "team", "claimed_by", "outcome", "note")
+               "team", "route", "claimed_by", "outcome", "note", "updated_at")
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class LeadEvent:
+    """A case-staff change of a lead, as kept in ``lead_event``."""
+
+    event: str           # claimed / closed
+    from_status: str
+    to_status: str
+    by: str
+    at_ms: int
+    outcome: str | None = None
+    note: str | None = None
 
 
 def ms_to_ns(ms: int) -> int:
@@ -42,23 +60,77 @@ def detection_point(d: Detection) -> Point:
     return Point("detection", tags, fields, ms_to_ns(d.ts) + d.seq % NS_PER_MS)
 
 
-def lead_point(lead: Lead, team: str) -> Point:
+def lead_point(lead: Lead, *, with_status: bool) -> Point:
+    """The gateway's view of a lead.
+
+    ``status`` is written only when the lead opens: after that it belongs to
+    case staff (``gateway.casework``), and the gateway must never undo a claim
+    or a close by writing its own older idea of it.
+    """
     fields: dict[str, Any] = {
-        "status": lead.status, "detections": lead.detections, "score": float(lead.score),
+        "detections": lead.detections, "score": float(lead.score),
         "first_seen": lead.first_seen, "last_seen": lead.last_seen,
-        "lat": float(lead.lat), "lon": float(lead.lon), "boxes": ",".join(sorted(lead.boxes)), "team": team,
+        "lat": float(lead.lat), "lon": float(lead.lon), "boxes": ",".join(sorted(lead.boxes)),
     }
+    if with_status:
+        fields = {"status": lead.status, **fields}
+    if lead.team:
+        fields["team"] = lead.team
+    if lead.route:
+        fields["route"] = lead.route
     if lead.evidence_sha256:
         fields["evidence"] = lead.evidence_sha256
-    tags = {"lead_id": lead.lead_id, "category": lead.category, "district": lead.district, "zone": lead.zone}
-    return Point("lead", tags, fields, ms_to_ns(lead.anchor_ts))
+    return Point("lead", lead_tags(lead), fields, ms_to_ns(lead.anchor_ts))
 
 
-def ledger_point(lead: Lead, entry: LedgerEntry, seq: int) -> Point:
-    """One row of a lead's ledger: which detection joined it and by which rule."""
-    fields = {"detection_id": entry.detection_id, "rule": entry.rule, "distance_m": float(entry.distance_m),
-              "gap_s": float(entry.gap_s), "box": entry.box, "camera": entry.camera, "zone": entry.zone}
-    return Point("lead_ledger", {"lead_id": lead.lead_id}, fields, ms_to_ns(entry.ts) + seq % NS_PER_MS)
+def lead_tags(lead: Lead) -> dict[str, str]:
+    return {"lead_id": lead.lead_id, "category": lead.category, "district": lead.district, "zone": lead.zone}
+
+
+def ledger_point(lead: Lead, entry: LedgerEntry) -> Point:
+    """One row of a lead's ledger: which detection joined it, by which rule, and what it saw.
+
+    The entry's position ``n`` in the group is its nanosecond offset, so two
+    detections of one lead in the same millisecond never overwrite each other,
+    and writing the same entry again (after a crash) lands on the same point.
+    """
+    fields: dict[str, Any] = {
+        "detection_id": entry.detection_id, "rule": entry.rule, "distance_m": float(entry.distance_m),
+        "gap_s": float(entry.gap_s), "box": entry.box, "camera": entry.camera, "zone": entry.zone,
+        "n": entry.n, "lat": float(entry.lat), "lon": float(entry.lon), "score": float(entry.score),
+        "category": lead.category, "district": lead.district,
+    }
+    if entry.evidence:
+        fields["evidence"] = entry.evidence
+    return Point("lead_ledger", {"lead_id": lead.lead_id}, fields, ms_to_ns(entry.ts) + entry.n % NS_PER_MS)
+
+
+def lead_event_point(lead_id: str, event: LeadEvent) -> Point:
+    fields: dict[str, Any] = {"event": event.event, "from_status": event.from_status, "to_status": event.to_status,
+                              "by": event.by, "at": event.at_ms}
+    if event.outcome:
+        fields["outcome"] = event.outcome
+    if event.note:
+        fields["note"] = event.note
+    # Two changes in one millisecond stay two points.
+    offset = int.from_bytes(os.urandom(3), "big") % NS_PER_MS
+    return Point("lead_event", {"lead_id": lead_id}, fields, ms_to_ns(event.at_ms) + offset)
+
+
+def gap_point(gap: Gap) -> Point:
+    """A box's seq gap; written again (same point) whenever late messages fill part of it."""
+    fields: dict[str, Any] = {"from_seq": gap.from_seq, "to_seq": gap.to_seq, "missing": gap.missing,
+                              "status": "open" if gap.is_open else "closed",
+                              "ranges": format_ranges(gap.missing_ranges)}
+    return Point("box_gap", {"box": gap.box, "district": gap.district}, fields,
+                 ms_to_ns(gap.opened_ms) + gap.from_seq % NS_PER_MS)
+
+
+def evidence_point(box: str, district: str, detection_id: str, sha256: str, size: int, received_ms: int,
+                   serial: int) -> Point:
+    fields = {"detection_id": detection_id, "sha256": sha256, "bytes": size}
+    return Point("evidence", {"box": box, "district": district}, fields,
+                 ms_to_ns(received_ms) + serial % NS_PER_MS)
 
 
 def health_point(h: Health) -> Point:
@@ -86,13 +158,26 @@ def sensor_point(s: SensorReading) -> Point:
 
 
 def rejected_point(rejected: Rejected, received_ms: int, serial: int) -> Point:
-    """Dead-letter record: the reason and the (truncated) raw payload, never parsed data."""
+    """Dead-letter record: the reason and the (truncated) raw payload, never parsed data.
+
+    The ``box`` tag is set only when the topic names a well-formed box, so no
+    topic can smuggle anything into the tag set; text fields carry control
+    characters as visible escapes.
+    """
     parts = rejected.topic.split("/")
-    box = parts[2] if len(parts) > 2 and parts[0] == "city" else ""
+    box = parts[2] if len(parts) > 2 and parts[0] == "city" and _NAME_RE.match(parts[2]) else ""
     payload = rejected.payload[:REJECTED_PAYLOAD_CHARS].decode("utf-8", errors="backslashreplace")
-    fields = {"reason": rejected.reason[:4096], "topic": rejected.topic[:512], "payload": payload,
-              "bytes": len(rejected.payload)}
+    fields = {"reason": visible(rejected.reason[:4096]), "topic": visible(rejected.topic[:512]),
+              "payload": visible(payload), "bytes": len(rejected.payload)}
     return Point("rejected", {"box": box}, fields, ms_to_ns(received_ms) + serial % NS_PER_MS)
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x20), 0x7F) if c not in (0x09, 0x0A)}
+
+
+def visible(text: str) -> str:
+    """Control characters other than tab and newline as ``\\xNN``."""
+    return text.translate(_CONTROL)
 
 
 # --------------------------------------------------------------------------- reading leads

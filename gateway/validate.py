@@ -22,6 +22,10 @@ from edge.contract import (
     decode_status,
 )
 
+INT64_MAX = 2**63 - 1
+# Sensor fields the gateway writes itself; a reading of that name would clash with them.
+RESERVED_SENSOR_FIELDS = frozenset({"seq", "id", "event"})
+
 _MODELS = {Kind.DETECTION: Detection, Kind.SENSOR: SensorReading, Kind.HEALTH: Health, Kind.CONFIG_ACK: ConfigAck}
 
 
@@ -48,9 +52,22 @@ def validate(topic: str, payload: bytes, now_ms: int | None = None) -> Accepted 
             raise ContractError(f"payload names box {message.district}/{message.box}, topic {parsed.district}/{parsed.box}")
         if isinstance(message, Detection):
             message.check_clock(int(time.time() * 1000) if now_ms is None else now_ms)
+        check_storable(message)
         return Accepted(parsed, message)
     except ContractError as exc:
         return Rejected(topic, exc.reason, payload)
+
+
+def check_storable(message: object) -> None:
+    """Refuse what the contract allows but InfluxDB cannot keep as it is."""
+    for name in ("seq", "track", "spool_depth"):
+        value = getattr(message, name, None)
+        if isinstance(value, int) and value > INT64_MAX:
+            raise ContractError(f"{name}: {value} does not fit a 64-bit integer")
+    if isinstance(message, SensorReading):
+        clashes = sorted(RESERVED_SENSOR_FIELDS & message.values.keys())
+        if clashes:
+            raise ContractError(f"values.{clashes[0]}: reading name is reserved for the gateway's own field")
 
 
 def _decode(topic: Topic, payload: bytes):

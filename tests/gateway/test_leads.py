@@ -71,19 +71,24 @@ def test_a_late_detection_lands_before_first_seen():
     assert merge.entry.gap_s == 3.0
 
 
-def test_best_score_carries_the_evidence():
+def test_the_best_scored_picture_that_arrived_is_the_leads_evidence():
     book = LeadBook()
-    book.add(detection(1, score=0.5, evidence_sha256="a" * 64))
-    lead = book.add(detection(2, score=0.9, evidence_sha256="b" * 64)).lead
-    book.add(detection(3, score=0.7, evidence_sha256="c" * 64))
-    assert lead.score == 0.9 and lead.evidence_sha256 == "b" * 64
+    arrived = {"a" * 64, "c" * 64}
+    book.add(detection(1, score=0.5, evidence_sha256="a" * 64), verified=arrived.__contains__)
+    lead = book.add(detection(2, score=0.9, evidence_sha256="b" * 64), verified=arrived.__contains__).lead
+    book.add(detection(3, score=0.7, evidence_sha256="c" * 64), verified=arrived.__contains__)
+    assert lead.score == 0.9 and lead.evidence_sha256 == "c" * 64
+    # The best picture arrives late and takes over; a worse one does not.
+    assert book.evidence_arrived("d2", "b" * 64) is lead and lead.evidence_sha256 == "b" * 64
+    assert book.evidence_arrived("d1", "a" * 64) is None and lead.evidence_sha256 == "b" * 64
 
 
-def test_prune_forgets_old_groups():
+def test_prune_forgets_groups_that_ended_before_the_cutoff_and_their_ids():
     book = LeadBook(MergePolicy(merge_gap_s=10))
     book.add(detection(1))
-    assert book.prune(T0 + 1000 + 19_000) == 0
-    assert book.prune(T0 + 1000 + 21_000) == 1
+    assert book.prune(T0 + 1000) == 0
+    assert book.prune(T0 + 1001) == 1
+    assert not book.seen("d1") and len(book) == 0
 
 
 @pytest.mark.parametrize("lat2, expected", [(48.2085, 0.0), (48.2094, 100.1)])

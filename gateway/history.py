@@ -1,0 +1,137 @@
+"""Reading the gateway's own state back from InfluxDB.
+
+The dedupe state is nothing but what was written: a group is its
+``lead_ledger`` entries (each carries what the merge needs: place, position,
+score, picture) plus, once it is a lead, its ``lead`` point (status, team,
+claim). A box's seq state is its highest stored ``seq`` and its open
+``box_gap`` points. Because points and acknowledgements go together, a
+gateway restarted after a crash knows exactly what the broker will not send
+again, and a redelivered message finds its detection id already in a ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.influx import InfluxClient, quote_ident
+from gateway.leads import Lead, LedgerEntry, restored_lead
+from gateway.seqgaps import Gap, parse_ranges
+from gateway.store import NS_PER_MS, ms_to_ns
+
+log = logging.getLogger(__name__)
+
+IDS_PER_QUERY = 200
+SEQ_MEASUREMENTS = ("detection", "sensor", "box_health")
+
+
+@dataclass(frozen=True, slots=True)
+class BoxSeqState:
+    box: str
+    district: str
+    last_seq: int
+
+
+def load_groups(client: InfluxClient, since_ms: int, until_ms: int | None, merge_gap_ms: int,
+                min_detections: int, known: Callable[[str], bool]) -> list[Lead]:
+    """Groups with a ledger entry in [since_ms, until_ms), complete, except those ``known`` already."""
+    window = f"time >= {ms_to_ns(since_ms)}" + (f" AND time < {ms_to_ns(until_ms)}" if until_ms else "")
+    rows = client.query_all(f"SELECT * FROM {quote_ident('lead_ledger')} WHERE {window}")
+    by_lead: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if not known(row["lead_id"]):
+            by_lead[row["lead_id"]].append(row)
+    incomplete = [lead_id for lead_id, entries in by_lead.items()
+                  if until_ms is not None or _may_reach_before(entries, since_ms, merge_gap_ms)]
+    for lead_id, entries in _ledgers(client, incomplete).items():
+        by_lead[lead_id] = entries
+    lead_rows = _lead_points(client, list(by_lead))
+    return [_group(lead_id, entries, lead_rows.get(lead_id), min_detections) for lead_id, entries in by_lead.items()]
+
+
+def _may_reach_before(entries: list[dict[str, Any]], since_ms: int, merge_gap_ms: int) -> bool:
+    """Could this group have entries before ``since_ms`` that the window missed?
+
+    A group's entries are never more than one merge gap apart, so a group whose
+    earliest entry in the window is a gap or more after its start is complete;
+    positions ``n`` with holes betray the rest.
+    """
+    earliest = min(row["time"] for row in entries) // NS_PER_MS
+    positions = sorted(row["n"] for row in entries)
+    return earliest < since_ms + merge_gap_ms or positions != list(range(1, len(positions) + 1))
+
+
+def _ledgers(client: InfluxClient, lead_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for chunk in _chunks(lead_ids):
+        for row in client.query_all(f"SELECT * FROM {quote_ident('lead_ledger')} WHERE {_id_filter(chunk)}"):
+            found[row["lead_id"]].append(row)
+    return found
+
+
+def _lead_points(client: InfluxClient, lead_ids: list[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(lead_ids):
+        for row in client.query_all(f"SELECT * FROM {quote_ident('lead')} WHERE {_id_filter(chunk)}"):
+            found[row["lead_id"]] = row
+    return found
+
+
+def _id_filter(lead_ids: list[str]) -> str:
+    # Lead ids are "L" and hex digits, so they need no escaping inside the regex.
+    return f"{quote_ident('lead_id')} =~ /^(?:{'|'.join(lead_ids)})$/"
+
+
+def _chunks(items: list[str]) -> Iterable[list[str]]:
+    for start in range(0, len(items), IDS_PER_QUERY):
+        yield items[start:start + IDS_PER_QUERY]
+
+
+def _group(lead_id: str, rows: list[dict[str, Any]], lead_row: dict[str, Any] | None, min_detections: int) -> Lead:
+    entries = [_entry(row) for row in rows]
+    first = rows[0]
+    lead = restored_lead(lead_id, first["category"], first["district"], entries)
+    if lead_row is not None:
+        lead.status = lead_row.get("status") or "open"
+        lead.team = lead_row.get("team")
+        lead.route = lead_row.get("route")
+        lead.claimed_by = lead_row.get("claimed_by")
+        lead.outcome = lead_row.get("outcome")
+    elif len(entries) >= min_detections:
+        lead.status = "open"
+    return lead
+
+
+def _entry(row: dict[str, Any]) -> LedgerEntry:
+    return LedgerEntry(
+        detection_id=row["detection_id"], ts=row["time"] // NS_PER_MS, box=row["box"], camera=row["camera"],
+        zone=row["zone"], rule=row["rule"], distance_m=row["distance_m"], gap_s=row["gap_s"], n=row["n"],
+        lat=row["lat"], lon=row["lon"], score=row["score"], evidence=row.get("evidence"))
+
+
+def load_box_seqs(client: InfluxClient, since_ms: int) -> list[BoxSeqState]:
+    """Each box's highest stored seq over the seq-carrying measurements."""
+    best: dict[str, BoxSeqState] = {}
+    for measurement in SEQ_MEASUREMENTS:
+        rows = client.query(f"SELECT max({quote_ident('seq')}) FROM {quote_ident(measurement)} "
+                            f"WHERE time >= {ms_to_ns(since_ms)} GROUP BY {quote_ident('box')}, "
+                            f"{quote_ident('district')}")
+        for row in rows:
+            current = best.get(row["box"])
+            if current is None or row["max"] > current.last_seq:
+                best[row["box"]] = BoxSeqState(row["box"], row["district"], row["max"])
+    return list(best.values())
+
+
+def load_open_gaps(client: InfluxClient, since_ms: int) -> list[Gap]:
+    rows = client.query_all(f"SELECT * FROM {quote_ident('box_gap')} WHERE time >= {ms_to_ns(since_ms)}")
+    gaps = []
+    for row in rows:
+        if row.get("status") != "open":
+            continue
+        gaps.append(Gap(row["box"], row["district"], row["from_seq"], row["to_seq"], row["time"] // NS_PER_MS,
+                        parse_ranges(row.get("ranges", ""))))
+    return gaps

@@ -1,0 +1,200 @@
+"""One batch of messages becomes the points that record it.
+
+    check:  topic + payload -> typed message (or a dead letter with its reason)
+    apply:  seq gaps -> dedupe -> lead (team, best picture) -> points
+
+``check`` is pure. ``apply`` changes the in-memory state (lead book, seq
+tracker) and stores evidence files, but talks to nobody: reading history
+before and writing points after is ``gateway.ingest``'s job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+from edge.contract import Detection, Health, Kind, SensorReading
+from gateway import store
+from gateway.evidence import EvidenceStore, PendingEvidence
+from gateway.leads import Lead, LeadBook
+from gateway.lineprotocol import LineProtocolError, Point, encode_point
+from gateway.mqtt import Incoming
+from gateway.routing import Router
+from gateway.seqgaps import Gap, SeqTracker
+from gateway.validate import Accepted, Rejected, validate
+
+log = logging.getLogger(__name__)
+
+LOG_PAYLOAD_BYTES = 80
+SeqMessage = Detection | SensorReading | Health
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A message with its verdict; ``point`` is the accepted message's own point, already known to encode."""
+
+    message: Incoming
+    outcome: Accepted | Rejected
+    point: Point | None = None
+
+    @property
+    def detection(self) -> Detection | None:
+        if isinstance(self.outcome, Accepted) and isinstance(self.outcome.message, Detection):
+            return self.outcome.message
+        return None
+
+
+def check(message: Incoming, now_ms: int) -> Checked:
+    outcome = validate(message.topic, message.payload, now_ms)
+    if isinstance(outcome, Rejected):
+        return Checked(message, outcome)
+    point = _own_point(outcome, message)
+    if point is None:
+        return Checked(message, outcome)
+    try:
+        encode_point(point)
+    except LineProtocolError as exc:
+        return Checked(message, Rejected(message.topic, f"cannot be stored: {exc}", message.payload))
+    return Checked(message, outcome, point)
+
+
+def _own_point(accepted: Accepted, message: Incoming) -> Point | None:
+    item = accepted.message
+    if isinstance(item, Detection):
+        return store.detection_point(item)
+    if isinstance(item, SensorReading):
+        return store.sensor_point(item)
+    if isinstance(item, Health):
+        return store.health_point(item)
+    if accepted.topic.kind is Kind.STATUS:
+        return store.status_point(accepted.topic.box, accepted.topic.district, bool(item),
+                                  int(message.received * 1000))
+    return None
+
+
+class Pipeline:
+    def __init__(self, book: LeadBook, tracker: SeqTracker, evidence: EvidenceStore, router: Router,
+                 stats: Counter) -> None:
+        self.book = book
+        self.tracker = tracker
+        self.evidence = evidence
+        self.router = router
+        self.stats = stats
+        self.pending_evidence = PendingEvidence()
+        self._serial = random.randrange(store.NS_PER_MS)
+
+    def apply(self, batch: list[Checked], now_ms: int) -> list[Point]:
+        points: list[Point] = []
+        leads: dict[str, Lead] = {}
+        opened: set[str] = set()
+        gaps: dict[int, Gap] = {}
+        for item in batch:
+            if isinstance(item.outcome, Rejected):
+                points.append(self._dead_letter(item.outcome, item.message))
+                continue
+            message = item.outcome.message
+            self.stats[item.outcome.topic.kind.value] += 1
+            if isinstance(message, SeqMessage):
+                for gap in self.tracker.observe(message.box, message.district, message.seq, now_ms):
+                    gaps[id(gap)] = gap
+            if isinstance(message, Detection):
+                points.extend(self._detection(item, message, leads, opened))
+            elif item.outcome.topic.kind is Kind.EVIDENCE:
+                points.extend(self._evidence(item, leads))
+            elif item.point is not None:
+                points.append(item.point)
+        points.extend(self._lead_points(leads, opened))
+        points.extend(self._gap_points(gaps.values()))
+        return points
+
+    # ------------------------------------------------------------------ detections and leads
+
+    def _detection(self, item: Checked, det: Detection, leads: dict[str, Lead], opened: set[str]) -> list[Point]:
+        merge = self.book.add(det, verified=self.evidence.has)
+        if merge is None:
+            self.stats["duplicate"] += 1
+            log.debug("detection.duplicate id=%s box=%s seq=%d", det.id, det.box, det.seq)
+            return []
+        lead = merge.lead
+        points = [item.point, store.ledger_point(lead, merge.entry)]
+        earlier_picture = self.pending_evidence.pop(det.id)
+        if earlier_picture is not None and earlier_picture != det.evidence_sha256:
+            points.append(self._evidence_mismatch(item.message, det.id, earlier_picture, det.evidence_sha256))
+        if merge.opened:
+            route = self.router.route(lead.district, lead.lat, lead.lon)
+            lead.team, lead.route = route.team, route.source
+            opened.add(lead.lead_id)
+            self.stats["leads_opened"] += 1
+            log.info("lead.opened lead=%s category=%s district=%s zone=%s team=%s route=%s detections=%d",
+                     lead.lead_id, lead.category, lead.district, lead.zone, lead.team, lead.route, lead.detections)
+        if lead.status != "candidate":
+            leads[lead.lead_id] = lead
+        return points
+
+    def _lead_points(self, leads: dict[str, Lead], opened: set[str]) -> list[Point]:
+        points = []
+        for lead in leads.values():
+            if lead.team is None:
+                route = self.router.route(lead.district, lead.lat, lead.lon)
+                lead.team, lead.route = route.team, route.source
+            points.append(store.lead_point(lead, with_status=lead.lead_id in opened))
+        return points
+
+    # ------------------------------------------------------------------ evidence
+
+    def _evidence(self, item: Checked, leads: dict[str, Lead]) -> list[Point]:
+        topic = item.outcome.topic
+        jpeg: bytes = item.outcome.message
+        detection_id = topic.detection_id
+        sha = hashlib.sha256(jpeg).hexdigest()
+        known = self.book.entry_for(detection_id)
+        if known is not None and known[1].evidence != sha:
+            return [self._evidence_mismatch(item.message, detection_id, sha, known[1].evidence)]
+        self.evidence.save(jpeg)
+        if known is None:
+            self.pending_evidence.add(detection_id, sha)
+        else:
+            lead = self.book.evidence_arrived(detection_id, sha)
+            if lead is not None and lead.status != "candidate":
+                leads[lead.lead_id] = lead
+        log.debug("evidence.stored detection=%s sha256=%s known=%s", detection_id, sha, known is not None)
+        self._serial += 1
+        return [store.evidence_point(topic.box, topic.district, detection_id, sha, len(jpeg),
+                                     int(item.message.received * 1000), self._serial)]
+
+    def _evidence_mismatch(self, message: Incoming, detection_id: str, actual: str, named: str | None) -> Point:
+        self.stats["evidence_mismatch"] += 1
+        reason = (f"evidence for detection {detection_id} has sha256 {actual}, but the detection names "
+                  f"{named or 'no picture'}")
+        log.warning("evidence.mismatch detection=%s actual=%s named=%s", detection_id, actual, named)
+        return self._dead_letter(Rejected(message.topic, reason, message.payload), message, quiet=True)
+
+    # ------------------------------------------------------------------ gaps and dead letters
+
+    def _gap_points(self, gaps) -> list[Point]:
+        points = []
+        for gap in gaps:
+            if gap.is_open and gap.missing == gap.to_seq - gap.from_seq + 1:
+                self.stats["gaps_opened"] += 1
+                log.warning("box.gap_opened box=%s district=%s from_seq=%d to_seq=%d missing=%d", gap.box,
+                            gap.district, gap.from_seq, gap.to_seq, gap.missing)
+            elif gap.is_open:
+                log.info("box.gap_narrowed box=%s from_seq=%d to_seq=%d missing=%d", gap.box, gap.from_seq,
+                         gap.to_seq, gap.missing)
+            else:
+                self.stats["gaps_closed"] += 1
+                log.info("box.gap_closed box=%s district=%s from_seq=%d to_seq=%d", gap.box, gap.district,
+                         gap.from_seq, gap.to_seq)
+            points.append(store.gap_point(gap))
+        return points
+
+    def _dead_letter(self, rejected: Rejected, message: Incoming, quiet: bool = False) -> Point:
+        self.stats["rejected"] += 1
+        self._serial += 1
+        if not quiet:
+            log.warning("message.rejected topic=%r reason=%r payload=%r", rejected.topic[:120],
+                        rejected.reason[:300], rejected.payload[:LOG_PAYLOAD_BYTES])
+        return store.rejected_point(rejected, int(message.received * 1000), self._serial)
