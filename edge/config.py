@@ -60,6 +60,56 @@ class DetectorConfig(Strict):
     nms_iou: float = Field(0.5, gt=0.0, le=1.0, description="IoU above which same-class boxes are merged.")
 
 
+def _check_relative_polygon(polygon: list[Point], what: str) -> None:
+    for i, (x, y) in enumerate(polygon):
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+            raise ValueError(f"{what} point {i} ({x}, {y}) is outside 0..1")
+
+
+class ObjectFilter(Strict):
+    """Which detections of a label count; per camera, and per zone overriding the camera's."""
+
+    min_score: float = Field(0.0, ge=0, le=1, description="Detections scoring lower are dropped.")
+    threshold: float = Field(0.0, ge=0, le=1, description="Median of a track's recent scores needed to report it.")
+    min_area: float = Field(0.0, ge=0, le=1, description="Smallest box, as a fraction of the frame area.")
+    max_area: float = Field(1.0, gt=0, le=1, description="Largest box, as a fraction of the frame area.")
+    min_ratio: float = Field(0.0, ge=0, description="Smallest width / height of a box.")
+    max_ratio: float = Field(100.0, gt=0, description="Largest width / height of a box.")
+    masks: list[list[Point]] = Field(default_factory=list,
+                                     description="Relative polygons where this label is ignored (bottom-centre inside).")
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> Self:
+        if self.min_area > self.max_area:
+            raise ValueError("min_area must not exceed max_area")
+        if self.min_ratio > self.max_ratio:
+            raise ValueError("min_ratio must not exceed max_ratio")
+        for i, mask in enumerate(self.masks):
+            if len(mask) < 3:
+                raise ValueError(f"mask {i} needs at least 3 points")
+            _check_relative_polygon(mask, f"mask {i}")
+        return self
+
+
+class MotionConfig(Strict):
+    """Run the detector only while something moves, and re-check still scenes periodically."""
+
+    enabled: bool = True
+    threshold: float = Field(20.0, gt=0, le=255, description="Grey-level change that counts as motion.")
+    min_area: float = Field(0.0008, gt=0, lt=1, description="Share of the frame that must change to count as motion.")
+    recheck_s: float = Field(5.0, gt=0, description="Seconds after which a still scene is detected again anyway.")
+    masks: list[list[Point]] = Field(default_factory=list,
+                                     description="Relative polygons whose motion is ignored (trees, screens, clocks).")
+
+    @model_validator(mode="after")
+    def _masks_in_frame(self) -> Self:
+        for i, mask in enumerate(self.masks):
+            if len(mask) < 3:
+                raise ValueError(f"mask {i} needs at least 3 points")
+            _check_relative_polygon(mask, f"mask {i}")
+        return self
+
+
 class ZoneConfig(Strict):
     name: Name
     type: Literal["no_vending", "dumping_hotspot"] = Field(description="What the zone forbids.")
@@ -68,6 +118,8 @@ class ZoneConfig(Strict):
     lat: float = Field(ge=-90, le=90, description="Latitude of the zone's real-world location.")
     lon: float = Field(ge=-180, le=180, description="Longitude of the zone's real-world location.")
     dwell_s: float | None = Field(None, gt=0, description="Overrides the rule's dwell time for this zone.")
+    filters: dict[str, ObjectFilter] = Field(default_factory=dict,
+                                             description="Per-label filters for objects in this zone.")
 
     @model_validator(mode="after")
     def _relative_points_in_frame(self) -> Self:
@@ -83,6 +135,8 @@ class CameraConfig(Strict):
     source: str = Field(description="Video file path, rtsp:// or http:// URL, or a USB device number.")
     fps: float = Field(5.0, gt=0, le=60, description="Frames per second the pipeline processes.")
     loop: bool = Field(False, description="Restart a video file at its end (demo and soak use).")
+    motion: MotionConfig = Field(default_factory=MotionConfig)
+    filters: dict[str, ObjectFilter] = Field(default_factory=dict, description="Per-label filters for this camera.")
     realtime: bool = Field(True, description="Play a video file at the speed it was recorded, like a live camera.")
     zones: list[ZoneConfig] = Field(default_factory=list)
 
@@ -102,6 +156,9 @@ class DwellRuleConfig(Strict):
     min_score: float = Field(0.4, ge=0, le=1, description="Median track score needed to report.")
     stationary_px: float = Field(0.04, gt=0, le=1, description="Max drift of the box's foot point, as a fraction of frame width.")
     update_s: float = Field(30.0, gt=0, description="At most one 'update' message per incident this often.")
+    support_labels: list[str] = Field(default_factory=list,
+                                      description="Labels that, seen in the same zone, raise an incident's score.")
+    support_boost: float = Field(0.15, ge=0, le=1, description="Score added while a support label is in the zone.")
 
 
 STATIC_OBJECT_LABEL = "static_object"
@@ -119,6 +176,8 @@ class StaticObjectConfig(Strict):
     max_area: float = Field(0.05, gt=0, le=1, description="Largest blob, as a fraction of the frame.")
     base_score: float = Field(0.5, ge=0, le=1, description="Score of a blob no detector label supports.")
     mover_overlap: float = Field(0.3, ge=0, le=1, description="Blobs this much covered by a person or vehicle are skipped.")
+    mover_margin: float = Field(0.5, ge=0, le=5, description="Person and vehicle boxes are widened by this share of their size on each side, so an object still attended by whoever brought it is not yet left.")
+    occlusion_s: float = Field(15.0, gt=0, description="A left object hidden this long by passers-by is still the same object.")
     mover_labels: list[str] = Field(
         default_factory=lambda: ["person", "bicycle", "car", "motorcycle", "bus", "truck", "dog"],
         description="Labels whose boxes are never left objects.")
@@ -135,7 +194,10 @@ class StaticObjectConfig(Strict):
 
 
 def _default_vending() -> DwellRuleConfig:
-    return DwellRuleConfig(labels=["person"], dwell_s=60.0)
+    return DwellRuleConfig(labels=["person"], dwell_s=60.0,
+                           support_labels=["umbrella", "dining table", "chair", "bench", "suitcase", "handbag",
+                                           "backpack", "bicycle", "motorcycle", "potted plant", "bowl", "cup",
+                                           "bottle", "banana", "apple", "orange"])
 
 
 def _default_dumping() -> DwellRuleConfig:
@@ -210,12 +272,16 @@ def parse_config(raw: dict, source: str = "<config>", base: Path | None = None) 
         raise ConfigError(source, format_errors(exc)) from None
 
 
-def load_config(path: Path) -> BoxConfig:
-    """Read, resolve and validate a box config; raise ConfigError naming each bad key."""
+def load_table(path: Path) -> dict:
+    """The config file as a TOML table, before validation."""
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
-    return parse_config(raw, str(path), path.parent)
+
+
+def load_config(path: Path) -> BoxConfig:
+    """Read, resolve and validate a box config; raise ConfigError naming each bad key."""
+    return parse_config(load_table(path), str(path), path.parent)

@@ -1,10 +1,19 @@
-"""One camera's vision pipeline: frame -> detections -> tracks -> rule hits."""
+"""One camera's vision pipeline: frame -> detections -> tracks -> rule hits.
+
+    motion gate -> detector (or the last detections, when nothing moved)
+      -> label filters -> left-object blobs -> tracker -> zone rules -> hits
+
+The detector runs when something moves, and every ``motion.recheck_s``
+regardless, so objects that stay still (a stall, a dumped mattress) are
+confirmed without paying for a detector call on every frame.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from edge.camera import Frame
@@ -12,10 +21,12 @@ from edge.config import STATIC_OBJECT_LABEL, CameraConfig, RulesConfig, StaticOb
 from edge.detections import Detections
 from edge.detectors import Detector
 from edge.evidence import Evidence, annotate, encode_jpeg
+from edge.filters import LabelFilters
+from edge.motion import MotionDetector
 from edge.rules import DwellRules, RuleHit
 from edge.staticobjects import StaticBlob, StaticObjectFinder
 from edge.tracker import IouTracker
-from edge.zones import zone_for_frame
+from edge.zones import Zone, zone_for_frame
 
 
 @dataclass(frozen=True)
@@ -23,7 +34,8 @@ class FrameResult:
     frame: Frame
     tracked: Detections
     hits: list[RuleHit]
-    detector_ms: float
+    detector_ms: float          # 0 when the motion gate skipped the detector
+    detector_ran: bool
 
 
 def with_static_blobs(detections: Detections, blobs: list[StaticBlob]) -> Detections:
@@ -46,34 +58,76 @@ class CameraPipeline:
     rules_config: RulesConfig
     detector: Detector
     static_config: StaticObjectConfig = field(default_factory=StaticObjectConfig)
-    tracker: IouTracker = field(default_factory=IouTracker)
-    rules: DwellRules | None = None
-    static_finder: StaticObjectFinder | None = None
     frames: int = 0
+    detector_calls: int = 0
     detector_ms_total: float = 0.0
 
     def __post_init__(self) -> None:
-        watches_dumping = any(z.type == "dumping_hotspot" for z in self.camera.zones)
-        if watches_dumping and self.static_config.enabled:
-            self.static_finder = StaticObjectFinder(self.static_config)
         labels = self.detector.labels
+        static_class = len(labels)
+        self.tracker = IouTracker(max_missing_by_class={static_class: self.static_config.occlusion_s})
+        self.motion = MotionDetector(self.camera.motion)
+        self.static_finder: StaticObjectFinder | None = None
+        if any(z.type == "dumping_hotspot" for z in self.camera.zones) and self.static_config.enabled:
+            self.static_finder = StaticObjectFinder(self.static_config)
         self._mover_ids = {i for i, name in enumerate(labels) if name in self.static_config.mover_labels}
         self._booster_ids = [i for i, name in enumerate(labels) if name in self.static_config.boost_labels]
+        self.rules: DwellRules | None = None
+        self.filters: LabelFilters | None = None
+        self._last_detections = Detections.empty(labels)
+        self._last_detector_t: float | None = None
+
+    def reconfigure(self, camera: CameraConfig, rules_config: RulesConfig) -> None:
+        """Apply new zones, filters and thresholds; tracks and ongoing stays are kept."""
+        self.camera = camera
+        self.rules_config = rules_config
+        self.motion.config = camera.motion
+        if self.rules is not None and self.filters is not None:
+            zones = self._zones(self.filters.width, self.filters.height)
+            self.filters = LabelFilters(camera.filters, zones, self.filters.width, self.filters.height)
+            self.rules.reconfigure(rules_config, zones)
+            self.rules.thresholds = self.filters.threshold_for
 
     def process(self, frame: Frame) -> FrameResult:
         if self.rules is None:  # zones are in pixels of the first frame's size
-            zones = [zone_for_frame(z, frame.width, frame.height) for z in self.camera.zones]
-            self.rules = DwellRules(self.rules_config, zones, frame.width)
-        started = time.perf_counter()
-        detections = self.detector.detect(frame.image)
-        detector_ms = (time.perf_counter() - started) * 1000
-        self.frames += 1
-        self.detector_ms_total += detector_ms
+            self._set_up_for(frame.width, frame.height)
+        detections, detector_ms, ran = self._detect_if_needed(frame)
+        detections = self.filters.apply(detections)
         if self.static_finder is not None:
             detections = with_static_blobs(detections, self._static_blobs(frame, detections))
         tracked = self.tracker.update(detections, frame.t_s)
-        hits = self.rules.update(tracked, frame.t_s, self.tracker.live_track_ids())
-        return FrameResult(frame, tracked, hits, detector_ms)
+        hits = self.rules.update(tracked, frame.t_s, self.tracker.live_track_ids(), attach=frame)
+        self.frames += 1
+        return FrameResult(frame, tracked, hits, detector_ms, ran)
+
+    def finish(self, t_s: float) -> list[RuleHit]:
+        return [] if self.rules is None else self.rules.finish(t_s)
+
+    @property
+    def mean_detector_ms(self) -> float:
+        return self.detector_ms_total / self.detector_calls if self.detector_calls else 0.0
+
+    def _set_up_for(self, width: int, height: int) -> None:
+        zones = self._zones(width, height)
+        self.filters = LabelFilters(self.camera.filters, zones, width, height)
+        self.rules = DwellRules(self.rules_config, zones, width, thresholds=self.filters.threshold_for)
+
+    def _zones(self, width: int, height: int) -> list[Zone]:
+        return [zone_for_frame(z, width, height) for z in self.camera.zones]
+
+    def _detect_if_needed(self, frame: Frame) -> tuple[Detections, float, bool]:
+        moving = self.motion.is_moving(self.motion.update(frame.image))
+        due = self._last_detector_t is None or frame.t_s - self._last_detector_t >= self.camera.motion.recheck_s
+        if self.camera.motion.enabled and not moving and not due:
+            return self._last_detections, 0.0, False
+        started = time.perf_counter()
+        detections = self.detector.detect(frame.image)
+        detector_ms = (time.perf_counter() - started) * 1000
+        self.detector_calls += 1
+        self.detector_ms_total += detector_ms
+        self._last_detections = detections
+        self._last_detector_t = frame.t_s
+        return detections, detector_ms, True
 
     def _static_blobs(self, frame: Frame, detections: Detections) -> list[StaticBlob]:
         is_mover = np.isin(detections.class_ids, list(self._mover_ids))
@@ -82,18 +136,33 @@ class CameraPipeline:
         return self.static_finder.update(frame.image, frame.t_s, movers, detections.xyxy[boosters],
                                          detections.scores[boosters])
 
-    def finish(self, t_s: float) -> list[RuleHit]:
-        return [] if self.rules is None else self.rules.finish(t_s)
 
-    @property
-    def mean_detector_ms(self) -> float:
-        return self.detector_ms_total / self.frames if self.frames else 0.0
-
-
-def evidence_for(hit: RuleHit, frame: Frame, quality: int) -> Evidence:
+def evidence_for(hit: RuleHit, fallback: Frame, quality: int) -> Evidence:
+    """The best-scoring frame of the incident, box and zone drawn, with an enlarged crop inset."""
+    frame = hit.best if isinstance(hit.best, Frame) else fallback
+    bbox = hit.best_bbox_px if isinstance(hit.best, Frame) else hit.bbox_px
     text = f"{hit.category.value}: {hit.label} {hit.score:.2f} {hit.dwell_s:.0f}s"
-    image = annotate(frame.image, [(hit.bbox_px, text)], hit.zone.polygon)
-    return encode_jpeg(image, quality)
+    image = annotate(frame.image, [(bbox, text)], hit.zone.polygon)
+    return encode_jpeg(with_crop_inset(image, frame.image, bbox), quality)
+
+
+def with_crop_inset(canvas: np.ndarray, source: np.ndarray, bbox: tuple[float, float, float, float]) -> np.ndarray:
+    """Paste an enlarged crop of the object into the top-right corner of the picture."""
+    height, width = source.shape[:2]
+    x1, y1, x2, y2 = (int(round(v)) for v in bbox)
+    pad_x, pad_y = max(4, (x2 - x1) // 4), max(4, (y2 - y1) // 4)
+    x1, y1, x2, y2 = max(0, x1 - pad_x), max(0, y1 - pad_y), min(width, x2 + pad_x), min(height, y2 + pad_y)
+    if x2 <= x1 or y2 <= y1:
+        return canvas
+    crop = source[y1:y2, x1:x2]
+    scale = min(width / 3 / crop.shape[1], height / 2 / crop.shape[0])
+    inset = cv2.resize(crop, (max(1, int(crop.shape[1] * scale)), max(1, int(crop.shape[0] * scale))),
+                       interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
+    out = canvas.copy()
+    h, w = inset.shape[:2]
+    out[2:2 + h, width - w - 2:width - 2] = inset
+    cv2.rectangle(out, (width - w - 3, 1), (width - 2, 2 + h), (255, 255, 255), 1)
+    return out
 
 
 def normalised_bbox(bbox_px: tuple[float, float, float, float], width: int, height: int) -> tuple[float, ...]:

@@ -9,6 +9,7 @@ or moved out of the zone).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from statistics import median
 
@@ -27,10 +28,12 @@ class RuleHit:
     zone: Zone
     track_id: int
     label: str
-    score: float                   # median of the track's recent scores in the zone
+    score: float                   # median of the track's recent scores, plus support
     bbox_px: tuple[float, float, float, float]
     dwell_s: float
     t_s: float
+    best: object = None            # what the caller attached to the best-scoring observation
+    best_bbox_px: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
 
 @dataclass
@@ -44,6 +47,13 @@ class _Stay:
     bbox_px: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     reported_s: float | None = None
     last_seen_s: float = 0.0
+    support: float = 0.0
+    best_score: float = -1.0
+    best: object = None
+    best_bbox_px: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+
+    def score(self) -> float:
+        return min(1.0, float(median(self.scores)) + self.support)
 
 
 @dataclass
@@ -53,30 +63,40 @@ class DwellRules:
     rules: RulesConfig
     zones: list[Zone]
     frame_width: int
+    thresholds: Callable[[str, np.ndarray], float] = lambda label, foot: 0.0
     _stays: dict[tuple[str, int], _Stay] = field(default_factory=dict)
 
-    def update(self, tracked: Detections, t_s: float, live_tracks: set[int]) -> list[RuleHit]:
+    def reconfigure(self, rules: RulesConfig, zones: list[Zone]) -> None:
+        """New thresholds and zones; stays in zones that still exist go on."""
+        names = {z.name for z in zones}
+        self._stays = {key: stay for key, stay in self._stays.items() if key[0] in names}
+        self.rules = rules
+        self.zones = zones
+
+    def update(self, tracked: Detections, t_s: float, live_tracks: set[int], attach: object = None) -> list[RuleHit]:
+        """Hits of this frame; ``attach`` is kept with a stay's best observation (e.g. the frame)."""
         hits: list[RuleHit] = []
         seen: set[tuple[str, int]] = set()
         feet = tracked.foot_points()
+        labels = np.asarray([tracked.label_of(i) for i in range(len(tracked))], dtype=object)
         for zone in self.zones:
             category, rule = self.rules.for_zone_type(zone.config.type)
-            if not rule.enabled:
+            if not rule.enabled or not len(tracked):
                 continue
-            watched = np.isin(np.asarray([tracked.label_of(i) for i in range(len(tracked))], dtype=object),
-                              rule.labels) if len(tracked) else np.zeros(0, bool)
-            inside = zone.contains(feet) & watched if len(tracked) else watched
+            in_zone = zone.contains(feet)
+            inside = in_zone & np.isin(labels, rule.labels)
+            support = rule.support_boost if (in_zone & np.isin(labels, rule.support_labels)).any() else 0.0
             for i in np.flatnonzero(inside):
                 key = (zone.name, int(tracked.track_ids[i]))
                 seen.add(key)
-                hit = self._observe(key, zone, category, rule, tracked, i, feet[i], t_s)
+                hit = self._observe(key, zone, category, rule, tracked, i, feet[i], t_s, support, attach)
                 if hit:
                     hits.append(hit)
         hits.extend(self._end_stays(seen, live_tracks, t_s))
         return hits
 
-    def _observe(self, key, zone: Zone, category: Category, rule: DwellRuleConfig,
-                 tracked: Detections, i: int, foot: np.ndarray, t_s: float) -> RuleHit | None:
+    def _observe(self, key, zone: Zone, category: Category, rule: DwellRuleConfig, tracked: Detections, i: int,
+                 foot: np.ndarray, t_s: float, support: float, attach: object) -> RuleHit | None:
         stay = self._stays.get(key)
         drift_limit = rule.stationary_px * self.frame_width
         if stay is None or np.linalg.norm(foot - stay.anchor) > drift_limit:
@@ -86,11 +106,16 @@ class DwellRules:
                 self._stays[key] = _Stay(foot.copy(), t_s, tracked.label_of(i))
                 return ended
             stay = self._stays[key] = _Stay(foot.copy(), t_s, tracked.label_of(i))
-        stay.scores.append(float(tracked.scores[i]))
+        score = float(tracked.scores[i])
+        stay.scores.append(score)
         stay.bbox_px = tuple(float(v) for v in tracked.xyxy[i])
         stay.last_seen_s = t_s
+        stay.support = support
+        if score + support > stay.best_score:
+            stay.best_score, stay.best, stay.best_bbox_px = score + support, attach, stay.bbox_px
         dwell = zone.config.dwell_s or rule.dwell_s
-        if t_s - stay.since_s < dwell or median(stay.scores) < rule.min_score:
+        threshold = max(rule.min_score, self.thresholds(stay.label, foot))
+        if t_s - stay.since_s < dwell or median(stay.scores) < threshold:
             return None
         if stay.reported_s is None:
             stay.reported_s = t_s
@@ -119,5 +144,5 @@ class DwellRules:
 
     @staticmethod
     def _hit(category: Category, event: str, zone: Zone, track_id: int, stay: _Stay, t_s: float) -> RuleHit:
-        return RuleHit(category, event, zone, track_id, stay.label, float(median(stay.scores)),
-                       stay.bbox_px, max(0.0, stay.last_seen_s - stay.since_s), t_s)
+        return RuleHit(category, event, zone, track_id, stay.label, stay.score(), stay.bbox_px,
+                       max(0.0, stay.last_seen_s - stay.since_s), t_s, stay.best, stay.best_bbox_px)

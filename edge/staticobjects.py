@@ -102,6 +102,10 @@ class StaticObjectFinder:
         update[static] = 0.0
         self._long += update
 
+    def _widened(self, boxes: np.ndarray) -> np.ndarray:
+        size = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, axis=1)
+        return boxes + size * self.config.mover_margin * np.array([-1, -1, 1, 1], dtype=np.float32)
+
     def _blobs(self, static: np.ndarray, movers: np.ndarray, boosters: np.ndarray,
                booster_scores: np.ndarray) -> list[StaticBlob]:
         count, _, stats, _ = cv2.connectedComponentsWithStats(static, connectivity=8)
@@ -111,7 +115,7 @@ class StaticObjectFinder:
             if not (self.config.min_area <= area / frame_area <= self.config.max_area):
                 continue
             box = np.array([x, y, x + w, y + h], dtype=np.float32) * self._scale
-            if len(movers) and _overlap_fraction(box, movers).max() > self.config.mover_overlap:
+            if len(movers) and _overlap_fraction(box, self._widened(movers)).max() > self.config.mover_overlap:
                 continue
             score = self.config.base_score
             if len(boosters):

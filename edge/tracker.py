@@ -45,12 +45,14 @@ class IouTracker:
 
     iou_threshold: float = 0.2
     max_missing_s: float = 3.0
+    max_missing_by_class: dict[int, float] = field(default_factory=dict)
     _tracks: list[_Track] = field(default_factory=list)
     _next_id: int = 1
 
     def update(self, detections: Detections, t_s: float) -> Detections:
         """Return the same detections with track ids; unmatched ones start new tracks."""
-        self._tracks = [t for t in self._tracks if t_s - t.last_seen_s <= self.max_missing_s]
+        self._tracks = [t for t in self._tracks
+                        if t_s - t.last_seen_s <= self.max_missing_by_class.get(t.class_id, self.max_missing_s)]
         ids = np.full(len(detections), -1, dtype=np.int64)
         for det_index, track in self._match(detections, t_s):
             track.follow(detections.xyxy[det_index], t_s)

@@ -19,14 +19,19 @@ class Zone:
         return self.config.name
 
     def contains(self, points: np.ndarray) -> np.ndarray:
-        """Boolean mask of the points (N, 2) inside the polygon (even-odd rule)."""
-        x, y = points[:, 0:1], points[:, 1:2]
-        xs, ys = self.polygon[:, 0], self.polygon[:, 1]
-        xs2, ys2 = np.roll(xs, -1), np.roll(ys, -1)
-        crosses = (ys > y) != (ys2 > y)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x_at_y = xs + (y - ys) * (xs2 - xs) / (ys2 - ys)
-        return ((crosses & (x < x_at_y)).sum(axis=1) % 2) == 1
+        """Boolean mask of the points (N, 2) inside the zone."""
+        return polygon_contains(self.polygon, points)
+
+
+def polygon_contains(polygon: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Boolean mask of the points (N, 2) inside a pixel polygon (K, 2), even-odd rule."""
+    x, y = points[:, 0:1], points[:, 1:2]
+    xs, ys = polygon[:, 0], polygon[:, 1]
+    xs2, ys2 = np.roll(xs, -1), np.roll(ys, -1)
+    crosses = (ys > y) != (ys2 > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_at_y = xs + (y - ys) * (xs2 - xs) / (ys2 - ys)
+    return ((crosses & (x < x_at_y)).sum(axis=1) % 2) == 1
 
 
 def zone_for_frame(config: ZoneConfig, width: int, height: int) -> Zone:
