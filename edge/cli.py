@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import signal
@@ -54,16 +55,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edge.config import ConfigError, load_config
+    from edge.config import ConfigError, load_table, parse_config
     from edge.detectors import DetectorError
     from edge.runtime import Box
 
     try:
-        config = load_config(args.config)
+        table = load_table(args.config)
         if args.fast:
-            config = config.model_copy(update={"cameras": [c.model_copy(update={"realtime": False})
-                                                           for c in config.cameras]})
-        box = Box(config, mqtt_url=args.mqtt, spool_path=args.spool, health_interval_s=args.health_interval)
+            for camera in table.get("cameras", []) if isinstance(table.get("cameras"), list) else []:
+                if isinstance(camera, dict):
+                    camera["realtime"] = False
+        config = parse_config(copy.deepcopy(table), str(args.config), args.config.parent)
+        box = Box(config, file_table=table, config_dir=args.config.parent, mqtt_url=args.mqtt,
+                  spool_path=args.spool, health_interval_s=args.health_interval)
     except (ConfigError, DetectorError) as exc:
         print(f"edge: {exc}", file=sys.stderr)
         return 2

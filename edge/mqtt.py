@@ -38,10 +38,17 @@ class BoxLink:
 
     def __init__(self, url: str, district: str, box: str, *, credentials: Credentials = Credentials(),
                  keepalive_s: int = 30, window: int = 100,
-                 on_ack: Callable[[int], None] = lambda mid: None) -> None:
+                 on_ack: Callable[[int], None] = lambda mid: None,
+                 on_refused: Callable[[int], None] = lambda mid: None,
+                 on_message: Callable[[str, bytes], None] | None = None,
+                 subscriptions: tuple[str, ...] = ()) -> None:
         self.address = BrokerAddress.parse(url)
         self.status_topic = str(Topic(district, box, Kind.STATUS))
         self._on_ack = on_ack
+        self._on_refused = on_refused
+        self.generation = 0  # +1 per successful connect
+        self._on_message = on_message
+        self._subscriptions = subscriptions
         self._connected = threading.Event()
         self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=box, protocol=paho.MQTTv5)
         self._client.max_inflight_messages_set(window)
@@ -56,6 +63,7 @@ class BoxLink:
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_publish = self._handle_publish
         self._client.on_socket_open = self._handle_socket_open
+        self._client.on_message = self._handle_message
         self._keepalive_s = keepalive_s
         self._own_mids: set[int] = set()
 
@@ -104,6 +112,9 @@ class BoxLink:
         log.info("mqtt.connected broker=%s:%d session_present=%s", self.address.host, self.address.port,
                  flags.session_present)
         self._own_mids.add(client.publish(self.status_topic, STATUS_ONLINE, qos=1, retain=True).mid)
+        if self._subscriptions:
+            client.subscribe([(topic, 1) for topic in self._subscriptions])
+        self.generation += 1
         self._connected.set()
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -111,11 +122,19 @@ class BoxLink:
             log.warning("mqtt.disconnected reason=%s", reason_code)
         self._connected.clear()
 
+    def _handle_message(self, client, userdata, message) -> None:
+        if self._on_message is not None:
+            try:
+                self._on_message(message.topic, bytes(message.payload))
+            except Exception:  # a bad handler must not stop the network loop
+                log.exception("mqtt.message_handler_failed topic=%s", message.topic)
+
     def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            log.warning("mqtt.publish_failed mid=%d reason=%s", mid, reason_code)
-            return
         if mid in self._own_mids:
             self._own_mids.discard(mid)
+            return
+        if reason_code.is_failure:
+            log.warning("mqtt.publish_refused_by_broker mid=%d reason=%s", mid, reason_code)
+            self._on_refused(mid)
             return
         self._on_ack(mid)

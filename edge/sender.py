@@ -23,6 +23,7 @@ class Sender:
         self._in_flight: dict[int, int] = {}   # mqtt mid -> spool row
         self._early_acks: set[int] = set()     # acks that beat publish() returning
         self._cursor = 0                        # highest spool row handed to paho
+        self._generation = 0                    # link connection the in-flight messages were sent on
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="spool-sender", daemon=True)
@@ -45,6 +46,14 @@ class Sender:
                 self._early_acks.add(mid)
                 return
         self.spool.remove(row)
+        self._wake.set()
+
+    def refused(self, mid: int) -> None:
+        """The broker refused ``mid``: it stays in the spool and is sent again from there."""
+        with self._lock:
+            row = self._in_flight.pop(mid, None)
+            if row is not None:
+                self._cursor = min(self._cursor, row - 1)
         self._wake.set()
 
     def in_flight(self) -> int:
@@ -78,6 +87,12 @@ class Sender:
         link = self.link
         if link is None or not link.connected:
             return 0
+        if link.generation != self._generation:
+            # After a reconnect paho re-sends what was in flight; new messages wait
+            # until those are acknowledged, so the broker sees seq in order.
+            if self.in_flight():
+                return 0
+            self._generation = link.generation
         room = self.window - self.in_flight()
         if room <= 0:
             return 0

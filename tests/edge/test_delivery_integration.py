@@ -1,0 +1,122 @@
+"""Store-and-forward on a real Mosquitto: outages and crashes lose no detection."""
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from devstack.services import Mosquitto
+
+pytestmark = pytest.mark.integration
+
+WRITER = Path(__file__).with_name("outbox_writer.py")
+TOPIC = "city/test-district/writer-box/detection"
+
+
+class Collector:
+    """A persistent-session QoS 1 subscriber that records the seq of every detection."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("mqtt://").split(":")
+        self.seqs: list[int] = []
+        self._lock = threading.Lock()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="collector", protocol=paho.MQTTv5)
+        self.client.on_connect = lambda c, *_: c.subscribe(TOPIC, qos=1)
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.2, 1)
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = 3600
+        self.client.connect(host, int(port), clean_start=False, properties=properties)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, message) -> None:
+        with self._lock:
+            self.seqs.append(json.loads(message.payload)["seq"])
+
+    def wait_for(self, count: int, timeout_s: float) -> list[int]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(set(self.seqs)) >= count:
+                    break
+            time.sleep(0.1)
+        with self._lock:
+            return list(self.seqs)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def first_arrivals(seqs: list[int]) -> list[int]:
+    """The seqs in arrival order, later repeats (QoS 1 redeliveries) left out."""
+    seen, order = set(), []
+    for seq in seqs:
+        if seq not in seen:
+            seen.add(seq)
+            order.append(seq)
+    return order
+
+
+def start_writer(spool: Path, url: str, count: int, rate: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(WRITER), str(spool), url, str(count), "--rate", str(rate)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def wait_for_line(process: subprocess.Popen, prefix: str, timeout_s: float = 30) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if line.startswith(prefix):
+            return line
+        if not line and process.poll() is not None:
+            break
+    raise AssertionError(f"writer never printed {prefix!r}")
+
+
+@pytest.fixture
+def broker(tmp_path):
+    with Mosquitto(tmp_path / "mosquitto") as server:
+        yield server
+
+
+def test_a_broker_outage_loses_nothing_and_keeps_order(broker, tmp_path):
+    collector = Collector(broker.url)
+    writer = start_writer(tmp_path / "spool.db", broker.url, 300, rate=100)
+    wait_for_line(writer, "put 50")
+    broker.stop()
+    wait_for_line(writer, "put 150")       # the box keeps spooling while the broker is down
+    time.sleep(1.0)
+    broker.restart()
+    assert wait_for_line(writer, "drained", 60)
+    writer.wait(10)
+    seqs = collector.wait_for(300, 30)
+    collector.close()
+    assert first_arrivals(seqs) == list(range(1, 301))
+
+
+def test_a_killed_box_resends_what_was_not_acknowledged_and_seq_continues(broker, tmp_path):
+    collector = Collector(broker.url)
+    spool = tmp_path / "spool.db"
+    writer = start_writer(spool, broker.url, 200, rate=100)
+    wait_for_line(writer, "put 80")
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(10)
+    restarted = start_writer(spool, broker.url, 200, rate=200)
+    first = int(wait_for_line(restarted, "put ").split()[1])
+    assert first > 80                       # seq continues from the spool, never restarts at 1
+    assert wait_for_line(restarted, "drained", 60)
+    restarted.wait(10)
+    seqs = collector.wait_for(200, 30)
+    collector.close()
+    assert sorted(set(seqs)) == list(range(1, 201))
+    assert first_arrivals(seqs) == sorted(first_arrivals(seqs))
