@@ -1,0 +1,162 @@
+"""Fixtures for gateway tests: an in-process ingest on the real InfluxDB, and gateway processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.config import GatewayConfig
+from gateway.influx import InfluxClient
+from gateway.ingest import Ingest
+from gateway.store import PRECISION
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def gateway_config(influx_url: str, db: str, evidence_dir: Path, **changes) -> GatewayConfig:
+    raw = {"influx": {"url": influx_url, "db": db}, "evidence_dir": str(evidence_dir),
+           "retry": {"initial_s": 0.05, "max_s": 0.2}, **changes}
+    return GatewayConfig.model_validate(raw)
+
+
+@pytest.fixture
+def make_ingest(influxdb, influx_db_name, tmp_path) -> Iterator[Callable[..., Ingest]]:
+    """Start an Ingest on the test's database, as `gateway run` does before subscribing."""
+    clients: list[InfluxClient] = []
+
+    def make(**changes) -> Ingest:
+        config = gateway_config(influxdb.url, influx_db_name, tmp_path / "evidence", **changes)
+        client = InfluxClient(influxdb.url, influx_db_name, precision=PRECISION)
+        clients.append(client)
+        client.create_database()
+        ingest = Ingest(config, client)
+        ingest.restore()
+        return ingest
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def influx(influxdb, influx_db_name) -> Iterator[InfluxClient]:
+    with InfluxClient(influxdb.url, influx_db_name, precision=PRECISION) as client:
+        yield client
+
+
+def wait_for(predicate, timeout_s: float = 30.0, every_s: float = 0.2):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        time.sleep(every_s)
+
+
+@pytest.fixture
+def wait() -> Callable:
+    return wait_for
+
+
+class GatewayProcess:
+    """`gateway run` as a child process, with its log in a file."""
+
+    def __init__(self, mqtt_url: str, influx_url: str, db: str, workdir: Path, client_id: str,
+                 config_text: str = "") -> None:
+        self.log_path = workdir / f"{client_id}.log"
+        self.config_path = workdir / f"{client_id}.toml"
+        self.config_path.write_text(config_text or "[retry]\ninitial_s = 0.1\nmax_s = 0.5\n")
+        self.args = [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config_path),
+                     "--mqtt", mqtt_url, "--influx", influx_url, "--db", db,
+                     "--evidence-dir", str(workdir / "evidence"), "--client-id", client_id]
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "GatewayProcess":
+        log = self.log_path.open("a")
+        self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        log.close()
+        wait_for(lambda: self.process.poll() is not None or "mqtt.connected" in self.log(), 30, 0.1)
+        assert self.process.poll() is None, self.log()
+        time.sleep(0.3)  # the SUBACK follows the CONNACK
+        return self
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def gateway_process(mosquitto, influxdb, influx_db_name, tmp_path) -> Iterator[Callable[..., GatewayProcess]]:
+    started: list[GatewayProcess] = []
+
+    def start(config_text: str = "", client_id: str | None = None, mqtt_url: str | None = None,
+              influx_url: str | None = None) -> GatewayProcess:
+        process = GatewayProcess(mqtt_url or mosquitto.url, influx_url or influxdb.url, influx_db_name, tmp_path,
+                                 client_id or f"gw-{influx_db_name}", config_text)
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gateway.cli", "--log-level", "WARNING", *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture
+def cli() -> Callable[..., subprocess.CompletedProcess]:
+    return run_cli
+
+
+def publish_all(url: str, messages: list[tuple[str, bytes]], client_id: str = "test-publisher",
+                pause_s: float = 0.0) -> None:
+    """Publish with QoS 1 and wait until the broker has every message."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    host, port = url.removeprefix("mqtt://").split(":")
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    client.max_inflight_messages_set(100)
+    client.connect(host, int(port))
+    client.loop_start()
+    try:
+        infos = []
+        for topic, payload in messages:
+            infos.append(client.publish(topic, payload, qos=1))
+            if pause_s:
+                time.sleep(pause_s)
+        for info in infos:
+            info.wait_for_publish(timeout=30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.fixture
+def publish(mosquitto) -> Callable[..., None]:
+    def publish(messages, url: str | None = None, **kwargs) -> None:
+        publish_all(url or mosquitto.url, messages, **kwargs)
+    return publish

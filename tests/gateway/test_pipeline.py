@@ -1,0 +1,150 @@
+"""One batch through check and apply, in memory: gaps, dedupe, routing, evidence, dead letters."""
+
+import hashlib
+import time
+from collections import Counter
+
+from edge.contract import Detection, Health, Kind, SensorReading, Topic
+from gateway.evidence import EvidenceStore
+from gateway.leads import LeadBook
+from gateway.lineprotocol import encode_point
+from gateway.mqtt import Incoming
+from gateway.pipeline import Pipeline, check
+from gateway.routing import Router
+from gateway.seqgaps import SeqTracker
+
+NOW = int(time.time() * 1000)
+T0 = NOW - 600_000
+BASE = dict(box="box-1", district="old-town", camera="north", category="illegal_dumping", label="suitcase",
+            score=0.7, bbox=(0.1, 0.5, 0.2, 0.7), zone="hotspot", track=4, dwell_s=120.0, lat=48.2085,
+            lon=16.3731, model="nanodet-g-416", config="abcdef12")
+JPEG_A = b"\xff\xd8\xff\xe0" + b"picture a" * 10
+JPEG_B = b"\xff\xd8\xff\xe0" + b"picture b" * 10
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def detection(n: int, **changes) -> Incoming:
+    det = Detection(**{**BASE, "id": f"d{n}", "seq": n, "ts": T0 + n * 1000, **changes})
+    return Incoming(str(Topic(det.district, det.box, Kind.DETECTION)), det.encode(), n, 1, time.time())
+
+
+def health(seq: int, box: str = "box-1") -> Incoming:
+    message = Health(box=box, district="old-town", seq=seq, ts=T0, uptime_s=5.0, config="abcdef12")
+    return Incoming(str(Topic("old-town", box, Kind.HEALTH)), message.encode(), seq, 1, time.time())
+
+
+def evidence(detection_id: str, jpeg: bytes) -> Incoming:
+    return Incoming(str(Topic("old-town", "box-1", Kind.EVIDENCE, detection_id)), jpeg, 0, 1, time.time())
+
+
+def raw(topic: str, payload: bytes) -> Incoming:
+    return Incoming(topic, payload, 0, 1, time.time())
+
+
+class Harness:
+    def __init__(self, root, router: Router | None = None) -> None:
+        self.book = LeadBook()
+        self.tracker = SeqTracker()
+        self.store = EvidenceStore(root)
+        self.stats = Counter()
+        self.pipeline = Pipeline(self.book, self.tracker, self.store, router or Router({}, []), self.stats)
+
+    def run(self, *messages: Incoming):
+        points = self.pipeline.apply([check(m, NOW) for m in messages], NOW)
+        for point in points:
+            encode_point(point)
+        return points
+
+
+def of(points, measurement):
+    return [p for p in points if p.measurement == measurement]
+
+
+def test_two_detections_open_a_routed_lead_and_a_repeat_changes_nothing(tmp_path):
+    h = Harness(tmp_path, Router({"old-town": "team-ot"}, []))
+    points = h.run(detection(1), detection(2))
+    [lead] = of(points, "lead")
+    assert lead.fields["status"] == "open" and lead.fields["team"] == "team-ot"
+    assert lead.fields["route"] == "district:old-town" and lead.fields["detections"] == 2
+    assert [p.fields["n"] for p in of(points, "lead_ledger")] == [1, 2]
+    assert h.run(detection(2)) == []
+    # A later merge rewrites the lead without its status: status belongs to case staff now.
+    [update] = of(h.run(detection(3)), "lead")
+    assert "status" not in update.fields and update.fields["detections"] == 3
+    assert update.time == lead.time and update.tags == lead.tags
+
+
+def test_a_closed_lead_takes_no_more_detections(tmp_path):
+    h = Harness(tmp_path)
+    [lead] = of(h.run(detection(1), detection(2)), "lead")
+    h.book.set_status(lead.tags["lead_id"], "closed", outcome="confirmed")
+    points = h.run(detection(3))
+    assert of(points, "lead") == []
+    [entry] = of(points, "lead_ledger")
+    assert entry.tags["lead_id"] != lead.tags["lead_id"] and entry.fields["rule"] == "opened"
+
+
+def test_seq_gaps_are_recorded_and_closed(tmp_path):
+    h = Harness(tmp_path)
+    h.run(health(1))
+    [gap] = of(h.run(health(4)), "box_gap")
+    assert gap.fields | {} == {"from_seq": 2, "to_seq": 3, "missing": 2, "status": "open", "ranges": "2-3"}
+    [narrowed] = of(h.run(detection(2)), "box_gap")
+    assert narrowed.fields["missing"] == 1 and narrowed.time == gap.time
+    [closed] = of(h.run(health(3)), "box_gap")
+    assert closed.fields["status"] == "closed" and closed.fields["missing"] == 0
+
+
+def test_evidence_after_the_detection_becomes_the_leads_picture(tmp_path):
+    h = Harness(tmp_path)
+    h.run(detection(1, evidence_sha256=sha(JPEG_A)), detection(2))
+    points = h.run(evidence("d1", JPEG_A))
+    [lead] = of(points, "lead")
+    assert lead.fields["evidence"] == sha(JPEG_A) and h.store.has(sha(JPEG_A))
+    assert of(points, "evidence")[0].fields["detection_id"] == "d1"
+
+
+def test_evidence_before_the_detection_is_matched_when_it_arrives(tmp_path):
+    h = Harness(tmp_path)
+    assert of(h.run(evidence("d2", JPEG_B)), "rejected") == []
+    [lead] = of(h.run(detection(1), detection(2, evidence_sha256=sha(JPEG_B), score=0.9)), "lead")
+    assert lead.fields["evidence"] == sha(JPEG_B)
+
+
+def test_a_picture_that_does_not_match_its_detection_is_dead_lettered(tmp_path):
+    h = Harness(tmp_path)
+    h.run(detection(1, evidence_sha256=sha(JPEG_A)))
+    [rejected] = of(h.run(evidence("d1", JPEG_B)), "rejected")
+    assert sha(JPEG_B) in rejected.fields["reason"] and sha(JPEG_A) in rejected.fields["reason"]
+    assert not h.store.has(sha(JPEG_B))
+    # Arriving first, the wrong picture is found out when the detection comes.
+    h.run(evidence("d7", JPEG_B))
+    [late] = of(h.run(detection(7, evidence_sha256=sha(JPEG_A))), "rejected")
+    assert "d7" in late.fields["reason"]
+
+
+def test_what_cannot_be_stored_is_dead_lettered_before_it_touches_the_state(tmp_path):
+    h = Harness(tmp_path)
+    points = h.run(detection(1, label="ends with a backslash\\"), detection(2, seq=2**63))
+    rejected = of(points, "rejected")
+    assert len(rejected) == 2 and of(points, "detection") == []
+    assert "cannot be stored" in rejected[0].fields["reason"] and "64-bit" in rejected[1].fields["reason"]
+    assert not h.book.seen("d1") and "box-1" not in h.tracker.boxes
+
+
+def test_sensor_readings_may_not_shadow_gateway_fields(tmp_path):
+    h = Harness(tmp_path)
+    reading = SensorReading(id="s1", box="box-1", district="old-town", seq=1, ts=T0, sensor="bin",
+                            values={"seq": 1.0}, config="abcdef12")
+    [rejected] = h.run(raw("city/old-town/box-1/sensor", reading.encode()))
+    assert rejected.measurement == "rejected" and "values.seq" in rejected.fields["reason"]
+
+
+def test_dead_letters_keep_bad_topics_out_of_the_tag_set(tmp_path):
+    h = Harness(tmp_path)
+    [point] = h.run(raw("city/old-town/evil\nrejected,box=x v=1/detection", b"\x00{"))
+    assert point.tags == {"box": ""} and encode_point(point).startswith('rejected reason="')
+    assert "\\x00" in point.fields["payload"]

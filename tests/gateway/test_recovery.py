@@ -1,0 +1,125 @@
+"""A restarted gateway rebuilds its state from InfluxDB: same leads, redeliveries change nothing."""
+
+import time
+
+import pytest
+
+from edge.contract import Detection, Health, Kind, Topic
+from gateway import casework
+from gateway.mqtt import Incoming
+
+pytestmark = pytest.mark.integration
+
+NOW = int(time.time() * 1000)
+BASE = dict(box="box-1", district="old-town", camera="north", category="street_vending", label="person",
+            score=0.7, bbox=(0.1, 0.5, 0.2, 0.7), zone="plaza", track=4, dwell_s=60.0, lat=48.2085,
+            lon=16.3731, model="nanodet-g-416", config="abcdef12")
+
+
+def detection(name: str, ts: int, seq: int = 1, **changes) -> Incoming:
+    det = Detection(**{**BASE, "id": name, "seq": seq, "ts": ts, **changes})
+    return Incoming(str(Topic(det.district, det.box, Kind.DETECTION)), det.encode(), 0, 1, time.time())
+
+
+def health(seq: int) -> Incoming:
+    message = Health(box="box-1", district="old-town", seq=seq, ts=NOW - 1000, uptime_s=1.0, config="abcdef12")
+    return Incoming(str(Topic("old-town", "box-1", Kind.HEALTH)), message.encode(), 0, 1, time.time())
+
+
+def stored(ingest, messages):
+    points = ingest.handle(messages)
+    assert ingest.write_until_stored(points)
+    return points
+
+
+def of(points, measurement):
+    return [p for p in points if p.measurement == measurement]
+
+
+def leads_in(influx):
+    return influx.query('SELECT * FROM "lead" GROUP BY *')
+
+
+def test_restart_keeps_merging_into_the_same_lead_and_redelivery_changes_nothing(make_ingest, influx):
+    first = make_ingest()
+    [opened] = of(stored(first, [detection("a1", NOW - 60_000), detection("a2", NOW - 50_000)]), "lead")
+    # Crash window: the batch is written, the gateway dies before the acknowledgement.
+    stored(first, [detection("a3", NOW - 40_000)])
+
+    second = make_ingest()
+    assert second.handle([detection("a3", NOW - 40_000)]) == []      # the broker's redelivery
+    assert second.handle([detection("a1", NOW - 60_000)]) == []      # a box re-sending an old one
+    points = stored(second, [detection("a4", NOW - 30_000)])
+    [entry] = of(points, "lead_ledger")
+    [lead] = of(points, "lead")
+    assert entry.tags["lead_id"] == opened.tags["lead_id"] and entry.fields["n"] == 4
+    assert lead.fields["detections"] == 4 and "status" not in lead.fields
+    [row] = leads_in(influx)
+    assert row["detections"] == 4 and row["status"] == "open"
+    ids = [r["detection_id"] for r in influx.query('SELECT * FROM "lead_ledger"')]
+    assert sorted(ids) == ["a1", "a2", "a3", "a4"]
+
+
+def test_a_candidate_survives_a_restart_and_opens_with_the_next_detection(make_ingest, influx):
+    stored(make_ingest(), [detection("c1", NOW - 60_000)])
+    assert leads_in(influx) == []
+    points = stored(make_ingest(), [detection("c2", NOW - 59_000, camera="east", zone="plaza-b", lat=48.20855)])
+    [lead] = of(points, "lead")
+    assert lead.fields["status"] == "open" and lead.fields["detections"] == 2
+    assert of(points, "lead_ledger")[0].fields["rule"] == "distance"
+
+
+def test_a_group_reaching_back_before_the_horizon_is_read_back_whole(make_ingest, influx):
+    first = make_ingest(dedupe={"horizon_s": 1800})
+    stored(first, [detection("h1", NOW - 2_000_000), detection("h2", NOW - 1_500_000),
+                   detection("h3", NOW - 1_000_000)])
+    second = make_ingest(dedupe={"horizon_s": 1800})
+    [lead] = second.book.leads()
+    assert lead.detections == 3 and lead.first_seen == NOW - 2_000_000
+    [entry] = of(stored(second, [detection("h4", NOW - 500_000)]), "lead_ledger")
+    assert entry.fields["n"] == 4 and entry.tags["lead_id"] == lead.lead_id
+
+
+def test_a_late_detection_older_than_the_horizon_meets_its_group_again(make_ingest, influx):
+    old = NOW - 5 * 3600_000
+    first = make_ingest(dedupe={"horizon_s": 1800})
+    [lead] = of(stored(first, [detection("o1", old), detection("o2", old + 60_000)]), "lead")
+    second = make_ingest(dedupe={"horizon_s": 1800})
+    assert second.book.leads() == []                                  # beyond the horizon
+    assert second.handle([detection("o2", old + 60_000)]) == []       # read back: already merged
+    [entry] = of(stored(second, [detection("o3", old + 120_000)]), "lead_ledger")
+    assert entry.tags["lead_id"] == lead.tags["lead_id"] and entry.fields["n"] == 3
+    [row] = leads_in(influx)
+    assert row["detections"] == 3
+
+
+def test_a_closed_lead_is_learned_by_the_running_ingest_and_remembered_after_restart(make_ingest, influx):
+    ingest = make_ingest(status_refresh_s=0)
+    [lead] = of(stored(ingest, [detection("k1", NOW - 60_000), detection("k2", NOW - 59_000)]), "lead")
+    lead_id = lead.tags["lead_id"]
+    casework.claim(influx, lead_id, "alice", NOW)
+    casework.close(influx, lead_id, "confirmed", "alice", "vendor moved on", NOW + 1)
+    points = stored(ingest, [detection("k3", NOW - 58_000)])
+    [entry] = of(points, "lead_ledger")
+    assert entry.tags["lead_id"] != lead_id and entry.fields["rule"] == "opened"
+    assert ingest.book.get(lead_id).status == "closed"
+
+    restarted = make_ingest()
+    assert restarted.book.get(lead_id).status == "closed"
+    [reopened] = of(stored(restarted, [detection("k4", NOW - 57_000)]), "lead")
+    assert reopened.tags["lead_id"] == entry.tags["lead_id"]
+    rows = {row["lead_id"]: row for row in leads_in(influx)}
+    assert rows[lead_id]["status"] == "closed" and rows[lead_id]["detections"] == 2
+    assert rows[lead_id]["outcome"] == "confirmed" and rows[lead_id]["claimed_by"] == "alice"
+
+
+def test_open_gaps_and_the_last_seq_survive_a_restart(make_ingest, influx):
+    first = make_ingest()
+    stored(first, [health(1), health(5)])
+    second = make_ingest()
+    assert second.tracker.boxes["box-1"].last_seq == 5
+    [gap] = of(stored(second, [health(3)]), "box_gap")
+    assert gap.fields["missing"] == 2 and gap.fields["ranges"] == "2,4"
+    assert stored(second, [health(3), health(6)]) and of(second.handle([health(5)]), "box_gap") == []
+    [row] = influx.query('SELECT * FROM "box_gap"')
+    assert row["status"] == "open" and row["missing"] == 2
