@@ -233,6 +233,14 @@ class CameraHealth(BaseModel):
     detector_ms: NonNegative = 0.0
 
 
+class SensorPortHealth(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    state: Literal["open", "reconnecting", "down"]
+    counters: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, max_length=32)
+
+
 class Health(Message):
     """Periodic self-report of a box."""
 
@@ -245,6 +253,9 @@ class Health(Message):
     cameras: dict[Name, CameraHealth] = Field(default_factory=dict)
     spool_depth: int = Field(ge=0, default=0)
     spool_oldest_s: NonNegative = 0.0
+    spool_dropped: dict[Literal["telemetry", "evidence", "keep"], Annotated[int, Field(ge=0)]] | None = Field(
+        None, description="Messages the spool gave up since it was created, by class.")
+    sensors: dict[Name, SensorPortHealth] | None = Field(None, description="Serial sensor ports by sensor name.")
 
 
 class ConfigAck(Message):

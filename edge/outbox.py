@@ -14,7 +14,7 @@ from pathlib import Path
 from edge.contract import Topic
 from edge.mqtt import BoxLink, Credentials
 from edge.sender import Sender
-from edge.spool import Spool
+from edge.spool import DEFAULT_MAX_BYTES, Spool
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +22,10 @@ log = logging.getLogger(__name__)
 class Outbox:
     def __init__(self, spool_path: Path, mqtt_url: str, district: str, box: str, *,
                  credentials: Credentials = Credentials(), keepalive_s: int = 30, window: int = 100,
+                 max_bytes: int = DEFAULT_MAX_BYTES,
                  on_message: Callable[[str, bytes], None] | None = None,
                  subscriptions: tuple[str, ...] = ()) -> None:
-        self.spool = Spool(spool_path)
+        self.spool = Spool(spool_path, max_bytes=max_bytes)
         self.sender = Sender(self.spool, window=window)
         self.link = BoxLink(mqtt_url, district, box, credentials=credentials, keepalive_s=keepalive_s,
                             window=window, on_ack=self.sender.acknowledge, on_refused=self.sender.refused,
@@ -43,9 +44,9 @@ class Outbox:
         self.sender.notify()
         return seq
 
-    def put_raw(self, topic: Topic, payload: bytes, *, retain: bool = False) -> None:
+    def put_raw(self, topic: Topic, payload: bytes, *, retain: bool = False, evidence: bool = False) -> None:
         """Store a message without seq (evidence pictures, config acks)."""
-        self.spool.append_raw(str(topic), payload, retain=retain)
+        self.spool.append_raw(str(topic), payload, retain=retain, evidence=evidence)
         self.sender.notify()
 
     def depth(self) -> int:

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.camera import CameraError, Frame, file_frames
+from edge.camera import Frame, open_camera
 from edge.config import BoxConfig, CameraConfig
 from edge.contract import CameraHealth, ConfigAck, Health, Kind, Topic
 from edge.detectors import create_detector
@@ -68,6 +68,7 @@ class Box:
                                   str(config.mqtt.ca_file) if config.mqtt.ca_file else None)
         self.outbox = Outbox(spool_path, mqtt_url or config.mqtt.url, config.district, config.box,
                              credentials=credentials, keepalive_s=config.mqtt.keepalive_s,
+                             max_bytes=int(config.spool.max_mb * 1024 * 1024),
                              on_message=self._on_message,
                              subscriptions=(str(self.config_topic),) if file_table is not None else ())
         self.health_interval_s = health_interval_s
@@ -104,28 +105,23 @@ class Box:
     # ----------------------------------------------------------------- cameras
 
     def _run_camera(self, camera: CameraConfig) -> None:
-        name = camera.name
-        state = self.cameras[name]
-        pipeline = self._pipelines[name]
+        """Feed one camera's frames through its pipeline; a failing source is reported, never fatal."""
+        state = self.cameras[camera.name]
+        pipeline = self._pipelines[camera.name]
+        source = open_camera(camera.name, camera.source, camera.fps, realtime=camera.realtime, loop=camera.loop,
+                             on_state=lambda change: setattr(state, "state", change.state.value), stop=self._stop)
+        state.state = source.state.value
         last: Frame | None = None
-        try:
-            for frame in file_frames(name, camera.source, camera.fps, realtime=camera.realtime, loop=camera.loop):
-                if self._stop.is_set():
-                    break
-                with self._lock:  # one onnxruntime session serves every camera
-                    result = pipeline.process(frame)
-                state.frames += 1
-                last = frame
-                for hit in result.hits:
-                    self._put_hit(hit, frame)
-        except CameraError as exc:
-            log.error("camera.unavailable camera=%s error=%s", name, exc)
-            state.state = "down"
-            return
+        for frame in source.frames():
+            with self._lock:  # one onnxruntime session serves every camera
+                result = pipeline.process(frame)
+            state.frames += 1
+            last = frame
+            for hit in result.hits:
+                self._put_hit(hit, frame)
         if last is not None:
             for hit in pipeline.finish(last.t_s):
                 self._put_hit(hit, last)
-        state.state = "ended"
 
     def _put_hit(self, hit: RuleHit, frame: Frame) -> None:
         message_id = new_message_id()
@@ -134,7 +130,7 @@ class Box:
             evidence = evidence_for(hit, frame, self.config.evidence_jpeg_quality)
             evidence_sha = evidence.sha256
             self.outbox.put_raw(Topic(self.config.district, self.config.box, Kind.EVIDENCE, message_id),
-                                evidence.jpeg)
+                                evidence.jpeg, evidence=True)
         config_hash = self.config_hash
 
         def build(seq: int) -> bytes:
@@ -157,13 +153,14 @@ class Box:
                                       detector_ms=round(self._pipelines[name].mean_detector_ms, 2))
                    for name, s in self.cameras.items()}
         depth, oldest_s = self.outbox.depth(), round(self.outbox.oldest_age_s(), 1)
+        dropped = self.outbox.spool.dropped() or None
         config_hash = self.config_hash
 
         def build(seq: int) -> bytes:
             return Health(box=self.config.box, district=self.config.district, seq=seq,
                           ts=int(time.time() * 1000), uptime_s=round(time.monotonic() - self.started, 1),
                           config=config_hash, cameras=cameras, spool_depth=depth,
-                          spool_oldest_s=oldest_s).encode()
+                          spool_oldest_s=oldest_s, spool_dropped=dropped).encode()
 
         self.outbox.put(Topic(self.config.district, self.config.box, Kind.HEALTH), build, telemetry=True)
 

@@ -5,16 +5,32 @@ outage or a crash loses nothing; on restart the rest is re-sent in order.
 The per-box ``seq`` counter lives in the same database and is advanced in
 the same transaction that stores the message, so it survives restarts and
 never repeats.
+
+Size policy, for outages longer than the disk can hold:
+
+- past ``max_bytes`` the oldest telemetry (health, sensor readings) is dropped;
+- when the disk (or ``page_limit``) is actually full, telemetry goes first,
+  then the oldest evidence pictures, and only then the oldest detections.
+
+Every drop is counted (``dropped()``, reported in the box health) and logged
+as an error: a box that drops detections must be visible from the gateway.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+DROP_BATCH = 50
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -24,11 +40,24 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload BLOB NOT NULL,
     qos INTEGER NOT NULL,
     retain INTEGER NOT NULL,
-    telemetry INTEGER NOT NULL,
+    class INTEGER NOT NULL,
     created_ms INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS outbox_class ON outbox (class, row);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0);
 """
+
+
+class Class(IntEnum):
+    """What a message is, in the order the spool gives it up when full (highest first)."""
+
+    KEEP = 0         # detections, config acks
+    EVIDENCE = 1
+    TELEMETRY = 2    # health, sensor readings
+
+
+class SpoolFull(RuntimeError):
+    """Nothing more can be dropped and the message still does not fit."""
 
 
 @dataclass(frozen=True)
@@ -40,15 +69,23 @@ class Spooled:
     retain: bool
 
 
+def _is_full(exc: sqlite3.OperationalError) -> bool:
+    return "full" in str(exc).lower()
+
+
 class Spool:
     """SQLite (WAL, synchronous=FULL) outbox shared by the producer and the sender thread."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, page_limit: int | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        if page_limit is not None:  # stands in for a full disk in tests
+            self._db.execute(f"PRAGMA max_page_count={int(page_limit)}")
+        self._page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
         self._lock = threading.Lock()
 
     def append(self, topic: str, build: Callable[[int], bytes], *, qos: int = 1,
@@ -57,29 +94,83 @@ class Spool:
 
         ``build`` runs under the spool's lock: it must not call the spool.
         """
+        kind = Class.TELEMETRY if telemetry else Class.KEEP
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                seq = self._db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0] + 1
-                payload = build(seq)
-                self._db.execute("UPDATE meta SET value=? WHERE key='seq'", (seq,))
-                self._insert(topic, payload, qos, retain, telemetry)
-                self._db.execute("COMMIT")
-            except BaseException:
+            while True:
+                try:
+                    return self._append_seq(topic, build, qos, retain, kind)
+                except sqlite3.OperationalError as exc:
+                    if not _is_full(exc):
+                        raise
+                    self._make_room(kind)
+
+    def append_raw(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                   evidence: bool = False) -> None:
+        """Store a message that carries no seq (evidence pictures, config acks)."""
+        kind = Class.EVIDENCE if evidence else Class.KEEP
+        with self._lock:
+            while True:
+                try:
+                    self._insert(topic, payload, qos, retain, kind)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if not _is_full(exc):
+                        raise
+                    self._make_room(kind)
+            self._trim_telemetry()
+
+    def _append_seq(self, topic: str, build: Callable[[int], bytes], qos: int, retain: bool, kind: Class) -> int:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            seq = self._db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0] + 1
+            payload = build(seq)
+            self._db.execute("UPDATE meta SET value=? WHERE key='seq'", (seq,))
+            self._insert(topic, payload, qos, retain, kind)
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:  # SQLite already rolled back after some errors, "full" among them
                 self._db.execute("ROLLBACK")
-                raise
+            raise
+        self._trim_telemetry()
         return seq
 
-    def append_raw(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
-        """Store a message that carries no seq (evidence pictures)."""
-        with self._lock:
-            self._insert(topic, payload, qos, retain, False)
-
-    def _insert(self, topic: str, payload: bytes, qos: int, retain: bool, telemetry: bool) -> None:
+    def _insert(self, topic: str, payload: bytes, qos: int, retain: bool, kind: Class) -> None:
         self._db.execute(
-            "INSERT INTO outbox (topic, payload, qos, retain, telemetry, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
-            (topic, payload, qos, int(retain), int(telemetry), int(time.time() * 1000)),
+            "INSERT INTO outbox (topic, payload, qos, retain, class, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+            (topic, payload, qos, int(retain), int(kind), int(time.time() * 1000)),
         )
+
+    def _used_bytes(self) -> int:
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * self._page_size
+
+    def _trim_telemetry(self) -> None:
+        while self._used_bytes() > self.max_bytes:
+            if not self._drop_oldest(Class.TELEMETRY, "over max size"):
+                return
+
+    def _make_room(self, incoming: Class) -> None:
+        """The disk is full: give up the least important messages, loudly."""
+        for victim in (Class.TELEMETRY, Class.EVIDENCE, Class.KEEP):
+            if self._drop_oldest(victim, "disk full"):
+                return
+        raise SpoolFull(f"spool is full and holds nothing to drop for a {incoming.name.lower()} message")
+
+    def _drop_oldest(self, kind: Class, why: str) -> int:
+        rows = [r[0] for r in self._db.execute(
+            "SELECT row FROM outbox WHERE class = ? ORDER BY row LIMIT ?", (int(kind), DROP_BATCH))]
+        if not rows:
+            return 0
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute(f"DELETE FROM outbox WHERE row IN ({','.join('?' * len(rows))})", rows)
+        self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                         "ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
+                         (f"dropped_{kind.name.lower()}", len(rows)))
+        self._db.execute("COMMIT")
+        level = logging.WARNING if kind is Class.TELEMETRY else logging.ERROR
+        log.log(level, "spool.dropped class=%s messages=%d reason=%s", kind.name.lower(), len(rows), why)
+        return len(rows)
 
     def after(self, row: int, limit: int) -> list[Spooled]:
         """Up to ``limit`` messages stored after ``row``, oldest first."""
@@ -102,6 +193,12 @@ class Spool:
         with self._lock:
             oldest = self._db.execute("SELECT MIN(created_ms) FROM outbox").fetchone()[0]
         return 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
+
+    def dropped(self) -> dict[str, int]:
+        """Messages given up so far, by class (telemetry, evidence, keep)."""
+        with self._lock:
+            rows = self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'dropped_%'").fetchall()
+        return {key.removeprefix("dropped_"): value for key, value in rows}
 
     def last_seq(self) -> int:
         with self._lock:

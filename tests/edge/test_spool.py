@@ -38,3 +38,37 @@ def test_messages_leave_in_order_only_when_removed(tmp_path):
     assert [m.payload for m in spool.after(0, 10)] == [b"1", b"3", b"4", b"5", b"\xff\xd8\xffjpeg"]
     assert [m.payload for m in spool.after(first[2].row, 10)] == [b"4", b"5", b"\xff\xd8\xffjpeg"]
     assert spool.depth() == 5 and spool.oldest_age_s() >= 0
+
+
+def _detection(seq: int) -> bytes:
+    return f'{{"seq": {seq}}}'.encode()
+
+
+def test_past_max_size_the_oldest_telemetry_goes_first(tmp_path):
+    spool = Spool(tmp_path / "spool.db", max_bytes=200_000)
+    for _ in range(20):
+        spool.append("d", _detection)
+    for _ in range(400):
+        spool.append("h", lambda seq: b"t" * 1000, telemetry=True)
+    topics = [m.topic for m in spool.after(0, 10_000)]
+    assert topics.count("d") == 20                    # detections all kept
+    assert 0 < topics.count("h") < 400
+    assert spool.dropped()["telemetry"] > 0
+    assert "keep" not in spool.dropped()
+
+
+def test_a_full_disk_drops_telemetry_then_evidence_then_detections_loudly(tmp_path, caplog):
+    spool = Spool(tmp_path / "spool.db", page_limit=60)   # 60 pages of 4 KiB stand in for a full disk
+    for _ in range(10):
+        spool.append("h", lambda seq: b"t" * 3000, telemetry=True)
+    for _ in range(10):
+        spool.append_raw("e", b"\xff\xd8\xff" + b"j" * 3000, evidence=True)
+    for _ in range(120):
+        spool.append("d", lambda seq: str(seq).encode() + b" " * 3000)
+    dropped = spool.dropped()
+    assert dropped["telemetry"] == 10 and dropped["evidence"] == 10 and dropped["keep"] > 0
+    remaining = spool.after(0, 10_000)
+    assert {m.topic for m in remaining} == {"d"}
+    seqs = [int(m.payload.split()[0]) for m in remaining]
+    assert seqs == sorted(seqs) and seqs[-1] == 130          # the newest detections are the ones kept
+    assert any("spool.dropped class=keep" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
