@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -72,7 +74,11 @@ class GatewayProcess:
                  config_text: str = "") -> None:
         self.log_path = workdir / f"{client_id}.log"
         self.config_path = workdir / f"{client_id}.toml"
-        self.config_path.write_text(config_text or "[retry]\ninitial_s = 0.1\nmax_s = 0.5\n")
+        # Each test's gateways form their own share group: the persistent sessions of earlier
+        # tests' gateways would otherwise be handed a share of this test's messages.
+        group = re.sub(r"[^a-z0-9_-]", "-", f"g{db}".lower())[:60]
+        self.config_path.write_text(f"[mqtt]\nshare_group = \"{group}\"\n\n"
+                                    + (config_text or "[retry]\ninitial_s = 0.1\nmax_s = 0.5\n"))
         self.args = [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config_path),
                      "--mqtt", mqtt_url, "--influx", influx_url, "--db", db,
                      "--evidence-dir", str(workdir / "evidence"), "--client-id", client_id]
@@ -131,14 +137,15 @@ def cli() -> Callable[..., subprocess.CompletedProcess]:
     return run_cli
 
 
-def publish_all(url: str, messages: list[tuple[str, bytes]], client_id: str = "test-publisher",
+def publish_all(url: str, messages: list[tuple[str, bytes]], client_id: str | None = None,
                 pause_s: float = 0.0) -> None:
     """Publish with QoS 1 and wait until the broker has every message."""
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
     host, port = url.removeprefix("mqtt://").split(":")
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"publisher-{uuid.uuid4().hex[:8]}",
+                         protocol=paho.MQTTv5)
     client.max_inflight_messages_set(100)
     client.connect(host, int(port))
     client.loop_start()

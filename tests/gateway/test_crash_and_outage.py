@@ -1,0 +1,119 @@
+"""Nothing is lost and nothing is doubled when the gateway dies or InfluxDB goes away."""
+
+import threading
+import time
+
+import pytest
+
+from devstack.services import InfluxDB
+from edge.contract import Detection, Kind, Topic, shared_subscription
+from gateway.ingest import INGESTED_KINDS
+from gateway.mqtt import GatewayLink
+
+pytestmark = pytest.mark.integration
+
+NOW = int(time.time() * 1000)
+INCIDENTS = 60
+
+
+def detection(incident: int, repeat: int) -> tuple[str, bytes]:
+    """Incident ``incident`` seen for the ``repeat``-th time; incidents lie ~110 m apart, boxes take turns."""
+    box = f"box-{incident % 4}"
+    det = Detection(id=f"i{incident}-r{repeat}", box=box, district="old-town", seq=repeat * 1000 + incident,
+                    ts=NOW - 600_000 + repeat * 20_000 + incident, camera="north", category="illegal_dumping",
+                    label="suitcase", score=0.6, bbox=(0.1, 0.5, 0.2, 0.7), zone=f"spot-{incident}", track=incident,
+                    dwell_s=120.0, lat=48.2 + incident * 0.001, lon=16.37, model="nanodet-g-416", config="abcdef12")
+    return str(Topic("old-town", box, Kind.DETECTION)), det.encode()
+
+
+def stream(repeats: range) -> list[tuple[str, bytes]]:
+    return [detection(incident, repeat) for repeat in repeats for incident in range(INCIDENTS)]
+
+
+def ledger_ids(influx) -> list[str]:
+    return [row["detection_id"] for row in influx.query_all('SELECT "detection_id" FROM "lead_ledger"')]
+
+
+def assert_leads(influx, detections_each: int) -> dict[str, dict]:
+    leads = {row["lead_id"]: row for row in influx.query('SELECT * FROM "lead" GROUP BY *')}
+    assert len(leads) == INCIDENTS
+    assert sorted(row["detections"] for row in leads.values()) == [detections_each] * INCIDENTS
+    return leads
+
+
+def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(gateway_process, publish, influx, wait):
+    gateway = gateway_process()
+    messages = stream(range(5))
+    publisher = threading.Thread(target=publish, args=(messages,), kwargs={"pause_s": 0.004})
+    publisher.start()
+    wait(lambda: len(ledger_ids(influx)) >= 60, 30, 0.05)
+    gateway.kill()
+    stored_at_kill = len(ledger_ids(influx))
+    publisher.join(60)
+    assert stored_at_kill < len(messages), "the stream ended before the kill; the test proves nothing"
+
+    restarted = gateway_process()
+    wait(lambda: len(ledger_ids(influx)) >= len(messages), 60)
+    time.sleep(0.5)
+    ids = ledger_ids(influx)
+    assert len(ids) == len(set(ids)) == len(messages)
+    leads = assert_leads(influx, 5)
+    assert "state.restored" in restarted.log()
+
+    # The same incidents go on: later sightings join the leads that exist.
+    publish(stream(range(5, 6)))
+    wait(lambda: len(ledger_ids(influx)) >= len(messages) + INCIDENTS)
+    assert set(assert_leads(influx, 6)) == set(leads)
+
+
+def test_written_but_unacknowledged_messages_come_back_and_change_nothing(make_ingest, mosquitto, publish, influx,
+                                                                         influx_db_name, wait):
+    client_id = f"gw-window-{influx_db_name}"
+    subscriptions = [shared_subscription(influx_db_name, kind) for kind in INGESTED_KINDS]
+
+    def connect(ingest) -> GatewayLink:
+        link = GatewayLink(mosquitto.url, client_id, subscriptions, ingest.offer)
+        link.start()
+        assert link.wait_connected(10)
+        time.sleep(0.3)
+        return link
+
+    first = make_ingest()
+    link = connect(first)
+    publish(stream(range(2))[:3])
+    batch = wait(lambda: [first.inbox.get() for _ in range(3)])
+    assert first.write_until_stored(first.handle(batch))
+    link.stop()                                    # dies before acknowledging
+
+    second = make_ingest()
+    link = connect(second)
+    try:
+        redelivered = wait(lambda: [second.inbox.get(timeout=10) for _ in range(3)])
+        assert sorted(m.payload for m in redelivered) == sorted(m.payload for m in batch)
+        assert second.handle(redelivered) == []
+        for message in redelivered:
+            link.ack(message)
+    finally:
+        link.stop()
+    assert sorted(ledger_ids(influx)) == sorted(f"i{n}-r0" for n in range(3))
+
+
+def test_influxdb_away_for_a_while_loses_nothing(tmp_path, gateway_process, publish, wait):
+    with InfluxDB(tmp_path / "own-influxdb") as own:
+        from gateway.influx import InfluxClient
+
+        gateway = gateway_process(influx_url=own.url, client_id=f"gw-outage-{tmp_path.name}"[:60])
+        db = gateway.args[gateway.args.index("--db") + 1]
+        with InfluxClient(own.url, db, precision="ns") as influx:
+            publish(stream(range(1)))
+            wait(lambda: len(ledger_ids(influx)) >= INCIDENTS)
+            own.stop()
+            publish(stream(range(1, 4)))           # acknowledgements are held meanwhile
+            wait(lambda: "influx.unavailable" in gateway.log(), 15)
+            time.sleep(1.0)
+            own.start()
+            wait(lambda: len(ledger_ids(influx)) >= 4 * INCIDENTS, 60)
+            time.sleep(0.5)
+            ids = ledger_ids(influx)
+            assert len(ids) == len(set(ids)) == 4 * INCIDENTS
+            assert_leads(influx, 4)
