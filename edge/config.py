@@ -130,12 +130,21 @@ class ZoneConfig(Strict):
         return self
 
 
+class ReconnectConfig(Strict):
+    """How a live camera that drops is reopened."""
+
+    first_s: float = Field(0.5, gt=0, description="First wait before reopening.")
+    max_s: float = Field(30.0, gt=0, description="Longest wait between attempts (the waits double up to it).")
+    down_after: int = Field(5, ge=1, description="Failed attempts in a row before the camera is reported down.")
+
+
 class CameraConfig(Strict):
     name: Name
     source: str = Field(description="Video file path, rtsp:// or http:// URL, or a USB device number.")
     fps: float = Field(5.0, gt=0, le=60, description="Frames per second the pipeline processes.")
     loop: bool = Field(False, description="Restart a video file at its end (demo and soak use).")
     motion: MotionConfig = Field(default_factory=MotionConfig)
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
     filters: dict[str, ObjectFilter] = Field(default_factory=dict, description="Per-label filters for this camera.")
     realtime: bool = Field(True, description="Play a video file at the speed it was recorded, like a live camera.")
     zones: list[ZoneConfig] = Field(default_factory=list)

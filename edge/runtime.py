@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.camera import Frame, open_camera
+from edge.camera import Backoff, Frame, open_camera
 from edge.config import BoxConfig, CameraConfig
 from edge.contract import CameraHealth, ConfigAck, Health, Kind, Topic
 from edge.detectors import create_detector
@@ -108,8 +108,10 @@ class Box:
         """Feed one camera's frames through its pipeline; a failing source is reported, never fatal."""
         state = self.cameras[camera.name]
         pipeline = self._pipelines[camera.name]
+        backoff = Backoff(first_s=camera.reconnect.first_s, max_s=camera.reconnect.max_s,
+                          down_after=camera.reconnect.down_after)
         source = open_camera(camera.name, camera.source, camera.fps, realtime=camera.realtime, loop=camera.loop,
-                             on_state=lambda change: setattr(state, "state", change.state.value), stop=self._stop)
+                             backoff=backoff, on_state=lambda change: setattr(state, "state", change.state.value), stop=self._stop)
         state.state = source.state.value
         last: Frame | None = None
         for frame in source.frames():

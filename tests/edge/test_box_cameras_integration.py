@@ -1,0 +1,59 @@
+"""A box whose camera fails keeps running its other cameras and says so in its health."""
+
+import copy
+import json
+import queue
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.config import load_table, parse_config
+from edge.runtime import Box
+
+pytestmark = [pytest.mark.integration, pytest.mark.model]
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "firmware_configs" / "demo-campus.toml"
+
+
+def test_a_dead_camera_is_reported_down_and_the_other_keeps_working(mosquitto, tmp_path):
+    table = load_table(DEMO)
+    good = table["cameras"][0]
+    good.update(source="../tests/data/vtest_cut.mp4", realtime=False)
+    bad = {"name": "gate", "source": "rtsp://127.0.0.1:9/stream", "fps": 2,
+           "reconnect": {"first_s": 0.1, "max_s": 0.2, "down_after": 2}}
+    table["cameras"].append(bad)
+    config = parse_config(copy.deepcopy(table), str(DEMO), DEMO.parent)
+
+    health: queue.Queue = queue.Queue()
+    host, port = mosquitto.url.removeprefix("mqtt://").split(":")
+    listener = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    listener.on_message = lambda c, u, m: health.put(json.loads(m.payload))
+    listener.connect(host, int(port))
+    listener.subscribe("city/campus/campus-01/health", qos=1)
+    listener.loop_start()
+
+    box = Box(config, mqtt_url=mosquitto.url, spool_path=tmp_path / "spool.db", health_interval_s=1.0)
+    thread = threading.Thread(target=box.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while box.cameras["road"].state != "ended" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.5)
+    box.stop()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert box.close(drain_timeout_s=10)
+    listener.loop_stop()
+
+    reports = []
+    while not health.empty():
+        reports.append(health.get())
+    assert box.cameras["road"].frames == 100
+    states = [(r["cameras"]["road"]["state"], r["cameras"]["gate"]["state"]) for r in reports]
+    assert ("running", "down") in states or ("ended", "down") in states
+    assert states[-1] == ("ended", "ended")         # the box was stopped: both cameras closed
