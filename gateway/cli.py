@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     try:
         config = load_gateway_config(args.config, {
             "influx.url": args.influx, "influx.db": args.db,
@@ -131,7 +132,8 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
     password = os.environ.get(config.mqtt.password_env) if config.mqtt.password_env else None
     link = GatewayLink(config.mqtt.url, config.mqtt.client_id, subscriptions, ingest.offer,
                        username=config.mqtt.username, password=password,
-                       ca_file=str(config.mqtt.ca_file) if config.mqtt.ca_file else None)
+                       ca_file=str(config.mqtt.ca_file) if config.mqtt.ca_file else None,
+                       receive_maximum=min(65_535, 4 * config.batch_size))  # room for two batches in flight
     link.start()
     log.info("gateway.started mqtt=%s influx=%s db=%s", config.mqtt.url, config.influx.url, config.influx.db)
     try:

@@ -49,13 +49,17 @@ class Grid(Generic[T]):
         self.lat_step = radius_m * CELL_MARGIN / METRES_PER_DEGREE
         self._cells: dict[tuple[int, int], set[T]] = {}
         self._where: dict[T, tuple[int, int]] = {}
+        self._lon_steps: dict[int, float] = {}
 
     def _band(self, lat: float) -> int:
         return math.floor(lat / self.lat_step)
 
     def _lon_step(self, band: int) -> float:
-        edge = max(abs((band - 1) * self.lat_step), abs((band + 2) * self.lat_step))
-        return self.lat_step / math.cos(math.radians(min(edge, MAX_LATITUDE_FOR_CELLS)))
+        step = self._lon_steps.get(band)
+        if step is None:
+            edge = max(abs((band - 1) * self.lat_step), abs((band + 2) * self.lat_step))
+            step = self._lon_steps[band] = self.lat_step / math.cos(math.radians(min(edge, MAX_LATITUDE_FOR_CELLS)))
+        return step
 
     def _cell(self, lat: float, lon: float) -> tuple[int, int]:
         band = self._band(lat)

@@ -9,6 +9,8 @@ Per batch, top to bottom:
 5. write the points, retrying while InfluxDB is away;
 6. acknowledge the batch to the broker.
 
+Steps 5 and 6 run on a writer thread, one batch behind steps 1-4.
+
 A batch is acknowledged only after InfluxDB took all of its points, so a
 gateway killed at any moment loses nothing: the broker delivers the
 unacknowledged messages again, and the state rebuilt on start (``restore``)
@@ -82,6 +84,8 @@ class Ingest:
         self.pipeline = Pipeline(self.book, self.tracker, self.evidence, Router(config.teams, config.districts),
                                  self.stats)
         self.inbox: queue.Queue[Incoming] = queue.Queue(maxsize=config.batch_size * 20)
+        self._to_write: queue.Queue[tuple[list[Point], list[Incoming]] | None] = queue.Queue(maxsize=1)
+        self._writer: threading.Thread | None = None
         self._stop = threading.Event()
         self._horizon_ms = int(dedupe.horizon_s * 1000)
         self._gap_ms = int(dedupe.merge_gap_s * 1000)
@@ -125,20 +129,49 @@ class Ingest:
                  leads, sum(lead.detections for lead in groups), len(boxes), len(gaps), since)
 
     def run(self, ack: Callable[[Incoming], None]) -> None:
-        """Process batches until stopped; ``ack(message)`` is called only after a durable write."""
+        """Process batches until stopped; ``ack(message)`` is called only after a durable write.
+
+        Writing happens on a second thread, so the next batch is processed
+        while InfluxDB stores this one. Batches are written and acknowledged
+        in order; the state may run one batch ahead of InfluxDB, which is safe:
+        after a crash both batches are redelivered and the rebuilt state holds
+        neither.
+        """
+        self._writer = threading.Thread(target=self._write_and_ack, args=(ack,), name="influx-writer", daemon=True)
+        self._writer.start()
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and self._writer.is_alive():
                 batch = self.next_batch()
                 if batch:
-                    points = self.handle(batch)
-                    if not self.write_until_stored(points):
-                        return  # stopped while InfluxDB was down: the broker will redeliver
-                    for message in batch:
-                        ack(message)
-                    self.stats["acked"] += len(batch)
+                    self._put_for_writing((self.handle(batch), batch))
                 self.prune_if_due()
         except Stopped:
-            return
+            pass
+        finally:
+            self._put_for_writing(None)
+            self._writer.join()
+
+    def _put_for_writing(self, item: tuple[list[Point], list[Incoming]] | None) -> None:
+        while self._writer.is_alive():
+            try:
+                self._to_write.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if self._stop.is_set() and item is not None:
+                    return  # the writer may be stuck retrying; the broker will redeliver this batch
+
+    def _write_and_ack(self, ack: Callable[[Incoming], None]) -> None:
+        while True:
+            item = self._to_write.get()
+            if item is None:
+                return
+            points, batch = item
+            if not self.write_until_stored(points):
+                self._stop.set()
+                return  # stopped while InfluxDB was down: the broker will redeliver
+            for message in batch:
+                ack(message)
+            self.stats["acked"] += len(batch)
 
     def next_batch(self) -> list[Incoming]:
         try:

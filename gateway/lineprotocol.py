@@ -39,8 +39,10 @@ from typing import TypeVar
 __all__ = [
     "LineProtocolError",
     "LineProtocolTypeError",
+    "EncodedPoint",
     "Point",
     "encode_point",
+    "encoded",
     "encode_points",
 ]
 
@@ -70,10 +72,24 @@ class Point:
     time: int
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedPoint(Point):
+    """A point whose line is already made, so it is known to be representable."""
+
+    line: str = ""
+
+
+def encoded(point: Point) -> EncodedPoint:
+    """``point`` with its line; raises LineProtocolError as ``encode_point`` does."""
+    return EncodedPoint(point.measurement, point.tags, point.fields, point.time, encode_point(point))
+
+
 # Characters and backslash positions that line protocol cannot represent in
 # measurements, tag keys, tag values and field keys.
 _UNREPRESENTABLE = re.compile(r"[\n\r]|\\(?=[,= ]|\Z)")
 _MEASUREMENT_BAD_START = ("#", "\t", "\0")
+# Non-empty names of these characters need no escaping and cannot be refused: the fast path for tags.
+_PLAIN = re.compile(r"[A-Za-z0-9_.:/-]+\Z")
 
 _VALUE_SPECS: dict[type, str] = {float: "%r", int: "%di", str: '"%s"', bool: "%s"}
 
@@ -90,6 +106,8 @@ _renderers: dict[tuple[object, ...], Renderer] = {}
 
 def encode_point(point: Point) -> str:
     """Return ``point`` as one line of line protocol, without a trailing newline."""
+    if type(point) is EncodedPoint:
+        return point.line
     tags = point.tags
     fields = point.fields
     time = point.time
@@ -216,6 +234,9 @@ def _escaped_tags(measurement: str, tags: Mapping[str, str]) -> list[str]:
     """Escaped ``key=value`` pairs sorted by key, leaving out empty values."""
     escaped = []
     for key, value in tags.items():
+        if type(key) is str and type(value) is str and _PLAIN.match(key) and _PLAIN.match(value):
+            escaped.append((key, f"{key}={value}"))  # nothing to escape or refuse
+            continue
         escaped_key = _escape_name(measurement, "tag key", key)
         if value is None or value == "":
             continue
@@ -313,6 +334,9 @@ def _builtin_time(point: Point) -> int:
 
 
 def _remember(cache: dict[tuple[object, ...], _T], key: tuple[object, ...], value: _T) -> None:
+    """Cache with first-in-first-out eviction, so one-off tag sets (ids) never flush the common shapes."""
+    if key in cache:
+        return
     if len(cache) >= _CACHE_LIMIT:
-        cache.clear()
+        del cache[next(iter(cache))]
     cache[key] = value

@@ -20,7 +20,7 @@ from edge.contract import Detection, Health, Kind, SensorReading
 from gateway import store
 from gateway.evidence import EvidenceStore, PendingEvidence
 from gateway.leads import Lead, LeadBook
-from gateway.lineprotocol import LineProtocolError, Point, encode_point
+from gateway.lineprotocol import LineProtocolError, Point, encoded
 from gateway.mqtt import Incoming
 from gateway.routing import Router
 from gateway.seqgaps import Gap, SeqTracker
@@ -55,10 +55,10 @@ def check(message: Incoming, now_ms: int) -> Checked:
     if point is None:
         return Checked(message, outcome)
     try:
-        encode_point(point)
+        line_made = encoded(point)
     except LineProtocolError as exc:
         return Checked(message, Rejected(message.topic, f"cannot be stored: {exc}", message.payload))
-    return Checked(message, outcome, point)
+    return Checked(message, outcome, line_made)
 
 
 def _own_point(accepted: Accepted, message: Incoming) -> Point | None:

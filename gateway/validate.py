@@ -60,9 +60,15 @@ def validate(topic: str, payload: bytes, now_ms: int | None = None) -> Accepted 
 
 def check_storable(message: object) -> None:
     """Refuse what the contract allows but InfluxDB cannot keep as it is."""
-    for name in ("seq", "track", "spool_depth"):
-        value = getattr(message, name, None)
-        if isinstance(value, int) and value > INT64_MAX:
+    counters: tuple[tuple[str, int], ...] = ()
+    if isinstance(message, Detection):
+        counters = (("seq", message.seq), ("track", message.track))
+    elif isinstance(message, Health):
+        counters = (("seq", message.seq), ("spool_depth", message.spool_depth))
+    elif isinstance(message, SensorReading):
+        counters = (("seq", message.seq),)
+    for name, value in counters:
+        if value > INT64_MAX:
             raise ContractError(f"{name}: {value} does not fit a 64-bit integer")
     if isinstance(message, SensorReading):
         clashes = sorted(RESERVED_SENSOR_FIELDS & message.values.keys())
