@@ -83,7 +83,7 @@ class GatewayConfig(Strict):
     dedupe: DedupeSettings = Field(default_factory=DedupeSettings)
     evidence_dir: Path = Field(Path("evidence"), description="Content-addressed store of evidence JPEGs.")
     batch_size: int = Field(500, ge=1, le=50_000, description="Messages per InfluxDB write at most.")
-    batch_wait_s: float = Field(0.1, gt=0, le=10, description="Longest wait to fill a batch.")
+    batch_wait_s: float = Field(0.05, gt=0, le=10, description="Longest wait to fill a batch (adds to lead latency).")
     teams: dict[str, str] = Field(default_factory=dict, description="District -> responsible street team.")
     districts: list[DistrictArea] = Field(default_factory=list, description=(
         "District polygons, checked in order before the box's district; the first one holding the lead wins."))

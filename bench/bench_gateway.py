@@ -1,0 +1,378 @@
+"""Gateway benchmark: throughput against a bare subscriber, lead latency, memory per lead.
+
+    python bench/bench_gateway.py [--detections N] [--rate R] [--seconds S] [--leads L]
+
+Starts its own Mosquitto and InfluxDB (devstack) and, on that one broker:
+
+1. throughput: a backlog of N detections (QoS 1) waits on the broker for a
+   persistent session, then is drained (a) by a bare paho QoS 1 subscriber
+   that only counts and (b) by `gateway run` (validated, deduped, written to
+   InfluxDB before the acknowledgement), each in its own process, each timed
+   from its MQTT connection to the last message counted, or stored. A backlog
+   keeps the publisher's CPU out of the measurement. Prints both rates and
+   their ratio (target >= 0.8);
+2. latency: detections in pairs (the second opens a lead) at R per second for
+   S seconds; the time from publishing the second detection until InfluxDB
+   shows the lead, found by polling every 50 ms (so it overstates by up to
+   50 ms). Prints p50, p99 and max (target p99 <= 0.5 s);
+3. memory: a LeadBook in a fresh process holding L open leads; prints the
+   resident set and bytes per lead.
+
+The broker's per-client queue limit is lifted (``max_queued_messages 0``):
+with Mosquitto's default of 1000, a consumer slower than the publisher loses
+messages, which would make the throughput run measure drops. The whole run
+stops itself after ``--budget`` seconds (default 110).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from devstack.services import InfluxDB, Mosquitto  # noqa: E402
+from edge.contract import Detection, Kind, Topic  # noqa: E402
+from gateway.influx import InfluxClient, InfluxError  # noqa: E402
+from gateway.leads import LeadBook, lead_id_for  # noqa: E402
+
+DETECTION_TOPIC_FILTER = "city/+/+/detection"
+POLL_S = 0.05
+
+
+class BenchBroker(Mosquitto):
+    """Mosquitto as devstack runs it, without the per-client queue limit."""
+
+    def _write_config(self) -> None:
+        super()._write_config()
+        with self.config_file.open("a") as config:
+            config.write("max_queued_messages 0\n")
+
+
+# --------------------------------------------------------------------------- workload
+
+
+def detections(count: int, start_ms: int, prefix: str, per_incident: int = 4) -> list[tuple[str, bytes]]:
+    """``count`` detections: incidents of ``per_incident`` sightings each, ~110 m apart, 8 boxes."""
+    messages = []
+    seqs = dict.fromkeys((f"box-{n}" for n in range(8)), 0)
+    for index in range(count):
+        incident, repeat = divmod(index, per_incident)
+        box = f"box-{incident % 8}"
+        seqs[box] += 1
+        det = Detection(id=f"{prefix}-{index}", box=box, district="bench", seq=seqs[box], ts=start_ms + index,
+                        camera="north", category="street_vending", label="person", score=0.7,
+                        bbox=(0.1, 0.5, 0.2, 0.7), zone=f"zone-{incident}", track=incident, dwell_s=60.0,
+                        lat=48.0 + (incident % 1000) * 0.001, lon=16.0 + (incident // 1000) * 0.001,
+                        model="nanodet-g-416", config="abcdef12")
+        messages.append((str(Topic("bench", box, Kind.DETECTION)), det.encode()))
+    return messages
+
+
+def publisher(url: str, name: str) -> paho.Client:
+    host, port = url.removeprefix("mqtt://").split(":")
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=paho.MQTTv5)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect(host, int(port))
+    client.loop_start()
+    return client
+
+
+def publish_fast(url: str, messages: list[tuple[str, bytes]]) -> float:
+    """Publish everything with QoS 1; returns the wall time of the first publish."""
+    client = publisher(url, f"bench-pub-{os.getpid()}-{time.monotonic_ns()}")
+    started = time.time()
+    infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+    for info in infos:
+        info.wait_for_publish(timeout=60)
+    client.disconnect()
+    client.loop_stop()
+    return started
+
+
+# --------------------------------------------------------------------------- 1. throughput
+
+
+def count_subscriber(url: str, expected: int, client_id: str) -> None:
+    """Child process: a bare QoS 1 subscriber with a persistent session.
+
+    With ``expected`` 0 it only subscribes and leaves (the broker then keeps
+    a backlog for it); otherwise it prints when it connected and when the
+    ``expected``-th message arrived.
+    """
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    host, port = url.removeprefix("mqtt://").split(":")
+    done = threading.Event()
+    state = {"count": 0, "connected": 0.0, "last": 0.0}
+
+    def on_connect(client, userdata, flags, reason_code, properties) -> None:
+        state["connected"] = time.time()
+        client.subscribe(DETECTION_TOPIC_FILTER, qos=1)
+
+    def on_subscribe(client, userdata, mid, reason_codes, properties) -> None:
+        if expected == 0:
+            done.set()
+
+    def on_message(client, userdata, message) -> None:
+        state["count"] += 1
+        if state["count"] >= expected:
+            state["last"] = time.time()
+            done.set()
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
+    properties = Properties(PacketTypes.CONNECT)
+    properties.SessionExpiryInterval = 3600
+    properties.ReceiveMaximum = 1000       # as the gateway asks for
+    client.connect(host, int(port), clean_start=False, properties=properties)
+    client.loop_start()
+    done.wait(120)
+    client.disconnect()
+    client.loop_stop()
+    print(json.dumps(state))
+
+
+def run_count_subscriber(url: str, expected: int, client_id: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--count-subscriber", url, str(expected), client_id],
+                         capture_output=True, text=True, timeout=130, check=True).stdout
+    return json.loads(out)
+
+
+def bare_subscriber_rate(url: str, count: int) -> float:
+    """Drain rate of a backlog of ``count`` detections by a subscriber that only counts."""
+    client_id = f"bench-count-{os.getpid()}"
+    run_count_subscriber(url, 0, client_id)
+    publish_fast(url, detections(count, now_ms() - 3_600_000, "bare"))
+    result = run_count_subscriber(url, count, client_id)
+    if result["count"] < count:
+        raise SystemExit(f"bare subscriber got {result['count']} of {count}")
+    return count / (result["last"] - result["connected"])
+
+
+def gateway_process(mqtt_url: str, influx_url: str, db: str, workdir: Path) -> subprocess.Popen:
+    # Its own share group: an earlier run's persistent session would otherwise get a share of the messages.
+    config = workdir / f"{db}.toml"
+    config.write_text(f'[mqtt]\nshare_group = "{db.replace("_", "-")}"\n')
+    log = (workdir / f"{db}.log").open("a")
+    child = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(config),
+                              "--mqtt", mqtt_url, "--influx", influx_url,
+                              "--db", db, "--evidence-dir", str(workdir / "evidence"), "--client-id", f"bench-{db}"],
+                             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    return child
+
+
+def wait_connected(child: subprocess.Popen, log: Path, times: int = 1) -> float:
+    """Wall time at which the gateway's log shows its ``times``-th MQTT connection."""
+    wait_until(lambda: child.poll() is not None or log.read_text().count("mqtt.connected") >= times, 30,
+               "gateway to connect", every=0.01)
+    if child.poll() is not None:
+        raise SystemExit(f"gateway exited on start:\n{log.read_text()[-2000:]}")
+    return time.time()
+
+
+def stored_detections(client: InfluxClient) -> int:
+    rows = client.query('SELECT count("detection_id") FROM "lead_ledger"')
+    return rows[0]["count"] if rows else 0
+
+
+def gateway_rate(mqtt_url: str, influx_url: str, count: int, workdir: Path) -> tuple[float, int]:
+    """Drain rate of the same backlog through `gateway run`, until InfluxDB holds every detection."""
+    db = "bench_throughput"
+    log = workdir / f"{db}.log"
+    first = gateway_process(mqtt_url, influx_url, db, workdir)
+    wait_connected(first, log)
+    time.sleep(0.5)          # subscribed
+    stop(first)
+    publish_fast(mqtt_url, detections(count, now_ms() - 3_600_000, "gw"))
+    child = gateway_process(mqtt_url, influx_url, db, workdir)
+    try:
+        started = wait_connected(child, log, times=2)
+        with InfluxClient(influx_url, db) as client:
+            wait_until(lambda: stored_detections(client) >= count, 100, "gateway to store everything", every=0.05)
+            finished = time.time()
+            leads = client.query('SELECT count("detections") FROM "lead"')[0]["count"]
+    finally:
+        stop(child)
+    return count / (finished - started), leads
+
+
+# --------------------------------------------------------------------------- 2. latency
+
+
+def lead_latency(mqtt_url: str, influx_url: str, rate: int, seconds: float, workdir: Path) -> list[float]:
+    db = "bench_latency"
+    child = gateway_process(mqtt_url, influx_url, db, workdir)
+    try:
+        wait_connected(child, workdir / f"{db}.log")
+        time.sleep(0.5)
+        count = int(rate * seconds) // 2 * 2
+        client = publisher(mqtt_url, "bench-latency-pub")
+        published: dict[str, float] = {}      # lead id -> when its second detection was published
+        anchors: dict[str, int] = {}          # lead id -> event time of its first detection (the point's time)
+        seen: dict[str, float] = {}
+        stop_polling = threading.Event()
+        poller = threading.Thread(target=poll_leads, args=(influx_url, db, published, anchors, seen, stop_polling))
+        poller.start()
+        seqs = dict.fromkeys((f"box-{n}" for n in range(8)), 0)
+        started = time.time()
+        for index in range(count):
+            incident = index // 2
+            box = f"box-{incident % 8}"
+            seqs[box] += 1
+            det = Detection(id=f"lat-{index}", box=box, district="bench", seq=seqs[box],
+                            ts=now_ms(), camera="north", category="street_vending", label="person", score=0.7,
+                            bbox=(0.1, 0.5, 0.2, 0.7), zone=f"zone-{incident}", track=incident, dwell_s=60.0,
+                            lat=48.0 + (incident % 1000) * 0.001, lon=17.0 + (incident // 1000) * 0.001,
+                            model="nanodet-g-416", config="abcdef12")
+            client.publish(str(Topic("bench", det.box, Kind.DETECTION)), det.encode(), qos=1)
+            if index % 2 == 0:
+                anchors[lead_id_for("street_vending", det.id)] = det.ts
+            else:
+                published[lead_id_for("street_vending", f"lat-{index - 1}")] = time.time()
+            delay = started + (index + 1) / rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+        wait_until(lambda: len(seen) >= len(published), 30, "every lead to show")
+        stop_polling.set()
+        poller.join()
+        client.disconnect()
+        client.loop_stop()
+    finally:
+        stop(child)
+    return sorted(seen[lead] - published[lead] for lead in published)
+
+
+def poll_leads(influx_url: str, db: str, published: dict[str, float], anchors: dict[str, int],
+               seen: dict[str, float], stop_polling: threading.Event) -> None:
+    """Note when each lead first shows; only leads not seen yet are asked for, by their point time."""
+    with InfluxClient(influx_url, db, precision="ms") as client:
+        while not stop_polling.is_set():
+            pending = [anchors[lead] for lead in list(published) if lead not in seen]
+            if pending:
+                try:
+                    rows = client.query(f'SELECT "detections", "lead_id" FROM "lead" WHERE time >= {min(pending)}ms')
+                except InfluxError:
+                    continue  # a dropped keep-alive connection; ask again
+                at = time.time()
+                for row in rows:
+                    seen.setdefault(row["lead_id"], at)
+            stop_polling.wait(POLL_S)
+
+
+# --------------------------------------------------------------------------- 3. memory
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def leadbook_memory(leads: int) -> None:
+    """Child process: fill a LeadBook with ``leads`` open leads; prints sizes as JSON."""
+    start_ms = now_ms() - 3_600_000
+    book = LeadBook()
+    before = rss_bytes()
+    started = time.perf_counter()
+    for incident in range(leads):
+        for repeat in range(2):
+            det = Detection(id=f"m-{incident}-{repeat}", box=f"box-{incident % 50}", district="bench", seq=incident,
+                            ts=start_ms + incident, camera="north", category="street_vending", label="person",
+                            score=0.7, bbox=(0.1, 0.5, 0.2, 0.7), zone=f"zone-{incident}", track=incident,
+                            dwell_s=60.0, lat=48.0 + (incident % 1000) * 0.001,
+                            lon=16.0 + (incident // 1000) * 0.001, model="nanodet-g-416", config="abcdef12")
+            book.add(det)
+    elapsed = time.perf_counter() - started
+    after = rss_bytes()
+    assert len(book.leads()) == leads
+    print(json.dumps({"leads": leads, "rss_before": before, "rss_after": after, "add_us": elapsed / leads / 2 * 1e6}))
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def wait_until(predicate, timeout_s: float, what: str, every: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+def stop(child: subprocess.Popen) -> None:
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    return values[min(len(values) - 1, int(round(fraction * (len(values) - 1))))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--detections", type=int, default=20_000, help="Throughput run size (default 20000).")
+    parser.add_argument("--rate", type=int, default=1000, help="Latency run: detections per second (default 1000).")
+    parser.add_argument("--seconds", type=float, default=10.0, help="Latency run length (default 10).")
+    parser.add_argument("--leads", type=int, default=100_000, help="Open leads for the memory run (default 100000).")
+    parser.add_argument("--budget", type=float, default=110.0, help="Stop the whole run after this many seconds.")
+    args = parser.parse_args()
+
+    watchdog = threading.Timer(args.budget, lambda: (print("bench: over budget, stopping", flush=True),
+                                                     os._exit(3)))
+    watchdog.daemon = True
+    watchdog.start()
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
+        workdir = Path(tmp)
+        with BenchBroker(workdir / "mosquitto") as broker, InfluxDB(workdir / "influxdb") as influx:
+            print(f"machine: {os.cpu_count()} CPUs; Mosquitto and InfluxDB on loopback", flush=True)
+            bare = bare_subscriber_rate(broker.url, args.detections)
+            print(f"throughput, bare paho QoS 1 subscriber: {bare:9,.0f} detections/s", flush=True)
+            gateway, leads = gateway_rate(broker.url, influx.url, args.detections, workdir)
+            print(f"throughput, gateway (validate, dedupe, write, ack): {gateway:9,.0f} detections/s "
+                  f"({args.detections} detections -> {leads} leads)", flush=True)
+            print(f"ratio gateway / bare subscriber: {gateway / bare:.2f} (target >= 0.80)", flush=True)
+
+            latencies = lead_latency(broker.url, influx.url, args.rate, args.seconds, workdir)
+            p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
+            print(f"latency publish -> lead visible at {args.rate}/s for {args.seconds:g} s, {len(latencies)} leads: "
+                  f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms "
+                  f"(target p99 <= 500 ms; {'met' if p99 <= 0.5 else 'MISSED'})", flush=True)
+
+    memory = json.loads(subprocess.run([sys.executable, __file__, "--leadbook-memory", str(args.leads)],
+                                       capture_output=True, text=True, check=True, timeout=120).stdout)
+    grown = memory["rss_after"] - memory["rss_before"]
+    print(f"memory: LeadBook with {memory['leads']:,} open leads: RSS {memory['rss_after'] / 2**20:.0f} MiB "
+          f"(+{grown / 2**20:.0f} MiB, {grown / memory['leads']:.0f} bytes per lead; "
+          f"{memory['add_us']:.0f} us per detection added)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--count-subscriber":
+        count_subscriber(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--leadbook-memory":
+        leadbook_memory(int(sys.argv[2]))
+    else:
+        sys.exit(main())
