@@ -90,8 +90,10 @@ class SerialPort:
     """A pyserial port behind the ``Port`` interface, with its own line buffer.
 
     Lines are split on ``\\n`` (a trailing ``\\r`` is dropped). A run of more
-    than ``max_line_bytes`` without a newline comes back as a truncated line,
-    so a stream of garbage cannot grow the buffer without bound.
+    than ``max_line_bytes`` without a newline comes back in truncated pieces,
+    up to and including the piece that ends at its newline, so a stream of
+    garbage cannot grow the buffer and the tail of a garbled line is never
+    taken for a line of its own.
     """
 
     def __init__(self, device: serial.Serial, settings: LineSettings, max_line_bytes: int) -> None:
@@ -99,6 +101,7 @@ class SerialPort:
         self._settings = settings
         self._max_line_bytes = max_line_bytes
         self._buffer = bytearray()
+        self._in_overlong = False  # the rest of an over-long line, up to its newline, is no line either
 
     @classmethod
     def open(cls, settings: LineSettings, *, write_timeout_s: float = 1.0, max_line_bytes: int = 1024) -> SerialPort:
@@ -161,16 +164,23 @@ class SerialPort:
             self._buffer += self._device.read(min(max(1, waiting), _CHUNK))
 
     def _take_line(self) -> Line | None:
-        newline = self._buffer.find(b"\n")
-        if 0 <= newline <= self._max_line_bytes:
-            data = bytes(self._buffer[:newline]).removesuffix(b"\r")
-            del self._buffer[:newline + 1]
-            return Line(data)
-        if len(self._buffer) > self._max_line_bytes:
-            data = bytes(self._buffer[:self._max_line_bytes])
-            del self._buffer[:self._max_line_bytes]
-            return Line(data, truncated=True)
-        return None
+        while True:
+            newline = self._buffer.find(b"\n")
+            if 0 <= newline <= self._max_line_bytes:
+                data = bytes(self._buffer[:newline])
+                del self._buffer[:newline + 1]
+                tail_of_overlong, self._in_overlong = self._in_overlong, False
+                if not tail_of_overlong:
+                    return Line(data.removesuffix(b"\r"))
+                if data:
+                    return Line(data, truncated=True)
+                continue
+            if len(self._buffer) > self._max_line_bytes:
+                data = bytes(self._buffer[:self._max_line_bytes])
+                del self._buffer[:self._max_line_bytes]
+                self._in_overlong = True
+                return Line(data, truncated=True)
+            return None
 
     @contextmanager
     def _translating_errors(self) -> Iterator[None]:
