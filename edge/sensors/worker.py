@@ -62,12 +62,13 @@ class PortWorker(ABC):
         failures = 0
         while not self._stopping.is_set():
             failures = self._attempt(failures)
-            self._stopping.wait(self._backoff.delay(failures))
+            # Even after a loss wait one step: an adapter that flaps must not spin this loop.
+            self._stopping.wait(self._backoff.delay(max(failures, 1)))
         self.status.set_state(PortState.STOPPED)
         log.info("sensor.port_stopped port=%s", self.status.port)
 
     def _attempt(self, failures: int) -> int:
-        """One open-and-serve; the count of failures in a row afterwards."""
+        """One open-and-serve; the count of failed opens in a row afterwards."""
         port = self.status.port
         try:
             self._open()
@@ -92,7 +93,7 @@ class PortWorker(ABC):
             self.status.count("disconnects")
             self.status.set_state(PortState.RECONNECTING, exc.reason)
             self._ratelog.warning(f"{port}:gone", "sensor.port_gone port=%s error=%s", port, exc.reason)
-            return 1  # wait a little before reopening: a flapping adapter must not spin the loop
+            return 0
         except Exception as exc:
             return self._internal_error(exc, 1)
         finally:
