@@ -22,7 +22,7 @@ may. Unknown keys are refused and every error names its key path.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import datetime, time
 from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -72,9 +72,8 @@ class TimeWindow(Strict):
 
     def contains(self, ts_ms: int) -> bool:
         """Whether the instant ``ts_ms`` (UTC epoch ms) falls in the window, in its time zone."""
-        local = datetime.fromtimestamp(ts_ms / 1000, UTC).astimezone(ZoneInfo(self.timezone)).time()
-        local = local.replace(tzinfo=None)
-        start, end = self.start.replace(tzinfo=None), self.end.replace(tzinfo=None)
+        local = datetime.fromtimestamp(ts_ms / 1000, ZoneInfo(self.timezone)).time()
+        start, end = self.start.replace(tzinfo=None), self.end.replace(tzinfo=None)  # "22:00+01:00" means 22:00 here
         if start < end:
             return start <= local < end
         return local >= start or local < end
