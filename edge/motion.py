@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 
 from edge.config import MotionConfig
+from edge.thumbnail import Thumbnail
 
-WORK_WIDTH = 240
 LEARNING_RATE = 0.25
 
 
@@ -25,11 +25,11 @@ class MotionDetector:
     _average: np.ndarray | None = None
     _mask: np.ndarray | None = None
 
-    def update(self, image: np.ndarray) -> float:
+    def update(self, small: Thumbnail) -> float:
         """Share of the (unmasked) frame that moved since the recent scene."""
-        grey = self._prepare(image)
+        grey = small.grey
         if self._average is None:
-            self._average = grey
+            self._average = grey.copy()
             self._mask = self._build_mask(grey.shape)
             return 0.0
         moving = cv2.absdiff(grey, self._average) > self.config.threshold
@@ -39,13 +39,6 @@ class MotionDetector:
 
     def is_moving(self, fraction: float) -> bool:
         return fraction >= self.config.min_area
-
-    @staticmethod
-    def _prepare(image: np.ndarray) -> np.ndarray:
-        height, width = image.shape[:2]
-        small = cv2.resize(image, (WORK_WIDTH, max(1, round(height * WORK_WIDTH / width))),
-                           interpolation=cv2.INTER_AREA)
-        return cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (5, 5), 0).astype(np.float32)
 
     def _build_mask(self, shape: tuple[int, int]) -> np.ndarray:
         mask = np.ones(shape, dtype=np.uint8)

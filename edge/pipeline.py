@@ -25,6 +25,7 @@ from edge.filters import LabelFilters
 from edge.motion import MotionDetector
 from edge.rules import DwellRules, RuleHit
 from edge.staticobjects import StaticBlob, StaticObjectFinder
+from edge.thumbnail import Thumbnail, thumbnail
 from edge.tracker import IouTracker
 from edge.zones import Zone, zone_for_frame
 
@@ -76,6 +77,8 @@ class CameraPipeline:
         self.filters: LabelFilters | None = None
         self._last_detections = Detections.empty(labels)
         self._last_detector_t: float | None = None
+        self._last_blobs: list[StaticBlob] = []
+        self._last_static_t: float | None = None
 
     def reconfigure(self, camera: CameraConfig, rules_config: RulesConfig) -> None:
         """Apply new zones, filters and thresholds; tracks and ongoing stays are kept."""
@@ -91,10 +94,11 @@ class CameraPipeline:
     def process(self, frame: Frame) -> FrameResult:
         if self.rules is None:  # zones are in pixels of the first frame's size
             self._set_up_for(frame.width, frame.height)
-        detections, detector_ms, ran = self._detect_if_needed(frame)
+        small = thumbnail(frame.image)
+        detections, detector_ms, ran = self._detect_if_needed(frame, small)
         detections = self.filters.apply(detections)
         if self.static_finder is not None:
-            detections = with_static_blobs(detections, self._static_blobs(frame, detections))
+            detections = with_static_blobs(detections, self._static_blobs(small, frame.t_s, detections))
         tracked = self.tracker.update(detections, frame.t_s)
         hits = self.rules.update(tracked, frame.t_s, self.tracker.live_track_ids(), attach=frame)
         self.frames += 1
@@ -115,8 +119,8 @@ class CameraPipeline:
     def _zones(self, width: int, height: int) -> list[Zone]:
         return [zone_for_frame(z, width, height) for z in self.camera.zones]
 
-    def _detect_if_needed(self, frame: Frame) -> tuple[Detections, float, bool]:
-        moving = self.motion.is_moving(self.motion.update(frame.image))
+    def _detect_if_needed(self, frame: Frame, small: Thumbnail) -> tuple[Detections, float, bool]:
+        moving = self.motion.is_moving(self.motion.update(small))
         due = self._last_detector_t is None or frame.t_s - self._last_detector_t >= self.camera.motion.recheck_s
         if self.camera.motion.enabled and not moving and not due:
             return self._last_detections, 0.0, False
@@ -129,11 +133,18 @@ class CameraPipeline:
         self._last_detector_t = frame.t_s
         return detections, detector_ms, True
 
-    def _static_blobs(self, frame: Frame, detections: Detections) -> list[StaticBlob]:
+    def _static_blobs(self, small: Thumbnail, t_s: float, detections: Detections) -> list[StaticBlob]:
+        if self._last_static_t is not None and t_s - self._last_static_t < self.static_config.interval_s:
+            return self._last_blobs
+        self._last_static_t = t_s
+        self._last_blobs = self._find_static_blobs(small, t_s, detections)
+        return self._last_blobs
+
+    def _find_static_blobs(self, small: Thumbnail, t_s: float, detections: Detections) -> list[StaticBlob]:
         is_mover = np.isin(detections.class_ids, list(self._mover_ids))
         movers = np.concatenate([detections.xyxy[is_mover], self.tracker.live_boxes(self._mover_ids)])
         boosters = np.isin(detections.class_ids, self._booster_ids)
-        return self.static_finder.update(frame.image, frame.t_s, movers, detections.xyxy[boosters],
+        return self.static_finder.update(small, t_s, movers, detections.xyxy[boosters],
                                          detections.scores[boosters])
 
 

@@ -19,8 +19,7 @@ import numpy as np
 
 from edge.config import StaticObjectConfig
 from edge.nms import box_iou
-
-WORK_WIDTH = 320
+from edge.thumbnail import Thumbnail
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class StaticObjectFinder:
     _last_s: float = 0.0
     _scale: float = 1.0
 
-    def update(self, image: np.ndarray, t_s: float, movers: np.ndarray,
+    def update(self, small: Thumbnail, t_s: float, movers: np.ndarray,
                boosters: np.ndarray, booster_scores: np.ndarray) -> list[StaticBlob]:
         """Static blobs in this frame.
 
@@ -57,7 +56,8 @@ class StaticObjectFinder:
         area is not a left object. ``boosters``: boxes of labels that make a
         blob more likely to be dumped waste, with their scores.
         """
-        grey = self._prepare(image)
+        grey = small.grey
+        self._scale = small.scale
         if self._started_s is None:
             self._started_s = t_s
         if self._long is None:
@@ -73,13 +73,6 @@ class StaticObjectFinder:
         static = cv2.morphologyEx(static, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
         self._learn(grey, dt, static.astype(bool))
         return self._blobs(static, movers, boosters, booster_scores)
-
-    def _prepare(self, image: np.ndarray) -> np.ndarray:
-        height, width = image.shape[:2]
-        self._scale = width / WORK_WIDTH
-        small = cv2.resize(image, (WORK_WIDTH, max(1, round(height / self._scale))), interpolation=cv2.INTER_AREA)
-        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-        return cv2.GaussianBlur(grey, (5, 5), 0).astype(np.float32)
 
     def _warm_up(self, grey: np.ndarray, t_s: float) -> None:
         """Collect frames for a while; their median is a scene without passers-by."""

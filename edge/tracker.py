@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.detections import Detections
-from edge.nms import box_iou
 
 VELOCITY_SMOOTHING = 0.5
 
@@ -74,21 +73,31 @@ class IouTracker:
         return np.stack(boxes) if boxes else np.zeros((0, 4), dtype=np.float32)
 
     def _match(self, detections: Detections, t_s: float) -> list[tuple[int, _Track]]:
-        candidates = []
-        for track in self._tracks:
-            same_class = np.flatnonzero(detections.class_ids == track.class_id)
-            if len(same_class) == 0:
-                continue
-            ious = box_iou(track.predicted(t_s), detections.xyxy[same_class])
-            for det_index, iou in zip(same_class, ious):
-                if iou >= self.iou_threshold:
-                    candidates.append((float(iou), int(det_index), track))
-        candidates.sort(key=lambda c: -c[0])
-        matched, used_dets, used_tracks = [], set(), set()
-        for _, det_index, track in candidates:
-            if det_index in used_dets or track.track_id in used_tracks:
-                continue
-            used_dets.add(det_index)
-            used_tracks.add(track.track_id)
-            matched.append((det_index, track))
+        """Greedy matching, best IoU first, between predicted track boxes and same-class detections."""
+        if not self._tracks or not len(detections):
+            return []
+        predicted = np.stack([t.predicted(t_s) for t in self._tracks])
+        ious = pairwise_iou(predicted, detections.xyxy)
+        same_class = np.asarray([t.class_id for t in self._tracks])[:, None] == detections.class_ids[None, :]
+        ious[~same_class | (ious < self.iou_threshold)] = 0.0
+        matched = []
+        for flat in np.argsort(-ious, axis=None):
+            track_index, det_index = divmod(int(flat), ious.shape[1])
+            if ious[track_index, det_index] <= 0.0:
+                break
+            matched.append((det_index, self._tracks[track_index]))
+            ious[track_index, :] = 0.0
+            ious[:, det_index] = 0.0
         return matched
+
+
+def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` (N, 4) with every box in ``b`` (M, 4): an (N, M) matrix."""
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)

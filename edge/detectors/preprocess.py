@@ -54,6 +54,8 @@ def model_input(image: np.ndarray, card: ModelCard) -> tuple[np.ndarray, InputTr
         placed, transform = stretch(image, size)
     if card.color_order == "rgb":
         placed = cv2.cvtColor(placed, cv2.COLOR_BGR2RGB)
+    if card.input_dtype == "float32" and card.input_layout == "nchw":
+        return normalised_nchw(placed, card.mean, card.std), transform
     if card.input_dtype == "float32":
         mean = np.asarray(card.mean, dtype=np.float32)
         std = np.asarray(card.std, dtype=np.float32)
@@ -63,3 +65,17 @@ def model_input(image: np.ndarray, card: ModelCard) -> tuple[np.ndarray, InputTr
     if card.input_layout == "nchw":
         tensor = tensor.transpose(2, 0, 1)
     return np.ascontiguousarray(tensor[None]), transform
+
+
+def normalised_nchw(image: np.ndarray, mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:
+    """(pixel - mean) / std as a 1x3xHxW float32 tensor.
+
+    One OpenCV pass per channel straight into the output planes: several
+    times faster than the numpy expression, and this runs on every frame.
+    """
+    height, width = image.shape[:2]
+    out = np.empty((1, 3, height, width), dtype=np.float32)
+    for c, channel in enumerate(cv2.split(image)):
+        scale = 1.0 / std[c]
+        out[0, c] = cv2.addWeighted(channel, scale, channel, 0.0, -mean[c] * scale, dtype=cv2.CV_32F)
+    return out
