@@ -19,11 +19,13 @@ from operator import xor
 from pathlib import Path
 
 import pytest
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 from pymodbus import FramerType
 from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from edge.contract import SensorReading
+from edge.messages import new_message_id
 from edge.sensors import Backoff, PortState, SensorHub, SensorList
 from edge.sensors.registers import encode_words
 from edge.serialport import Line, LineSettings, PortGone, PortUnavailable, SerialPort
@@ -87,12 +89,20 @@ class Published:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.calls: list[tuple[str, dict[str, float], str | None, int]] = []
+        self.refused: list[str] = []
 
     def __call__(self, sensor: str, values: dict[str, float], event: str | None, ts_ms: int) -> None:
+        try:  # what the runtime will send must pass the wire contract
+            SensorReading(id=new_message_id(), box="box-1", district="old-town", seq=1, ts=ts_ms, sensor=sensor,
+                          values=values, event=event, config="0123456789abcdef").encode()
+        except ValidationError as exc:
+            self.refused.append(str(exc))
+            raise
         with self._lock:
             self.calls.append((sensor, values, event, ts_ms))
 
     def of(self, sensor: str) -> list[tuple[str, dict[str, float], str | None, int]]:
+        assert not self.refused, f"the contract refused a reading: {self.refused[0]}"
         with self._lock:
             return [c for c in self.calls if c[0] == sensor]
 
