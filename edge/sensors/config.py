@@ -82,10 +82,13 @@ class TimeWindow(Strict):
 class ThresholdRule(Strict):
     """Turns one value crossing a limit into an episode with a start event and, optionally, a clear event."""
 
-    event: EventName = Field(title="Event", description="Event published once when an episode starts, e.g. 'bin_overflow'.")
+    event: EventName = Field(title="Event",
+                             description="Event published once when an episode starts, e.g. 'bin_overflow'.")
     value: ValueName = Field(title="Value", description="Name of the reading value the rule watches, e.g. 'fill_pct'.")
-    above: float | None = Field(None, title="At or above", description="An episode starts when the value is at or above this.")
-    below: float | None = Field(None, title="At or below", description="An episode starts when the value is at or below this.")
+    above: float | None = Field(None, title="At or above",
+                                description="An episode starts when the value is at or above this.")
+    below: float | None = Field(None, title="At or below",
+                                description="An episode starts when the value is at or below this.")
     hysteresis: float = Field(0.0, ge=0, title="Hysteresis",
                               description="How far back past the limit the value must go to end an episode.")
     hold_s: float = Field(0.0, ge=0, title="Hold",
@@ -108,7 +111,8 @@ class ThresholdRule(Strict):
 
 class SensorBase(Strict):
     name: Name = Field(title="Name", description="Sensor name; the 'sensor' of its SensorReading messages.")
-    port: str = Field(min_length=1, title="Port", description="Serial device, e.g. '/dev/ttyUSB0' or a /dev/serial/by-id/ path.")
+    port: str = Field(min_length=1, title="Port",
+                      description="Serial device, e.g. '/dev/ttyUSB0' or a /dev/serial/by-id/ path.")
     baudrate: int = Field(9600, ge=50, le=4_000_000, title="Baud rate", description="Line speed in bit/s.")
     bytesize: Literal[5, 6, 7, 8] = Field(8, title="Data bits", description="Data bits per character.")
     parity: Literal["N", "E", "O"] = Field("N", title="Parity", description="'N'one, 'E'ven or 'O'dd.")
@@ -183,7 +187,8 @@ class ModbusSensorConfig(SensorBase):
 
     protocol: Literal["modbus"] = Field(title="Protocol", description="Modbus RTU.")
     unit: int = Field(ge=1, le=247, title="Unit id", description="Modbus device address on the bus, 1..247.")
-    profile: Name = Field(title="Profile", description="Device profile: a file '<profile>.toml' in the profiles folder.")
+    profile: Name = Field(title="Profile",
+                          description="Device profile: a file '<profile>.toml' in the profiles folder.")
     poll_s: float = Field(10.0, gt=0, title="Poll interval", description="Seconds between polls of this device.")
     timeout_s: float = Field(1.0, gt=0, le=10, title="Reply timeout", description="Seconds to wait for a reply.")
 
@@ -191,7 +196,8 @@ class ModbusSensorConfig(SensorBase):
 SensorConfig = Annotated[AsciiSensorConfig | NmeaSensorConfig | ModbusSensorConfig, Field(discriminator="protocol")]
 
 
-def _check_sensor_list(sensors: list[SensorConfig]) -> list[SensorConfig]:
+def check_sensor_list(sensors: list[SensorConfig]) -> list[SensorConfig]:
+    """Sensor names are unique, and only Modbus devices with one line setting share a port."""
     names = [s.name for s in sensors]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -223,4 +229,4 @@ def group_by_port(sensors: list[SensorConfig]) -> dict[str, list[SensorConfig]]:
     return groups
 
 
-SensorList = Annotated[list[SensorConfig], AfterValidator(_check_sensor_list)]
+SensorList = Annotated[list[SensorConfig], AfterValidator(check_sensor_list)]

@@ -27,6 +27,7 @@ from edge.sensors.config import (
     ModbusSensorConfig,
     NmeaSensorConfig,
     SensorConfig,
+    check_sensor_list,
     group_by_port,
 )
 from edge.sensors.errors import ProfileError, SensorConfigError
@@ -74,7 +75,8 @@ def load_sensor_profiles(sensors: Sequence[SensorConfig], profiles_dir: Path) ->
             path = profile_path(profiles_dir, sensor.profile)
             if not path.is_file():
                 known = ", ".join(available_profiles(profiles_dir)) or "none"
-                problems.append(f"sensors.{i}.profile: no profile {sensor.profile!r} in {profiles_dir} (known: {known})")
+                problems.append(f"sensors.{i}.profile: no profile {sensor.profile!r} in {profiles_dir} "
+                                f"(known: {known})")
                 continue
             try:
                 profiles[sensor.profile] = load_profile(path)
@@ -101,12 +103,22 @@ def check_sensors(sensors: Sequence[SensorConfig], profiles_dir: Path) -> list[s
 
 
 class SensorHub:
-    """Reads every serial sensor of a box and hands readings and events to ``publish``."""
+    """Reads every serial sensor of a box and hands readings and events to ``publish``.
+
+    ``backoff`` spaces the attempts to reopen a port, ``down_after`` failed
+    opens in a row mark it down, ``log_interval_s`` bounds how often one kind
+    of trouble on one port is logged. A stopped hub stays stopped: for a new
+    config, stop it and build another.
+    """
 
     def __init__(self, sensors: Sequence[SensorConfig], profiles_dir: Path, publish: PublishFn, *,
                  clock: Clock = SYSTEM_CLOCK, backoff: Backoff = Backoff(), down_after: int = 5,
                  port_opener: PortOpener = open_serial_port, modbus_link: ModbusLinkFactory = RtuLink,
                  log_interval_s: float = 60.0) -> None:
+        try:
+            check_sensor_list(list(sensors))  # done already if they came through SensorList
+        except ValueError as exc:
+            raise SensorConfigError("sensors", [f"sensors: {exc}"]) from None
         self._profiles = load_sensor_profiles(sensors, profiles_dir)
         self._publish = publish
         self._clock = clock

@@ -33,8 +33,8 @@ class PolledDevice:
 
 
 class ModbusPoller(PortWorker):
-    def __init__(self, link_factory: Callable[[], ModbusLink], devices: list[PolledDevice], status: PortStatus, clock: Clock,
-                 backoff: Backoff, ratelog: RateLimitedLog, down_after: int) -> None:
+    def __init__(self, link_factory: Callable[[], ModbusLink], devices: list[PolledDevice], status: PortStatus,
+                 clock: Clock, backoff: Backoff, ratelog: RateLimitedLog, down_after: int) -> None:
         super().__init__(status, backoff, ratelog, down_after)
         self._link_factory = link_factory
         self._devices = devices

@@ -48,9 +48,11 @@ class RegisterSpec(Strict):
     type: RegisterType = Field("uint16", title="Type", description="How the register words encode the number.")
     word_order: WordOrder | None = Field(None, title="Word order",
                                          description="32-bit types: 'big' = high word first; default: the profile's.")
-    scale: Annotated[float, AfterValidator(_nonzero)] = Field(1.0, title="Scale", description="Reading = raw * scale + offset.")
+    scale: Annotated[float, AfterValidator(_nonzero)] = Field(1.0, title="Scale",
+                                                              description="Reading = raw * scale + offset.")
     offset: float = Field(0.0, title="Offset", description="Reading = raw * scale + offset.")
-    unit: str = Field("", max_length=32, title="Unit", description="Unit of the reading, for people: '%', 'mm', 'dB(A)'.")
+    unit: str = Field("", max_length=32, title="Unit",
+                      description="Unit of the reading, for people: '%', 'mm', 'dB(A)'.")
     description: str = Field("", max_length=200, title="Description", description="What the value means.")
 
     @property
@@ -82,7 +84,7 @@ class DeviceProfile(Strict):
             if reg.last_address > 65535:
                 raise ValueError(f"registers.{i}: a {reg.type} at {reg.address} runs past address 65535")
             for j, other in enumerate(self.registers[:i]):
-                if other.function == reg.function and other.address <= reg.last_address and reg.address <= other.last_address:
+                if _overlap(reg, other):
                     raise ValueError(f"registers.{i} ({reg.value}) overlaps registers.{j} ({other.value}) "
                                      f"in the {reg.function} registers")
         return self
@@ -93,6 +95,10 @@ class DeviceProfile(Strict):
     @property
     def value_names(self) -> list[str]:
         return [r.value for r in self.registers]
+
+
+def _overlap(a: RegisterSpec, b: RegisterSpec) -> bool:
+    return a.function == b.function and a.address <= b.last_address and b.address <= a.last_address
 
 
 def _format_errors(exc: ValidationError) -> list[str]:

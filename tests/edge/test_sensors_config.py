@@ -166,3 +166,10 @@ def test_an_empty_sensor_list_is_fine():
     hub.start()
     assert hub.snapshot().ports == {}
     hub.stop()
+
+
+def test_a_hub_checks_sensors_that_skipped_validation():
+    shared = [ModbusSensorConfig.model_validate(modbus("a", 1)),
+              AsciiSensorConfig.model_validate({"name": "b", "port": "/dev/ttyUSB0", "protocol": "ascii"})]
+    with pytest.raises(SensorConfigError, match="only Modbus devices can share"):
+        SensorHub(shared, PROFILES, lambda *a: None)

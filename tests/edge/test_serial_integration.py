@@ -8,7 +8,6 @@ RTU server). Killing socat makes the port vanish as an unplugged adapter does.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 import threading
@@ -175,7 +174,8 @@ def sim_device(unit: int, holding: list[int] | None = None, inputs: list[int] | 
 
 
 def bin_registers(fill_pct: float, distance_mm: int, battery_v: float, temperature_c: float) -> list[int]:
-    return [round(fill_pct * 10), distance_mm, round(battery_v * 1000), encode_words(round(temperature_c * 10), "int16")[0]]
+    temperature = encode_words(round(temperature_c * 10), "int16")[0]
+    return [round(fill_pct * 10), distance_mm, round(battery_v * 1000), temperature]
 
 
 def modbus_sensor(name: str, port: Path, unit: int, profile: str, **extra) -> dict:
