@@ -108,3 +108,72 @@ def test_zone_dwell_overrides_the_rule():
                        [zone_for_frame(zone(dwell_s=3.0), 100, 100)], 100)
     frames = [(t * 1.0, dets((45, 40, 55, 60, 0.8, 0))) for t in range(5)]
     assert [h.event for h in run_rules(rules, IouTracker(), frames)] == ["new"]
+
+
+def test_support_labels_in_the_zone_raise_the_score():
+    rules = RulesConfig(street_vending={"labels": ["person"], "dwell_s": 3.0, "support_labels": ["car"],
+                                        "support_boost": 0.2})
+    stall = DwellRules(rules, [zone_for_frame(zone(), 100, 100)], 100)
+    frames = [(t * 1.0, dets((45, 40, 55, 60, 0.6, 0), (30, 50, 40, 70, 0.5, 2))) for t in range(5)]
+    [hit] = run_rules(stall, IouTracker(), frames)
+    assert hit.score == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize(
+    "rule, kept",
+    [
+        ({"min_score": 0.5}, [True, False, True]),
+        ({"min_area": 0.01}, [True, True, False]),             # 3x3 px box is 0.09 % of the frame
+        ({"max_ratio": 1.0}, [True, True, True]),
+        ({"min_ratio": 1.5}, [False, False, False]),
+        ({"masks": [[(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)]]}, [False, False, True]),
+    ],
+)
+def test_label_filters(rule, kept):
+    from edge.config import ObjectFilter
+    from edge.filters import LabelFilters
+
+    d = dets((10, 10, 30, 50, 0.9, 0), (20, 10, 40, 50, 0.3, 0), (80, 80, 83, 83, 0.9, 0))
+    filters = LabelFilters({"person": ObjectFilter(**rule)}, [], 100, 100)
+    assert list(np.isin(np.arange(3), [i for i in range(3) if filters.apply(d[np.array([i])]).xyxy.size])) == kept
+
+
+def test_a_zone_filter_overrides_the_camera_filter_inside_the_zone():
+    from edge.config import ObjectFilter
+    from edge.filters import LabelFilters
+
+    strict_zone = zone_for_frame(zone(filters={"person": {"min_score": 0.95}}), 100, 100)
+    filters = LabelFilters({"person": ObjectFilter(min_score=0.1)}, [strict_zone], 100, 100)
+    d = dets((45, 40, 55, 60, 0.9, 0), (5, 70, 15, 90, 0.9, 0))   # first in the zone, second outside
+    assert filters.apply(d).xyxy[:, 0].tolist() == [5.0]
+
+
+class CountingDetector:
+    labels = LABELS
+    name = "counting"
+
+    def __init__(self):
+        self.calls = 0
+
+    def detect(self, image):
+        self.calls += 1
+        return dets()
+
+
+def test_motion_gate_runs_the_detector_on_motion_and_on_recheck_only():
+    from edge.camera import Frame
+    from edge.config import CameraConfig
+    from edge.pipeline import CameraPipeline
+
+    camera = CameraConfig(name="cam", source="x.mp4", motion={"recheck_s": 2.0})
+    detector = CountingDetector()
+    pipeline = CameraPipeline(camera, RulesConfig(), detector)
+    still = np.full((120, 160, 3), 90, np.uint8)
+    moving = still.copy()
+    moving[40:80, 60:100] = 250
+    frames = [still] * 25 + [moving, still] + [still] * 23         # 10 s at 5 fps, one flash at 5 s
+    for i, image in enumerate(frames):
+        pipeline.process(Frame("cam", i, i * 0.2, i * 200, image))
+    # The first frame, rechecks every 2 s, and the flash with the few frames the
+    # recent-scene average takes to forget it: a fifth of the frames at most.
+    assert 6 <= detector.calls <= 10 <= len(frames) // 5
