@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     detect.add_argument("--threads", type=int, default=2, help="onnxruntime threads (default 2).")
     detect.add_argument("--fps", type=float, default=1.0, help="Video frames per second to sample (default 1).")
     detect.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
-    detect.add_argument("--annotate", type=Path, metavar="OUT", help="Write the image (first frame of a video) with boxes.")
+    detect.add_argument("--annotate", type=Path, metavar="OUT",
+                        help="Draw the boxes: OUT.jpg/.png gets the (first) frame, OUT.mp4/.avi every sampled frame.")
     detect.set_defaults(handler=_detect)
 
     replay = commands.add_parser("replay", help="Run a box's rules on a recording and print the incidents.")
@@ -79,12 +80,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _detect(args: argparse.Namespace) -> int:
-    import cv2
+VIDEO_OUTPUT_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG"}
 
+
+def _detect(args: argparse.Namespace) -> int:
     from edge.camera import CameraError, file_frames
     from edge.detectors import DetectorError, create_detector
-    from edge.evidence import annotate
 
     try:
         detector = create_detector(args.model, threads=args.threads, min_score=args.min_score)
@@ -94,41 +95,81 @@ def _detect(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         print(f"edge: {args.file} does not exist", file=sys.stderr)
         return 2
-    if args.file.suffix.lower() in IMAGE_SUFFIXES:
-        image = cv2.imread(str(args.file))
-        if image is None:
+    is_image = args.file.suffix.lower() in IMAGE_SUFFIXES
+    if is_image:
+        frames = _image_as_frames(args.file)
+        if frames is None:
             print(f"edge: {args.file} is not an image OpenCV can read", file=sys.stderr)
             return 2
-        frames = [(0, 0.0, image)]
     else:
-        try:
-            frames = [(f.index, f.t_s, f.image) for f in file_frames("detect", str(args.file), args.fps, start_ms=0)]
-        except CameraError as exc:
-            print(f"edge: {exc}", file=sys.stderr)
-            return 2
+        frames = ((f.index, f.t_s, f.image) for f in file_frames("detect", str(args.file), args.fps, start_ms=0))
+    output = _AnnotatedOutput(args.annotate, args.fps)
     results = []
-    for index, t_s, image in frames:
-        dets = detector.detect(image)
-        boxes = [{"label": dets.label_of(i), "score": round(float(dets.scores[i]), 4),
-                  "bbox": [round(float(v), 1) for v in dets.xyxy[i]]} for i in range(len(dets))]
-        results.append({"frame": index, "t_s": round(t_s, 3), "width": image.shape[1],
-                        "height": image.shape[0], "detections": boxes})
-        if args.annotate and index == frames[0][0]:
-            drawn = annotate(image, [(tuple(b["bbox"]), f"{b['label']} {b['score']:.2f}") for b in boxes])
-            cv2.imwrite(str(args.annotate), drawn)
+    try:
+        for index, t_s, image in frames:
+            dets = detector.detect(image)
+            boxes = [{"label": dets.label_of(i), "score": round(float(dets.scores[i]), 4),
+                      "bbox": [round(float(v), 1) for v in dets.xyxy[i]]} for i in range(len(dets))]
+            results.append({"frame": index, "t_s": round(t_s, 3), "width": image.shape[1],
+                            "height": image.shape[0], "detections": boxes})
+            output.add(image, boxes)
+            if not args.json:
+                for det in boxes:
+                    x1, y1, x2, y2 = det["bbox"]
+                    print(f"{index:>6} {det['label']:<16} {det['score']:.2f}  "
+                          f"{x1:7.1f} {y1:7.1f} {x2:7.1f} {y2:7.1f}")
+    except CameraError as exc:
+        print(f"edge: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        output.close()
     if args.json:
         report = {"file": str(args.file), "model": detector.name}
-        if len(frames) == 1 and args.file.suffix.lower() in IMAGE_SUFFIXES:
+        if is_image:
             report.update(results[0])
         else:
             report["frames"] = results
         print(json.dumps(report))
-        return 0
-    for result in results:
-        for det in result["detections"]:
-            x1, y1, x2, y2 = det["bbox"]
-            print(f"{result['frame']:>6} {det['label']:<16} {det['score']:.2f}  {x1:7.1f} {y1:7.1f} {x2:7.1f} {y2:7.1f}")
     return 0
+
+
+def _image_as_frames(path: Path):
+    import cv2
+
+    image = cv2.imread(str(path))
+    return None if image is None else [(0, 0.0, image)]
+
+
+class _AnnotatedOutput:
+    """Where ``edge detect --annotate`` draws: a picture of the first frame, or a whole video."""
+
+    def __init__(self, path: Path | None, fps: float) -> None:
+        self.path = path
+        self.fps = fps
+        self.writer = None
+        self.done = path is None
+
+    def add(self, image, boxes: list[dict]) -> None:
+        import cv2
+
+        from edge.evidence import annotate
+
+        if self.done:
+            return
+        drawn = annotate(image, [(tuple(b["bbox"]), f"{b['label']} {b['score']:.2f}") for b in boxes])
+        codec = VIDEO_OUTPUT_SUFFIXES.get(self.path.suffix.lower())
+        if codec is None:
+            cv2.imwrite(str(self.path), drawn)
+            self.done = True
+            return
+        if self.writer is None:
+            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*codec), self.fps,
+                                          (drawn.shape[1], drawn.shape[0]))
+        self.writer.write(drawn)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
 
 
 def _replay(args: argparse.Namespace) -> int:

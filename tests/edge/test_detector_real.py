@@ -100,3 +100,13 @@ def test_a_model_without_a_card_or_of_another_family_is_refused(tmp_path):
 
 def test_blank_frame_gives_no_detections(detector):
     assert len(detector.detect(np.zeros((480, 640, 3), np.uint8))) == 0
+
+
+def test_detect_command_writes_an_annotated_video(tmp_path, capsys):
+    out = tmp_path / "boxes.mp4"
+    assert edge_main(["--log-level", "WARNING", "detect", str(CLIP), "--fps", "1", "--json",
+                      "--annotate", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["frames"]) == 20
+    capture = cv2.VideoCapture(str(out))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 20
