@@ -22,6 +22,7 @@ class Sender:
         self._lock = threading.Lock()
         self._in_flight: dict[int, int] = {}   # mqtt mid -> spool row
         self._early_acks: set[int] = set()     # acks that beat publish() returning
+        self._acked_rows: list[int] = []        # acknowledged, to be removed from the spool
         self._cursor = 0                        # highest spool row handed to paho
         self._generation = 0                    # link connection the in-flight messages were sent on
         self._wake = threading.Event()
@@ -45,7 +46,7 @@ class Sender:
             if row is None:
                 self._early_acks.add(mid)
                 return
-        self.spool.remove(row)
+            self._acked_rows.append(row)
         self._wake.set()
 
     def refused(self, mid: int) -> None:
@@ -75,9 +76,16 @@ class Sender:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+        self._forget_acknowledged()
+
+    def _forget_acknowledged(self) -> None:
+        with self._lock:
+            rows, self._acked_rows = self._acked_rows, []
+        self.spool.remove(rows)
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._forget_acknowledged()
             sent = self._send_some()
             if not sent:
                 self._wake.wait(self.idle_s)
@@ -106,10 +114,7 @@ class Sender:
             with self._lock:
                 if mid in self._early_acks:
                     self._early_acks.discard(mid)
-                    acked = True
+                    self._acked_rows.append(message.row)
                 else:
                     self._in_flight[mid] = message.row
-                    acked = False
-            if acked:
-                self.spool.remove(message.row)
         return sent

@@ -181,9 +181,22 @@ class Spool:
             ).fetchall()
         return [Spooled(r[0], r[1], bytes(r[2]), r[3], bool(r[4])) for r in rows]
 
-    def remove(self, row: int) -> None:
+    def remove(self, rows: list[int]) -> None:
+        """Forget acknowledged messages, in one transaction.
+
+        Not synced to disk: after a power cut a removal may be lost, which only
+        means the message is sent once more, and the gateway ignores repeats.
+        """
+        if not rows:
+            return
         with self._lock:
-            self._db.execute("DELETE FROM outbox WHERE row = ?", (row,))
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("DELETE FROM outbox WHERE row = ?", [(row,) for row in rows])
+                self._db.execute("COMMIT")
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
 
     def depth(self) -> int:
         with self._lock:

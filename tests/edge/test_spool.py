@@ -34,7 +34,7 @@ def test_messages_leave_in_order_only_when_removed(tmp_path):
     spool.append_raw("e", b"\xff\xd8\xffjpeg")
     first = spool.after(0, 3)
     assert [m.payload for m in first] == [b"1", b"2", b"3"]
-    spool.remove(first[1].row)
+    spool.remove([first[1].row])
     assert [m.payload for m in spool.after(0, 10)] == [b"1", b"3", b"4", b"5", b"\xff\xd8\xffjpeg"]
     assert [m.payload for m in spool.after(first[2].row, 10)] == [b"4", b"5", b"\xff\xd8\xffjpeg"]
     assert spool.depth() == 5 and spool.oldest_age_s() >= 0
