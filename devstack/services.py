@@ -318,6 +318,10 @@ class Mosquitto(_Service):
             # Mosquitto concatenates location and file name, so the slash matters.
             f"persistence_location {self.run_dir}/",
             "persistence_file mosquitto.db",
+            # The default of 1000 queued QoS 1 messages per client would drop messages
+            # for a gateway that holds its acknowledgements while InfluxDB is down.
+            "max_queued_messages 0",
+            "max_queued_bytes 1073741824",
             f"log_dest file {self.log_file}",
             "log_type error",
             "log_type warning",
