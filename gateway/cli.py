@@ -114,7 +114,7 @@ def _now_ms() -> int:
 def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
     from edge.contract import shared_subscription
     from gateway.influx import InfluxError
-    from gateway.ingest import INGESTED_KINDS, Ingest
+    from gateway.ingest import INGESTED_KINDS, Ingest, Stopped
     from gateway.mqtt import GatewayLink
 
     log = logging.getLogger("gateway")
@@ -127,7 +127,11 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
     ingest = Ingest(config, client)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: ingest.stop())
-    ingest.restore()  # before subscribing: every message meets the state it was written against
+    try:
+        ingest.restore()  # before subscribing: every message meets the state it was written against
+    except Stopped:
+        client.close()
+        return 0
     subscriptions = [shared_subscription(config.mqtt.share_group, kind) for kind in INGESTED_KINDS]
     password = os.environ.get(config.mqtt.password_env) if config.mqtt.password_env else None
     link = GatewayLink(config.mqtt.url, config.mqtt.client_id, subscriptions, ingest.offer,

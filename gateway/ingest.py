@@ -44,8 +44,9 @@ from edge.contract import Kind
 log = logging.getLogger(__name__)
 
 INGESTED_KINDS = (Kind.DETECTION, Kind.SENSOR, Kind.HEALTH, Kind.STATUS, Kind.EVIDENCE)
-# Case-staff changes are re-read this far back, to survive clock skew between their host and ours.
-EVENT_SLACK_MS = 60_000
+# Case-staff changes are re-read this far back, to survive clock skew between their host and ours
+# (re-reading is harmless: statuses only move forward).
+EVENT_SLACK_MS = 10 * 60_000
 STATUS_ORDER = {"candidate": 0, "open": 1, "claimed": 2, "closed": 3}
 
 T = TypeVar("T")

@@ -97,8 +97,9 @@ def test_a_closed_lead_is_learned_by_the_running_ingest_and_remembered_after_res
     ingest = make_ingest(status_refresh_s=0)
     [lead] = of(stored(ingest, [detection("k1", NOW - 60_000), detection("k2", NOW - 59_000)]), "lead")
     lead_id = lead.tags["lead_id"]
-    casework.claim(influx, lead_id, "alice", NOW)
-    casework.close(influx, lead_id, "confirmed", "alice", "vendor moved on", NOW + 1)
+    now = int(time.time() * 1000)
+    casework.claim(influx, lead_id, "alice", now)
+    casework.close(influx, lead_id, "confirmed", "alice", "vendor moved on", now + 1)
     points = stored(ingest, [detection("k3", NOW - 58_000)])
     [entry] = of(points, "lead_ledger")
     assert entry.tags["lead_id"] != lead_id and entry.fields["rule"] == "opened"
