@@ -215,15 +215,19 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from edge.config import ConfigError, load_config
+    from edge.sensors import check_sensors
 
     failed = 0
     for path in args.files:
         try:
             config = load_config(path)
+            problems = check_sensors(config.sensors, config.sensor_profiles)
         except ConfigError as exc:
+            problems = exc.problems
+        if problems:
             failed += 1
             print(f"{path}: INVALID")
-            for problem in exc.problems:
+            for problem in problems:
                 print(f"  {problem}")
             continue
         print(f"{path}: ok (box {config.box}, hash {config.config_hash()})")

@@ -16,6 +16,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge.contract import NAME_PATTERN, Category
+from edge.sensors.config import SensorList
 
 CONFIG_VERSION = 1
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
@@ -230,11 +231,22 @@ class BoxConfig(Strict):
     district: Name = Field(description="District the box reports to.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
-    detector: DetectorConfig
-    cameras: list[CameraConfig] = Field(min_length=1)
+    detector: DetectorConfig | None = Field(None, description="Object detector; needed when the box has cameras.")
+    cameras: list[CameraConfig] = Field(default_factory=list, description="Cameras; a sensor-only box has none.")
     rules: RulesConfig = Field(default_factory=RulesConfig)
     static_objects: StaticObjectConfig = Field(default_factory=StaticObjectConfig)
+    sensors: SensorList = Field(default_factory=list, description="Serial sensors of the box.")
+    sensor_profiles: Path = Field(Path("profiles"),
+                                  description="Folder of Modbus device profiles, relative to the config file.")
     evidence_jpeg_quality: int = Field(80, ge=30, le=100)
+
+    @model_validator(mode="after")
+    def _cameras_need_a_detector(self) -> Self:
+        if self.cameras and self.detector is None:
+            raise ValueError("detector: a box with cameras needs a [detector] table")
+        if not self.cameras and not self.sensors:
+            raise ValueError("cameras, sensors: a box needs at least one camera or sensor")
+        return self
 
     @model_validator(mode="after")
     def _unique_camera_names(self) -> Self:
@@ -255,6 +267,8 @@ def _resolve_paths(raw: dict, base: Path) -> dict:
     detector = raw.get("detector")
     if isinstance(detector, dict) and isinstance(detector.get("model"), str):
         detector["model"] = str((base / detector["model"]).resolve())
+    raw["sensor_profiles"] = str((base / raw.get("sensor_profiles", "profiles")).resolve()) \
+        if isinstance(raw.get("sensor_profiles", "profiles"), str) else raw["sensor_profiles"]
     spool = raw.get("spool")
     if isinstance(spool, dict) and isinstance(spool.get("path"), str):
         spool["path"] = str((base / spool["path"]).resolve())

@@ -233,12 +233,24 @@ class CameraHealth(BaseModel):
     detector_ms: NonNegative = 0.0
 
 
-class SensorPortHealth(BaseModel):
+class SerialPortHealth(BaseModel):
+    """One serial port of the box: its state and its error counters."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    state: Literal["open", "reconnecting", "down"]
+    port: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
+    state: Literal["open", "reconnecting", "down", "stopped"]
+    sensors: list[Name] = Field(default_factory=list, max_length=32)
     counters: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], Annotated[int, Field(ge=0)]] = Field(
         default_factory=dict, max_length=32)
+
+
+class Position(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lat: Latitude
+    lon: Longitude
+    ts: EpochMs
 
 
 class Health(Message):
@@ -255,7 +267,8 @@ class Health(Message):
     spool_oldest_s: NonNegative = 0.0
     spool_dropped: dict[Literal["telemetry", "evidence", "keep"], Annotated[int, Field(ge=0)]] | None = Field(
         None, description="Messages the spool gave up since it was created, by class.")
-    sensors: dict[Name, SensorPortHealth] | None = Field(None, description="Serial sensor ports by sensor name.")
+    serial: list[SerialPortHealth] | None = Field(None, max_length=32, description="Serial sensor ports.")
+    position: Position | None = Field(None, description="Last GPS fix of the box.")
 
 
 class ConfigAck(Message):

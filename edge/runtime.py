@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edge.camera import Backoff, Frame, open_camera
 from edge.config import BoxConfig, CameraConfig
-from edge.contract import CameraHealth, ConfigAck, Health, Kind, Topic
+from edge.contract import CameraHealth, ConfigAck, Health, Kind, Position, SensorReading, SerialPortHealth, Topic
 from edge.detectors import create_detector
 from edge.messages import detection_message, new_message_id
 from edge.mqtt import Credentials
@@ -19,6 +19,7 @@ from edge.outbox import Outbox
 from edge.pipeline import CameraPipeline, evidence_for
 from edge.remote import RemoteConfig
 from edge.rules import RuleHit
+from edge.sensors import SensorHub
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,9 @@ class Box:
                                    spool_path.with_name("remote-config.json"))
         self._lock = threading.Lock()   # guards config changes against the camera threads
         self.config = config
-        self.detector = create_detector(config.detector.model, family=config.detector.type,
-                                        threads=config.detector.threads, min_score=config.detector.min_score,
-                                        nms_iou=config.detector.nms_iou)
+        self.detector = None if config.detector is None else create_detector(
+            config.detector.model, family=config.detector.type, threads=config.detector.threads,
+            min_score=config.detector.min_score, nms_iou=config.detector.nms_iou)
         self.cameras = {c.name: CameraState() for c in config.cameras}
         self._pipelines = {c.name: CameraPipeline(c, config.rules, self.detector, config.static_objects)
                            for c in config.cameras}
@@ -71,6 +72,7 @@ class Box:
                              max_bytes=int(config.spool.max_mb * 1024 * 1024),
                              on_message=self._on_message,
                              subscriptions=(str(self.config_topic),) if file_table is not None else ())
+        self.sensors = SensorHub(config.sensors, config.sensor_profiles, self._put_sensor)
         self.health_interval_s = health_interval_s
         self._stop = threading.Event()
         self.started = time.monotonic()
@@ -82,24 +84,28 @@ class Box:
 
     def run(self) -> None:
         self.outbox.start()
+        self.sensors.start()
         threads = [threading.Thread(target=self._run_camera, args=(c,), name=f"camera-{c.name}")
                    for c in self.config.cameras]
         for thread in threads:
             thread.start()
         next_health = time.monotonic()
-        while any(t.is_alive() for t in threads) and not self._stop.is_set():
+        # A box with sensors runs until stopped; a camera-only box until its sources end.
+        while (self.config.sensors or any(t.is_alive() for t in threads)) and not self._stop.is_set():
             if time.monotonic() >= next_health:
                 self._put_health()
                 next_health = time.monotonic() + self.health_interval_s
             self._stop.wait(0.2)
         for thread in threads:
             thread.join()
+        self.sensors.stop()
         self._put_health()
 
     def stop(self) -> None:
         self._stop.set()
 
     def close(self, drain_timeout_s: float = 30.0) -> bool:
+        self.sensors.stop()
         return self.outbox.close(drain_timeout_s)
 
     # ----------------------------------------------------------------- cameras
@@ -148,6 +154,21 @@ class Box:
                  hit.event, hit.category.value, frame.camera, hit.zone.name, hit.track_id, hit.label,
                  hit.score, hit.dwell_s, seq)
 
+    # ----------------------------------------------------------------- sensors
+
+    def _put_sensor(self, sensor: str, values: dict[str, float], event: str | None, ts_ms: int) -> None:
+        """Called from the sensor readers: readings are telemetry, events are kept like detections."""
+        message_id = new_message_id()
+        config_hash = self.config_hash
+
+        def build(seq: int) -> bytes:
+            return SensorReading(id=message_id, box=self.config.box, district=self.config.district, seq=seq,
+                                 ts=ts_ms, sensor=sensor, values=values, event=event, config=config_hash).encode()
+
+        self.outbox.put(Topic(self.config.district, self.config.box, Kind.SENSOR), build, telemetry=event is None)
+        if event:
+            log.info("sensor.event sensor=%s event=%s values=%s", sensor, event, values)
+
     # ----------------------------------------------------------------- health
 
     def _put_health(self) -> None:
@@ -157,14 +178,26 @@ class Box:
         depth, oldest_s = self.outbox.depth(), round(self.outbox.oldest_age_s(), 1)
         dropped = self.outbox.spool.dropped() or None
         config_hash = self.config_hash
+        serial, position = self._sensor_health()
 
         def build(seq: int) -> bytes:
             return Health(box=self.config.box, district=self.config.district, seq=seq,
                           ts=int(time.time() * 1000), uptime_s=round(time.monotonic() - self.started, 1),
                           config=config_hash, cameras=cameras, spool_depth=depth,
-                          spool_oldest_s=oldest_s, spool_dropped=dropped).encode()
+                          spool_oldest_s=oldest_s, spool_dropped=dropped, serial=serial,
+                          position=position).encode()
 
         self.outbox.put(Topic(self.config.district, self.config.box, Kind.HEALTH), build, telemetry=True)
+
+    def _sensor_health(self) -> tuple[list[SerialPortHealth] | None, Position | None]:
+        if not self.config.sensors:
+            return None, None
+        snapshot = self.sensors.snapshot()
+        serial = [SerialPortHealth(port=p.port, state=p.state.value, sensors=list(p.sensors), counters=p.counters)
+                  for p in snapshot.ports.values()]
+        fix = snapshot.position
+        position = None if fix is None else Position(lat=fix.lat, lon=fix.lon, ts=fix.ts_ms)
+        return serial, position
 
     # ----------------------------------------------------------------- live config
 
@@ -188,8 +221,9 @@ class Box:
     def _apply(self, config: BoxConfig) -> None:
         """Switch to a validated config without a restart; the camera threads see it from their next frame."""
         with self._lock:
-            self.detector.min_score = config.detector.min_score
-            self.detector.nms_iou = config.detector.nms_iou
+            if self.detector is not None and config.detector is not None:
+                self.detector.min_score = config.detector.min_score
+                self.detector.nms_iou = config.detector.nms_iou
             for camera in config.cameras:
                 pipeline = self._pipelines[camera.name]
                 pipeline.reconfigure(camera, config.rules)
