@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from http.client import HTTPConnection, HTTPException
 from pathlib import Path
 from types import TracebackType
@@ -284,15 +285,38 @@ def mqtt_broker_answers(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class TlsListener:
+    """A second, TLS-only listener: server certificate, and the CA that signs client certificates."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    require_client_cert: bool = False
+
+
 class Mosquitto(_Service):
-    """A Mosquitto broker on 127.0.0.1 with persistence in ``run_dir``."""
+    """A Mosquitto broker on 127.0.0.1 with persistence in ``run_dir``.
+
+    With ``tls`` it also listens with TLS on ``tls_port`` (the plain port stays
+    for the readiness check).
+    """
 
     name = "mosquitto"
 
     def __init__(
-        self, run_dir: Path, port: int | None = None, *, binary: str | None = None
+        self, run_dir: Path, port: int | None = None, *, binary: str | None = None,
+        tls: TlsListener | None = None,
     ) -> None:
         super().__init__(run_dir, port, binary)
+        self.tls = tls
+        self.tls_port = free_port() if tls else None
+
+    @property
+    def tls_url(self) -> str:
+        if self.tls_port is None:
+            raise ServiceError("this broker has no TLS listener")
+        return f"mqtts://{self.host}:{self.tls_port}"
 
     @property
     def url(self) -> str:
@@ -330,6 +354,15 @@ class Mosquitto(_Service):
             "connection_messages true",
             "log_timestamp true",
         ]
+        if self.tls is not None:
+            lines += [
+                "per_listener_settings false",
+                f"listener {self.tls_port} {self.host}",
+                f"cafile {self.tls.ca_file}",
+                f"certfile {self.tls.cert_file}",
+                f"keyfile {self.tls.key_file}",
+                f"require_certificate {'true' if self.tls.require_client_cert else 'false'}",
+            ]
         if os.geteuid() == 0:
             # As root mosquitto otherwise drops to user "mosquitto", which cannot
             # write the log or persistence file in our run directory.

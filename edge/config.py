@@ -45,7 +45,16 @@ class MqttConfig(Strict):
     password_env: str | None = Field(None, description="Environment variable holding the password.")
     password_file: Path | None = Field(None, description="File holding the password (first line).")
     ca_file: Path | None = Field(None, description="CA bundle for mqtts:// brokers.")
+    cert_file: Path | None = Field(None, description="Client certificate, for brokers that require one.")
+    key_file: Path | None = Field(None, description="Private key of the client certificate.")
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
+
+
+    @model_validator(mode="after")
+    def _certificate_with_key(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
 
 
 class SpoolConfig(Strict):

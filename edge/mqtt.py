@@ -31,6 +31,8 @@ class Credentials:
     username: str | None = None
     password: str | None = None
     ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
 
 
 class BoxLink:
@@ -57,7 +59,8 @@ class BoxLink:
         if credentials.username:
             self._client.username_pw_set(credentials.username, credentials.password)
         if self.address.tls:
-            self._client.tls_set(ca_certs=credentials.ca_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            self._client.tls_set(ca_certs=credentials.ca_file, certfile=credentials.cert_file,
+                                 keyfile=credentials.key_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect

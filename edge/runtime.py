@@ -66,7 +66,8 @@ class Box:
                 self._apply(remembered.config)
         self.config_topic = Topic(config.district, config.box, Kind.CONFIG)
         credentials = Credentials(config.mqtt.username, read_password(config),
-                                  str(config.mqtt.ca_file) if config.mqtt.ca_file else None)
+                                  *(str(f) if f else None for f in (config.mqtt.ca_file, config.mqtt.cert_file,
+                                                                    config.mqtt.key_file)))
         self.outbox = Outbox(spool_path, mqtt_url or config.mqtt.url, config.district, config.box,
                              credentials=credentials, keepalive_s=config.mqtt.keepalive_s,
                              max_bytes=int(config.spool.max_mb * 1024 * 1024),

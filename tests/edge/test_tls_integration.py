@@ -1,0 +1,83 @@
+"""The box's MQTT link over TLS, with a CA file and a client certificate, on a real Mosquitto."""
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from devstack.services import Mosquitto, TlsListener
+from edge.contract import Kind, Topic
+from edge.mqtt import Credentials
+from edge.outbox import Outbox
+
+pytestmark = pytest.mark.integration
+
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
+    key, cert = folder / f"{name}.key", folder / f"{name}.pem"
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+            "-keyout", str(key), "-out", str(cert))
+    return cert, key
+
+
+def make_cert(folder: Path, name: str, ca: tuple[Path, Path], ip: str | None = None) -> tuple[Path, Path]:
+    key, csr, cert = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.pem"
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(csr))
+    extensions = folder / f"{name}.ext"
+    extensions.write_text(f"subjectAltName=IP:{ip}\n" if ip else "basicConstraints=CA:FALSE\n")
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]), "-CAcreateserial",
+            "-days", "2", "-extfile", str(extensions), "-out", str(cert))
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pki")
+    ca = make_ca(folder, "city-ca")
+    return {"ca": ca, "server": make_cert(folder, "broker", ca, ip="127.0.0.1"),
+            "client": make_cert(folder, "box-1", ca), "other_ca": make_ca(folder, "other-ca")}
+
+
+@pytest.fixture
+def tls_broker(pki, tmp_path):
+    listener = TlsListener(pki["ca"][0], *pki["server"], require_client_cert=True)
+    with Mosquitto(tmp_path / "mosquitto", tls=listener) as broker:
+        yield broker
+
+
+def test_a_box_publishes_over_tls_with_its_client_certificate(tls_broker, pki, tmp_path):
+    received = threading.Event()
+    watcher = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    watcher.on_message = lambda *args: received.set()
+    watcher.connect(tls_broker.host, tls_broker.port)           # the plain listener of the same broker
+    watcher.subscribe("city/tls/box-1/detection", qos=1)
+    watcher.loop_start()
+    credentials = Credentials(ca_file=str(pki["ca"][0]), cert_file=str(pki["client"][0]),
+                              key_file=str(pki["client"][1]))
+    outbox = Outbox(tmp_path / "spool.db", tls_broker.tls_url, "tls", "box-1", credentials=credentials)
+    outbox.start()
+    assert outbox.link.wait_connected(10)
+    outbox.put(Topic("tls", "box-1", Kind.DETECTION), lambda seq: b'{"seq": %d}' % seq)
+    assert received.wait(10)
+    assert outbox.close(5)
+    watcher.loop_stop()
+
+
+def test_a_broker_signed_by_another_ca_is_not_trusted(tls_broker, pki, tmp_path):
+    credentials = Credentials(ca_file=str(pki["other_ca"][0]), cert_file=str(pki["client"][0]),
+                              key_file=str(pki["client"][1]))
+    outbox = Outbox(tmp_path / "spool.db", tls_broker.tls_url, "tls", "box-1", credentials=credentials)
+    outbox.start()
+    assert not outbox.link.wait_connected(3)
+    outbox.put(Topic("tls", "box-1", Kind.DETECTION), lambda seq: b"{}")
+    time.sleep(0.5)
+    assert outbox.depth() == 1                                     # kept for when the link is trusted
+    assert not outbox.close(1)
