@@ -91,11 +91,11 @@ class Topic:
 
     def __post_init__(self) -> None:
         for label, value in (("district", self.district), ("box", self.box)):
-            if not _NAME_RE.match(value):
+            if not _NAME_RE.fullmatch(value):
                 raise ContractError(f"{label} {value!r} does not match {NAME_PATTERN}")
         if (self.kind is Kind.EVIDENCE) != (self.detection_id is not None):
             raise ContractError("an evidence topic, and only it, names a detection id")
-        if self.detection_id is not None and not _ID_RE.match(self.detection_id):
+        if self.detection_id is not None and not _ID_RE.fullmatch(self.detection_id):
             raise ContractError(f"detection id {self.detection_id!r} does not match {ID_PATTERN}")
 
     def __str__(self) -> str:
@@ -127,7 +127,7 @@ def subscription(kind: Kind, district: str = "+", box: str = "+") -> str:
 
 def shared_subscription(group: str, kind: Kind) -> str:
     """An MQTT 5 shared subscription so several gateways split the load."""
-    if not _NAME_RE.match(group):
+    if not _NAME_RE.fullmatch(group):
         raise ContractError(f"share group {group!r} does not match {NAME_PATTERN}")
     return f"$share/{group}/{subscription(kind)}"
 
@@ -143,7 +143,11 @@ def _finite(value: float) -> float:
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
-Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$")]
+# No control characters, no backslash: InfluxDB line protocol cannot carry every backslash position.
+Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\\]+$")]
+# Counters stay below 2**63 so that every store (InfluxDB integers are int64) can hold them.
+Count = Annotated[int, Field(ge=0, lt=2**63)]
+RESERVED_SENSOR_VALUES = frozenset({"seq", "id", "event"})
 EpochMs = Annotated[int, Field(gt=946_684_800_000, lt=4_102_444_800_000)]  # 2000..2100
 Finite = Annotated[float, AfterValidator(_finite)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0), AfterValidator(_finite)]
@@ -180,7 +184,7 @@ class Detection(Message):
     id: Ident = Field(description="Unique id of this message (uuid4 hex on the box).")
     box: Name
     district: Name
-    seq: int = Field(ge=0, description="Per-box message counter, +1 per message, kept across restarts.")
+    seq: Count = Field(description="Per-box message counter, +1 per message, kept across restarts.")
     ts: EpochMs = Field(description="Event time, UTC epoch milliseconds.")
     camera: Name
     category: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -189,7 +193,7 @@ class Detection(Message):
     score: Unit
     bbox: tuple[Unit, Unit, Unit, Unit] = Field(description="x1, y1, x2, y2, normalised 0..1.")
     zone: Name
-    track: int = Field(ge=0)
+    track: Count
     dwell_s: NonNegative
     lat: Latitude
     lon: Longitude
@@ -217,12 +221,22 @@ class SensorReading(Message):
     id: Ident
     box: Name
     district: Name
-    seq: int = Field(ge=0)
+    seq: Count
     ts: EpochMs
     sensor: Name
-    values: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], Finite] = Field(max_length=64)
+    values: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], Finite] = Field(
+        max_length=64, description="Readings by name; seq, id and event are reserved.")
     event: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")] | None = None
     config: ConfigHash
+
+
+    @field_validator("values")
+    @classmethod
+    def _no_reserved_names(cls, values: dict[str, float]) -> dict[str, float]:
+        reserved = sorted(RESERVED_SENSOR_VALUES & values.keys())
+        if reserved:
+            raise ValueError(f"value names {', '.join(reserved)} are reserved")
+        return values
 
 
 class CameraHealth(BaseModel):
@@ -258,12 +272,12 @@ class Health(Message):
 
     box: Name
     district: Name
-    seq: int = Field(ge=0)
+    seq: Count
     ts: EpochMs
     uptime_s: NonNegative
     config: ConfigHash
     cameras: dict[Name, CameraHealth] = Field(default_factory=dict)
-    spool_depth: int = Field(ge=0, default=0)
+    spool_depth: Count = 0
     spool_oldest_s: NonNegative = 0.0
     spool_dropped: dict[Literal["telemetry", "evidence", "keep"], Annotated[int, Field(ge=0)]] | None = Field(
         None, description="Messages the spool gave up since it was created, by class.")

@@ -42,7 +42,7 @@ class LeadRecord:
 
 
 def read_lead(client: InfluxClient, lead_id: str) -> LeadRecord:
-    if not LEAD_ID_PATTERN.match(lead_id):
+    if not LEAD_ID_PATTERN.fullmatch(lead_id):
         raise CaseworkError(f"no lead {lead_id!r}: lead ids look like L followed by 11 hex digits")
     rows = client.query(f"SELECT * FROM {quote_ident('lead')} WHERE {quote_ident('lead_id')} = "
                         f"{quote_string(lead_id)} GROUP BY *")

@@ -140,6 +140,16 @@ def health_point(h: Health) -> Point:
         fields[f"{name}_state"] = cam.state
         fields[f"{name}_fps"] = float(cam.fps)
         fields[f"{name}_detector_ms"] = float(cam.detector_ms)
+    for kind, count in (h.spool_dropped or {}).items():
+        fields[f"spool_dropped_{kind}"] = count
+    for port in h.serial or []:
+        # A port path is no field name; the port is named after its first sensor.
+        prefix = f"serial_{port.sensors[0] if port.sensors else 'port'}"
+        fields[f"{prefix}_state"] = port.state
+        for counter, count in port.counters.items():
+            fields[f"{prefix}_{counter}"] = count
+    if h.position is not None:
+        fields.update(lat=float(h.position.lat), lon=float(h.position.lon), position_ts=h.position.ts)
     return Point("box_health", {"box": h.box, "district": h.district}, fields, ms_to_ns(h.ts))
 
 
@@ -165,7 +175,7 @@ def rejected_point(rejected: Rejected, received_ms: int, serial: int) -> Point:
     characters as visible escapes.
     """
     parts = rejected.topic.split("/")
-    box = parts[2] if len(parts) > 2 and parts[0] == "city" and _NAME_RE.match(parts[2]) else ""
+    box = parts[2] if len(parts) > 2 and parts[0] == "city" and _NAME_RE.fullmatch(parts[2]) else ""
     payload = rejected.payload[:REJECTED_PAYLOAD_CHARS].decode("utf-8", errors="backslashreplace")
     fields = {"reason": visible(rejected.reason[:4096]), "topic": visible(rejected.topic[:512]),
               "payload": visible(payload), "bytes": len(rejected.payload)}

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(mosquitto influxdb socat)
+APT_PACKAGES=(mosquitto influxdb socat openssl)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

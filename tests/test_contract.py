@@ -128,3 +128,10 @@ def test_broker_urls(url, expected):
 def test_bad_broker_urls(url):
     with pytest.raises(ContractError):
         BrokerAddress.parse(url)
+
+
+@pytest.mark.parametrize("text", ["city/old-town/b\n/detection", "city/old-town\n/b/detection",
+                                  "city/a/b/evidence/x\n"])
+def test_a_trailing_newline_is_not_a_name(text):
+    with pytest.raises(ContractError):
+        Topic.parse(text)

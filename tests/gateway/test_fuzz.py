@@ -27,7 +27,7 @@ VALID = json.loads(Detection(id="d-1", box="box-1", district="old-town", seq=1, 
                              category="street_vending", label="person", score=0.8, bbox=(0.1, 0.1, 0.2, 0.2),
                              zone="plaza", track=1, dwell_s=60.0, lat=48.2, lon=16.3, model="m",
                              config="abcdef12").encode())
-LABEL = 'x" y=1,evil=v 1 #\\x'
+LABEL = 'x" y=1,evil=v 1 #=x'
 MEASUREMENTS_WE_WRITE = {"detection", "lead", "lead_ledger", "sensor", "box_health", "box_status", "box_gap",
                          "evidence", "rejected"}
 

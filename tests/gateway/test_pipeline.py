@@ -1,6 +1,7 @@
 """One batch through check and apply, in memory: gaps, dedupe, routing, evidence, dead letters."""
 
 import hashlib
+import json
 import time
 from collections import Counter
 
@@ -38,6 +39,12 @@ def health(seq: int, box: str = "box-1") -> Incoming:
 
 def evidence(detection_id: str, jpeg: bytes) -> Incoming:
     return Incoming(str(Topic("old-town", "box-1", Kind.EVIDENCE, detection_id)), jpeg, 0, 1, time.time())
+
+
+def detection_json(n: int, **changes) -> Incoming:
+    """A detection as bytes, with changes the contract model itself would refuse to build."""
+    message = detection(n)
+    return raw(message.topic, json.dumps({**json.loads(message.payload), **changes}).encode())
 
 
 def raw(topic: str, payload: bytes) -> Incoming:
@@ -128,19 +135,20 @@ def test_a_picture_that_does_not_match_its_detection_is_dead_lettered(tmp_path):
 
 def test_what_cannot_be_stored_is_dead_lettered_before_it_touches_the_state(tmp_path):
     h = Harness(tmp_path)
-    points = h.run(detection(1, label="ends with a backslash\\"), detection(2, seq=2**63))
+    points = h.run(detection_json(1, label="ends with a backslash\\"), detection_json(2, seq=2**63))
     rejected = of(points, "rejected")
     assert len(rejected) == 2 and of(points, "detection") == []
-    assert "cannot be stored" in rejected[0].fields["reason"] and "64-bit" in rejected[1].fields["reason"]
+    assert rejected[0].fields["reason"].startswith("label:") and rejected[1].fields["reason"].startswith("seq:")
     assert not h.book.seen("d1") and "box-1" not in h.tracker.boxes
 
 
 def test_sensor_readings_may_not_shadow_gateway_fields(tmp_path):
     h = Harness(tmp_path)
     reading = SensorReading(id="s1", box="box-1", district="old-town", seq=1, ts=T0, sensor="bin",
-                            values={"seq": 1.0}, config="abcdef12")
-    [rejected] = h.run(raw("city/old-town/box-1/sensor", reading.encode()))
-    assert rejected.measurement == "rejected" and "values.seq" in rejected.fields["reason"]
+                            values={"pm10": 1.0}, config="abcdef12")
+    shadowing = reading.encode().replace(b'"pm10"', b'"seq"')
+    [rejected] = h.run(raw("city/old-town/box-1/sensor", shadowing))
+    assert rejected.measurement == "rejected" and "value names seq are reserved" in rejected.fields["reason"]
 
 
 def test_dead_letters_keep_bad_topics_out_of_the_tag_set(tmp_path):
@@ -148,3 +156,18 @@ def test_dead_letters_keep_bad_topics_out_of_the_tag_set(tmp_path):
     [point] = h.run(raw("city/old-town/evil\nrejected,box=x v=1/detection", b"\x00{"))
     assert point.tags == {"box": ""} and encode_point(point).startswith('rejected reason="')
     assert "\\x00" in point.fields["payload"]
+
+
+def test_health_with_serial_ports_position_and_drops_becomes_flat_fields(tmp_path):
+    from edge.contract import Position, SerialPortHealth
+
+    h = Harness(tmp_path)
+    message = Health(box="box-1", district="old-town", seq=1, ts=T0, uptime_s=5.0, config="abcdef12",
+                     spool_dropped={"telemetry": 3},
+                     serial=[SerialPortHealth(port="/dev/ttyUSB0", state="open", sensors=["bin-14"],
+                                              counters={"modbus_timeouts": 2})],
+                     position=Position(lat=48.2, lon=16.3, ts=T0))
+    [point] = h.run(raw(str(Topic("old-town", "box-1", Kind.HEALTH)), message.encode()))
+    assert point.measurement == "box_health"
+    assert point.fields["serial_bin-14_state"] == "open" and point.fields["serial_bin-14_modbus_timeouts"] == 2
+    assert point.fields["spool_dropped_telemetry"] == 3 and point.fields["lat"] == 48.2
