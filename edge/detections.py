@@ -50,6 +50,16 @@ class Detections:
         cid = int(self.class_ids[i])
         return self.labels[cid] if 0 <= cid < len(self.labels) else str(cid)
 
+    def label_names(self) -> np.ndarray:
+        """The label of every row, as an object array (class ids outside the labels keep their number)."""
+        names = np.asarray([*self.labels, ""], dtype=object)
+        ids = np.where((self.class_ids >= 0) & (self.class_ids < len(self.labels)), self.class_ids, len(self.labels))
+        out = names[ids]
+        unknown = ids == len(self.labels)
+        if unknown.any():
+            out[unknown] = [str(c) for c in self.class_ids[unknown]]
+        return out
+
     def with_labels(self, wanted: set[str]) -> Detections:
         ids = [i for i, name in enumerate(self.labels) if name in wanted]
         return self[np.isin(self.class_ids, ids)]

@@ -78,7 +78,7 @@ class DwellRules:
         hits: list[RuleHit] = []
         seen: set[tuple[str, int]] = set()
         feet = tracked.foot_points()
-        labels = np.asarray([tracked.label_of(i) for i in range(len(tracked))], dtype=object)
+        labels = tracked.label_names()
         for zone in self.zones:
             category, rule = self.rules.for_zone_type(zone.config.type)
             if not rule.enabled or not len(tracked):

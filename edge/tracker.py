@@ -25,10 +25,6 @@ class _Track:
     last_seen_s: float
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2, dtype=np.float32))  # px/s of the centre
 
-    def predicted(self, t_s: float) -> np.ndarray:
-        shift = self.velocity * (t_s - self.last_seen_s)
-        return self.box + np.concatenate([shift, shift])
-
     def follow(self, box: np.ndarray, t_s: float) -> None:
         dt = t_s - self.last_seen_s
         if dt > 0:
@@ -76,7 +72,10 @@ class IouTracker:
         """Greedy matching, best IoU first, between predicted track boxes and same-class detections."""
         if not self._tracks or not len(detections):
             return []
-        predicted = np.stack([t.predicted(t_s) for t in self._tracks])
+        boxes = np.stack([t.box for t in self._tracks])
+        shifts = np.stack([t.velocity for t in self._tracks]) * (
+            t_s - np.array([t.last_seen_s for t in self._tracks], dtype=np.float32))[:, None]
+        predicted = boxes + np.concatenate([shifts, shifts], axis=1)
         ious = pairwise_iou(predicted, detections.xyxy)
         same_class = np.asarray([t.class_id for t in self._tracks])[:, None] == detections.class_ids[None, :]
         ious[~same_class | (ious < self.iou_threshold)] = 0.0
