@@ -76,6 +76,17 @@ def _check_relative_polygon(polygon: list[Point], what: str) -> None:
             raise ValueError(f"{what} point {i} ({x}, {y}) is outside 0..1")
 
 
+def _check_masks(masks: list[list[Point]]) -> None:
+    for i, mask in enumerate(masks):
+        if len(mask) < 3:
+            raise ValueError(f"mask {i} needs at least 3 points")
+        _check_relative_polygon(mask, f"mask {i}")
+
+
+def _repeated(names: list[str]) -> list[str]:
+    return sorted({n for n in names if names.count(n) > 1})
+
+
 class ObjectFilter(Strict):
     """Which detections of a label count; per camera, and per zone overriding the camera's."""
 
@@ -94,10 +105,7 @@ class ObjectFilter(Strict):
             raise ValueError("min_area must not exceed max_area")
         if self.min_ratio > self.max_ratio:
             raise ValueError("min_ratio must not exceed max_ratio")
-        for i, mask in enumerate(self.masks):
-            if len(mask) < 3:
-                raise ValueError(f"mask {i} needs at least 3 points")
-            _check_relative_polygon(mask, f"mask {i}")
+        _check_masks(self.masks)
         return self
 
 
@@ -113,10 +121,7 @@ class MotionConfig(Strict):
 
     @model_validator(mode="after")
     def _masks_in_frame(self) -> Self:
-        for i, mask in enumerate(self.masks):
-            if len(mask) < 3:
-                raise ValueError(f"mask {i} needs at least 3 points")
-            _check_relative_polygon(mask, f"mask {i}")
+        _check_masks(self.masks)
         return self
 
 
@@ -161,8 +166,7 @@ class CameraConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_zone_names(self) -> Self:
-        names = [z.name for z in self.zones]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = _repeated([z.name for z in self.zones])
         if duplicates:
             raise ValueError(f"zone names repeat: {', '.join(duplicates)}")
         return self
@@ -259,8 +263,7 @@ class BoxConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_camera_names(self) -> Self:
-        names = [c.name for c in self.cameras]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = _repeated([c.name for c in self.cameras])
         if duplicates:
             raise ValueError(f"camera names repeat: {', '.join(duplicates)}")
         return self

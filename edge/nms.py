@@ -5,13 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoU of one box against many, boxes as x1, y1, x2, y2."""
+def intersection_areas(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Area shared by one box with each of many, boxes as x1, y1, x2, y2."""
     x1 = np.maximum(box[0], others[:, 0])
     y1 = np.maximum(box[1], others[:, 1])
     x2 = np.minimum(box[2], others[:, 2])
     y2 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    return np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+
+
+def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """IoU of one box against many, boxes as x1, y1, x2, y2."""
+    inter = intersection_areas(box, others)
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
     return inter / np.maximum(area + areas - inter, 1e-9)

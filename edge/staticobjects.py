@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from edge.config import StaticObjectConfig
-from edge.nms import box_iou
+from edge.nms import box_iou, intersection_areas
 from edge.thumbnail import Thumbnail
 
 
@@ -30,12 +30,7 @@ class StaticBlob:
 
 def _overlap_fraction(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     """Share of ``box``'s area covered by each of ``others``."""
-    x1 = np.maximum(box[0], others[:, 0])
-    y1 = np.maximum(box[1], others[:, 1])
-    x2 = np.minimum(box[2], others[:, 2])
-    y2 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    return inter / max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-9)
+    return intersection_areas(box, others) / max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-9)
 
 
 @dataclass
