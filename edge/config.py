@@ -269,8 +269,19 @@ class BoxConfig(Strict):
         return self
 
     def config_hash(self) -> str:
-        """A short hash of the effective config, sent with every detection."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """A short hash of what decides the box's reports, sent with every detection.
+
+        Where the box keeps its files (spool, broker credentials, the checkout the
+        model and clips sit in) does not change a report, so it is left out: the
+        same file hashes the same on every box.
+        """
+        decisive = self.model_dump(mode="json", exclude={"mqtt", "spool", "sensor_profiles"})
+        if decisive.get("detector"):
+            decisive["detector"]["model"] = Path(decisive["detector"]["model"]).name
+        for camera in decisive["cameras"]:
+            if "://" not in camera["source"] and not camera["source"].isdigit():
+                camera["source"] = Path(camera["source"]).name
+        canonical = json.dumps(decisive, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

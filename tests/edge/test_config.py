@@ -93,3 +93,11 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
     assert config.spool.path == tmp_path / "state" / "spool.db"
     assert config.detector.model == tmp_path / "m.onnx"
     assert config.cameras[0].source == str(tmp_path / "clip.mp4")
+
+
+def test_the_hash_does_not_depend_on_where_the_files_are(tmp_path):
+    here = parse_config(_broken(["spool"], {"path": "a/spool.db"}), base=tmp_path)
+    there = parse_config(_broken(["spool"], {"path": "b/spool.db"}), base=tmp_path / "elsewhere")
+    assert here.config_hash() == there.config_hash()
+    changed = parse_config(_broken(["cameras", 0, "fps"], 2.0), base=tmp_path)
+    assert changed.config_hash() != here.config_hash()
