@@ -54,6 +54,7 @@ class Box:
                                    spool_path.with_name("remote-config.json"))
         self._lock = threading.Lock()   # guards config changes against the camera threads
         self.config = config
+        self.config_hash = config.config_hash()
         self.detector = None if config.detector is None else create_detector(
             config.detector.model, family=config.detector.type, threads=config.detector.threads,
             min_score=config.detector.min_score, nms_iou=config.detector.nms_iou)
@@ -78,10 +79,6 @@ class Box:
         self._stop = threading.Event()
         self.started = time.monotonic()
         self.incidents = 0
-
-    @property
-    def config_hash(self) -> str:
-        return self.config.config_hash()
 
     def run(self) -> None:
         self.outbox.start()
@@ -231,4 +228,5 @@ class Box:
                 if pipeline.static_finder is not None:
                     pipeline.static_finder.config = config.static_objects
             self.config = config
+            self.config_hash = config.config_hash()
 
