@@ -30,6 +30,8 @@ from urllib.parse import urlsplit, urlunsplit
 import cv2
 import numpy as np
 
+from edge.backoff import Backoff
+
 log = logging.getLogger(__name__)
 
 # Passed to FFmpeg for URL sources, so that a silent or unreachable stream
@@ -73,24 +75,6 @@ class StateChange:
     camera: str
     state: SourceState
     reason: str = ""
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """How a live source is reopened: waits of first_s, first_s * factor, ... up to max_s."""
-
-    first_s: float = 0.5
-    max_s: float = 30.0
-    factor: float = 2.0
-    down_after: int = 5                 # failed attempts in a row before the camera counts as down
-    give_up_after: int | None = None    # failed attempts in a row after which frames() ends; None: never
-
-    def delay(self, attempt: int) -> float:
-        """Wait before retry number ``attempt`` (1 for the first retry)."""
-        return min(self.max_s, self.first_s * self.factor ** max(0, attempt - 1))
-
-    def gives_up(self, failures: int) -> bool:
-        return self.give_up_after is not None and failures >= self.give_up_after
 
 
 NO_RETRY = Backoff(first_s=0.0, max_s=0.0, down_after=1, give_up_after=1)

@@ -9,7 +9,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.camera import Backoff, Frame, open_camera
+from edge.backoff import Backoff
+from edge.camera import Frame, open_camera
 from edge.config import BoxConfig, CameraConfig
 from edge.contract import CameraHealth, ConfigAck, Health, Kind, Position, SensorReading, SerialPortHealth, Topic
 from edge.detectors import create_detector

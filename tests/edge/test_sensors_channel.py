@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from edge.sensors.backoff import Backoff
+from edge.backoff import Backoff
 from edge.sensors.channel import SensorChannel
 from edge.sensors.config import ThresholdRule
 from edge.sensors.ratelog import RateLimitedLog
@@ -94,12 +94,12 @@ def test_a_failing_callback_is_reported_not_raised(clock, sent):
 
 
 def test_backoff_grows_to_its_bound():
-    backoff = Backoff(initial_s=0.5, max_s=4.0)
+    backoff = Backoff(first_s=0.5, max_s=4.0)
     assert [backoff.delay(n) for n in range(0, 7)] == [0.0, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
     assert Backoff(0, 0).delay(10) == 0.0
     assert Backoff().delay(10_000) == 30.0
     with pytest.raises(ValueError):
-        Backoff(initial_s=5, max_s=1)
+        Backoff(first_s=5, max_s=1)
 
 
 def test_rate_limited_log_says_how_many_it_held_back(caplog):

@@ -36,7 +36,7 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ROOT / "firmware_configs" / "profiles"
-FAST = Backoff(initial_s=0.05, max_s=0.2)
+FAST = Backoff(first_s=0.05, max_s=0.2)
 BAUD = 38400
 
 
