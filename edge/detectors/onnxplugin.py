@@ -53,6 +53,14 @@ class OnnxDetector(Detector):
         if not shape_fits(array.shape, expected):
             raise self.error(f"{what} has shape {format_shape(array.shape)}, expected {format_shape(expected)}")
 
+    def single_head(self, outputs: list[TensorSpec], shape: Shape, layout: str) -> str:
+        """The name of the one output laid out as ``shape``; ``layout`` says what its columns hold."""
+        head = next((o for o in outputs if shape_fits(o.shape, shape)), None)
+        if head is None:
+            raise self.error(f"no output laid out as {format_shape(shape)} ({layout}); "
+                             f"outputs: {', '.join(map(str, outputs))}")
+        return head.name
+
     @abstractmethod
     def bind_outputs(self, outputs: list[TensorSpec]) -> None:
         """Note where each part of this family's head is; raise ``self.error(...)`` if it is not there."""

@@ -12,7 +12,7 @@ import numpy as np
 from edge.detectors.base import register
 from edge.detectors.onnxplugin import OnnxDetector
 from edge.detectors.postprocess import Candidates, best_class, cxcywh_to_xyxy
-from edge.detectors.runtime import Shape, TensorSpec, format_shape, shape_fits
+from edge.detectors.runtime import Shape, TensorSpec
 from edge.detectors.yolo import YoloCard
 
 
@@ -23,12 +23,8 @@ class YoloV5Detector(OnnxDetector):
 
     def bind_outputs(self, outputs: list[TensorSpec]) -> None:
         self.head_shape: Shape = (1, None, 5 + len(self.card.labels))
-        head = next((o for o in outputs if shape_fits(o.shape, self.head_shape)), None)
-        if head is None:
-            raise self.error(
-                f"no output laid out as {format_shape(self.head_shape)} (cx, cy, w, h, objectness and "
-                f"{len(self.card.labels)} class scores, one per label); outputs: {', '.join(map(str, outputs))}")
-        self.head = head.name
+        self.head = self.single_head(outputs, self.head_shape, f"cx, cy, w, h, objectness and "
+                                     f"{len(self.card.labels)} class scores, one per label")
 
     def decode(self, outputs: dict[str, np.ndarray]) -> Candidates:
         rows = outputs[self.head]
