@@ -175,17 +175,17 @@ class _AnnotatedOutput:
 def _replay(args: argparse.Namespace) -> int:
     from edge.camera import CameraError, file_frames
     from edge.config import ConfigError, load_config
-    from edge.detectors import DetectorError, create_detector
+    from edge.detectors import DetectorError, detector_for
     from edge.pipeline import CameraPipeline
 
     try:
         config = load_config(args.config)
+        if not config.cameras:
+            raise ConfigError(str(args.config), ["cameras: this box has no camera to replay"])
         camera = next((c for c in config.cameras if c.name == (args.camera or config.cameras[0].name)), None)
         if camera is None:
             raise ConfigError(str(args.config), [f"cameras: no camera named {args.camera!r}"])
-        detector = create_detector(config.detector.model, family=config.detector.type,
-                                   threads=config.detector.threads, min_score=config.detector.min_score,
-                                   nms_iou=config.detector.nms_iou)
+        detector = detector_for(config.detector)
     except (ConfigError, DetectorError) as exc:
         print(f"edge: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from edge.backoff import Backoff
 from edge.camera import Frame, open_camera
 from edge.config import BoxConfig, CameraConfig
 from edge.contract import CameraHealth, ConfigAck, Health, Kind, Position, SensorReading, SerialPortHealth, Topic
-from edge.detectors import create_detector
+from edge.detectors import detector_for
 from edge.messages import detection_message, new_message_id
 from edge.mqtt import Credentials
 from edge.outbox import Outbox
@@ -56,9 +56,7 @@ class Box:
         self._lock = threading.Lock()   # guards config changes against the camera threads
         self.config = config
         self.config_hash = config.config_hash()
-        self.detector = None if config.detector is None else create_detector(
-            config.detector.model, family=config.detector.type, threads=config.detector.threads,
-            min_score=config.detector.min_score, nms_iou=config.detector.nms_iou)
+        self.detector = None if config.detector is None else detector_for(config.detector)
         self.cameras = {c.name: CameraState() for c in config.cameras}
         self._pipelines = {c.name: CameraPipeline(c, config.rules, self.detector, config.static_objects)
                            for c in config.cameras}

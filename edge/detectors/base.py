@@ -13,12 +13,16 @@ import hashlib
 import tomllib
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge.detections import Detections
+
+
+if TYPE_CHECKING:
+    from edge.config import DetectorConfig
 
 
 class DetectorError(RuntimeError):
@@ -162,3 +166,9 @@ def create_detector(model_path: Path, *, family: str | None = None, threads: int
         raise DetectorError(f"{model_path.name} has sha256 {actual}, its card says {card.sha256}")
     plugin = plugin_for(card.family)
     return plugin(card, model_path, threads=threads, min_score=min_score, nms_iou=nms_iou)
+
+
+def detector_for(settings: DetectorConfig) -> Detector:
+    """The detector a box config's ``[detector]`` table describes."""
+    return create_detector(settings.model, family=settings.type, threads=settings.threads,
+                           min_score=settings.min_score, nms_iou=settings.nms_iou)
