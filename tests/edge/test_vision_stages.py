@@ -5,7 +5,7 @@ import pytest
 
 from edge.config import RulesConfig, ZoneConfig
 from edge.detections import Detections
-from edge.nms import nms
+from edge.nms import box_iou, nms
 from edge.rules import DwellRules
 from edge.tracker import IouTracker
 from edge.zones import zone_for_frame
@@ -177,3 +177,24 @@ def test_motion_gate_runs_the_detector_on_motion_and_on_recheck_only():
     # The first frame, rechecks every 2 s, and the flash with the few frames the
     # recent-scene average takes to forget it: a fifth of the frames at most.
     assert 6 <= detector.calls <= 10 <= len(frames) // 5
+
+
+def greedy_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float) -> list[int]:
+    """The textbook loop, as the reference the fast NMS must agree with."""
+    order = sorted(range(len(boxes)), key=lambda i: -scores[i])
+    keep: list[int] = []
+    for i in order:
+        if all(class_ids[i] != class_ids[k] or box_iou(boxes[k], boxes[i:i + 1])[0] <= iou for k in keep):
+            keep.append(i)
+    return keep
+
+
+def test_nms_keeps_what_the_greedy_loop_keeps_best_first():
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        n = int(rng.integers(1, 40))
+        corner = rng.uniform(0, 200, (n, 2))
+        boxes = np.concatenate([corner, corner + rng.uniform(1, 80, (n, 2))], axis=1).astype(np.float32)
+        scores = rng.uniform(0.3, 1.0, n).astype(np.float32)
+        classes = rng.integers(0, 3, n)
+        assert nms(boxes, scores, classes, 0.45).tolist() == greedy_nms(boxes, scores, classes, 0.45)
