@@ -7,6 +7,7 @@ A family subclasses ``OnnxDetector`` and supplies two things: ``bind_outputs``
 
 from __future__ import annotations
 
+import threading
 from abc import abstractmethod
 
 import numpy as np
@@ -25,6 +26,8 @@ class OnnxDetector(Detector):
         self.input = self._checked_input(input_specs(self.session))
         self.outputs = output_specs(self.session)
         self.bind_outputs(self.outputs)
+        # Cameras share one detector from their own threads: one input buffer per thread.
+        self._per_thread = threading.local()
 
     def error(self, message: str) -> DetectorError:
         return DetectorError(f"{self.model_path.name} ({self.family} card): {message}")
@@ -70,7 +73,8 @@ class OnnxDetector(Detector):
         """Candidates scoring at least ``min_score``, boxes in model-input pixels."""
 
     def detect(self, image: np.ndarray) -> Detections:
-        tensor, transform = model_input(image, self.card)
+        tensor, transform = model_input(image, self.card, getattr(self._per_thread, "input", None))
+        self._per_thread.input = tensor
         names = [spec.name for spec in self.outputs]
         try:
             values = self.session.run(names, {self.input.name: tensor})
