@@ -66,7 +66,7 @@ class StaticObjectFinder:
         static = (differs_long & ~differs_short).astype(np.uint8)
         static = cv2.morphologyEx(static, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
         static = cv2.morphologyEx(static, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
-        self._learn(grey, dt, static.astype(bool))
+        self._learn(grey, dt, static)
         return self._blobs(static, movers, boosters, booster_scores)
 
     def _warm_up(self, grey: np.ndarray, t_s: float) -> None:
@@ -83,12 +83,10 @@ class StaticObjectFinder:
     def _learn(self, grey: np.ndarray, dt: float, static: np.ndarray) -> None:
         short_rate = 1 - math.exp(-dt / self.config.short_tau_s)
         long_rate = 1 - math.exp(-dt / self.config.long_tau_s)
-        self._short += short_rate * (grey - self._short)
+        cv2.accumulateWeighted(grey, self._short, short_rate)
         # Where something has come to rest the long-term scene is frozen, so the
         # object stays visible until it is removed (then the pixels match again).
-        update = long_rate * (grey - self._long)
-        update[static] = 0.0
-        self._long += update
+        cv2.accumulateWeighted(grey, self._long, long_rate, mask=(static == 0).view(np.uint8))
 
     def _widened(self, boxes: np.ndarray) -> np.ndarray:
         size = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, axis=1)
