@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+
+@functools.lru_cache(maxsize=256)
+def _label_table(labels: tuple[str, ...], wanted: tuple[str, ...]) -> np.ndarray:
+    """Per class id: is its label wanted? Looked up per frame, built once."""
+    return np.array([name in wanted for name in labels], dtype=bool)
 
 
 def _empty_boxes() -> np.ndarray:
@@ -50,15 +57,17 @@ class Detections:
         cid = int(self.class_ids[i])
         return self.labels[cid] if 0 <= cid < len(self.labels) else str(cid)
 
-    def label_names(self) -> np.ndarray:
-        """The label of every row, as an object array (class ids outside the labels keep their number)."""
-        names = np.asarray([*self.labels, ""], dtype=object)
-        ids = np.where((self.class_ids >= 0) & (self.class_ids < len(self.labels)), self.class_ids, len(self.labels))
-        out = names[ids]
-        unknown = ids == len(self.labels)
-        if unknown.any():
-            out[unknown] = [str(c) for c in self.class_ids[unknown]]
-        return out
+    def labelled(self, wanted: tuple[str, ...]) -> np.ndarray:
+        """Boolean mask of the rows whose label is one of ``wanted``.
+
+        Class ids outside ``labels`` go by their number as a string, as in ``label_of``.
+        """
+        known = (self.class_ids >= 0) & (self.class_ids < len(self.labels))
+        mask = np.zeros(len(self), dtype=bool)
+        mask[known] = _label_table(self.labels, wanted)[self.class_ids[known]]
+        for i in np.flatnonzero(~known):
+            mask[i] = str(int(self.class_ids[i])) in wanted
+        return mask
 
     def with_labels(self, wanted: set[str]) -> Detections:
         ids = [i for i, name in enumerate(self.labels) if name in wanted]

@@ -8,6 +8,7 @@ or moved out of the zone).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,14 +79,13 @@ class DwellRules:
         hits: list[RuleHit] = []
         seen: set[tuple[str, int]] = set()
         feet = tracked.foot_points()
-        labels = tracked.label_names()
         for zone in self.zones:
             category, rule = self.rules.for_zone_type(zone.config.type)
             if not rule.enabled or not len(tracked):
                 continue
             in_zone = zone.contains(feet)
-            inside = in_zone & np.isin(labels, rule.labels)
-            support = rule.support_boost if (in_zone & np.isin(labels, rule.support_labels)).any() else 0.0
+            inside = in_zone & tracked.labelled(tuple(rule.labels))
+            support = rule.support_boost if (in_zone & tracked.labelled(tuple(rule.support_labels))).any() else 0.0
             for i in np.flatnonzero(inside):
                 key = (zone.name, int(tracked.track_ids[i]))
                 seen.add(key)
@@ -99,7 +99,7 @@ class DwellRules:
                  foot: np.ndarray, t_s: float, support: float, attach: object) -> RuleHit | None:
         stay = self._stays.get(key)
         drift_limit = rule.stationary_px * self.frame_width
-        if stay is None or np.linalg.norm(foot - stay.anchor) > drift_limit:
+        if stay is None or math.dist(foot, stay.anchor) > drift_limit:
             if stay is not None and stay.reported_s is not None:
                 # Moved away from its spot: the reported incident ends, a new stay starts.
                 ended = self._hit(category, "end", zone, key[1], stay, t_s)
