@@ -18,75 +18,92 @@ VELOCITY_SMOOTHING = 0.5
 
 
 @dataclass
-class _Track:
-    track_id: int
-    class_id: int
-    box: np.ndarray
-    last_seen_s: float
-    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2, dtype=np.float32))  # px/s of the centre
-
-    def follow(self, box: np.ndarray, t_s: float) -> None:
-        dt = t_s - self.last_seen_s
-        if dt > 0:
-            moved = (box[:2] + box[2:] - self.box[:2] - self.box[2:]) / 2 / dt
-            self.velocity = VELOCITY_SMOOTHING * self.velocity + (1 - VELOCITY_SMOOTHING) * moved
-        self.box = box.copy()
-        self.last_seen_s = t_s
-
-
-@dataclass
 class IouTracker:
-    """Greedy same-class IoU matching against predicted boxes; a track survives ``max_missing_s`` unmatched."""
+    """Greedy same-class IoU matching against predicted boxes; a track survives ``max_missing_s`` unmatched.
+
+    Tracks are kept as parallel arrays, one row per track, so following and
+    predicting them is a handful of array operations per frame.
+    """
 
     iou_threshold: float = 0.2
     max_missing_s: float = 3.0
     max_missing_by_class: dict[int, float] = field(default_factory=dict)
-    _tracks: list[_Track] = field(default_factory=list)
+    _ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _classes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    _boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.float32))
+    _last_seen: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    _velocity: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.float32))  # px/s of the centre
     _next_id: int = 1
 
     def update(self, detections: Detections, t_s: float) -> Detections:
         """Return the same detections with track ids; unmatched ones start new tracks."""
-        self._tracks = [t for t in self._tracks
-                        if t_s - t.last_seen_s <= self.max_missing_by_class.get(t.class_id, self.max_missing_s)]
+        self._drop_lost(t_s)
         ids = np.full(len(detections), -1, dtype=np.int64)
-        for det_index, track in self._match(detections, t_s):
-            track.follow(detections.xyxy[det_index], t_s)
-            ids[det_index] = track.track_id
-        for det_index in np.flatnonzero(ids < 0):
-            track = _Track(self._next_id, int(detections.class_ids[det_index]),
-                           detections.xyxy[det_index].copy(), t_s)
-            self._next_id += 1
-            self._tracks.append(track)
-            ids[det_index] = track.track_id
+        matched = self._match(detections, t_s)
+        if matched:
+            rows, det_rows = (np.asarray(m, dtype=np.int64) for m in zip(*matched))
+            self._follow(rows, detections.xyxy[det_rows], t_s)
+            ids[det_rows] = self._ids[rows]
+        new = np.flatnonzero(ids < 0)
+        if len(new):
+            ids[new] = self._start(detections.xyxy[new], detections.class_ids[new], t_s)
         return detections.with_tracks(ids)
 
     def live_track_ids(self) -> set[int]:
-        return {t.track_id for t in self._tracks}
+        return set(self._ids.tolist())
 
     def live_boxes(self, class_ids: set[int]) -> np.ndarray:
         """Last boxes of the live tracks of these classes, missed ones included."""
-        boxes = [t.box for t in self._tracks if t.class_id in class_ids]
-        return np.stack(boxes) if boxes else np.zeros((0, 4), dtype=np.float32)
+        return self._boxes[np.isin(self._classes, list(class_ids))]
 
-    def _match(self, detections: Detections, t_s: float) -> list[tuple[int, _Track]]:
-        """Greedy matching, best IoU first, between predicted track boxes and same-class detections."""
-        if not self._tracks or not len(detections):
+    def _drop_lost(self, t_s: float) -> None:
+        if not len(self._ids):
+            return
+        allowed = np.array([self.max_missing_by_class.get(c, self.max_missing_s) for c in self._classes.tolist()])
+        self._keep_rows(t_s - self._last_seen <= allowed)
+
+    def _keep_rows(self, rows: np.ndarray) -> None:
+        self._ids, self._classes, self._boxes = self._ids[rows], self._classes[rows], self._boxes[rows]
+        self._last_seen, self._velocity = self._last_seen[rows], self._velocity[rows]
+
+    def _follow(self, rows: np.ndarray, boxes: np.ndarray, t_s: float) -> None:
+        dt = t_s - self._last_seen[rows]
+        moving = dt > 0
+        if moving.any():
+            old, new = self._boxes[rows[moving]], boxes[moving]
+            moved = (new[:, :2] + new[:, 2:] - old[:, :2] - old[:, 2:]) / 2 / dt[moving, None]
+            self._velocity[rows[moving]] = (VELOCITY_SMOOTHING * self._velocity[rows[moving]]
+                                            + (1 - VELOCITY_SMOOTHING) * moved)
+        self._boxes[rows] = boxes
+        self._last_seen[rows] = t_s
+
+    def _start(self, boxes: np.ndarray, class_ids: np.ndarray, t_s: float) -> np.ndarray:
+        new_ids = np.arange(self._next_id, self._next_id + len(boxes), dtype=np.int64)
+        self._next_id += len(boxes)
+        self._ids = np.concatenate([self._ids, new_ids])
+        self._classes = np.concatenate([self._classes, class_ids.astype(np.int32)])
+        self._boxes = np.concatenate([self._boxes, boxes.astype(np.float32)])
+        self._last_seen = np.concatenate([self._last_seen, np.full(len(boxes), t_s)])
+        self._velocity = np.concatenate([self._velocity, np.zeros((len(boxes), 2), dtype=np.float32)])
+        return new_ids
+
+    def _match(self, detections: Detections, t_s: float) -> list[tuple[int, int]]:
+        """(track row, detection row) pairs, greedily best IoU first, between predicted boxes and same-class detections."""
+        if not len(self._ids) or not len(detections):
             return []
-        boxes = np.stack([t.box for t in self._tracks])
-        shifts = np.stack([t.velocity for t in self._tracks]) * (
-            t_s - np.array([t.last_seen_s for t in self._tracks], dtype=np.float32))[:, None]
-        predicted = boxes + np.concatenate([shifts, shifts], axis=1)
+        shifts = self._velocity * (t_s - self._last_seen)[:, None].astype(np.float32)
+        predicted = self._boxes + np.concatenate([shifts, shifts], axis=1)
         ious = pairwise_iou(predicted, detections.xyxy)
-        same_class = np.asarray([t.class_id for t in self._tracks])[:, None] == detections.class_ids[None, :]
+        same_class = self._classes[:, None] == detections.class_ids[None, :]
         ious[~same_class | (ious < self.iou_threshold)] = 0.0
         matched = []
-        for flat in np.argsort(-ious, axis=None):
-            track_index, det_index = divmod(int(flat), ious.shape[1])
-            if ious[track_index, det_index] <= 0.0:
+        for flat in np.argsort(-ious, axis=None).tolist():
+            row, det_row = divmod(flat, ious.shape[1])
+            if ious[row, det_row] <= 0.0:
                 break
-            matched.append((det_index, self._tracks[track_index]))
-            ious[track_index, :] = 0.0
-            ious[:, det_index] = 0.0
+            matched.append((row, det_row))
+            ious[row, :] = 0.0
+            ious[:, det_row] = 0.0
         return matched
 
 
