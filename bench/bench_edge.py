@@ -44,7 +44,7 @@ def interleaved_round(config, detector, frames: list[Frame]) -> tuple[float, flo
     Returns raw fps, pipeline fps and how many frames the pipeline ran the detector on.
     """
     session, name = detector.session, detector.session.get_inputs()[0].name
-    pipeline = CameraPipeline(config.cameras[0], config.rules, detector, config.static_objects)
+    pipeline = CameraPipeline(config.cameras[0], config.rules, detector, config.static_objects, config.tracker)
     raw_s = whole_s = 0.0
     for frame in frames:
         blob, _ = model_input(frame.image, detector.card)
@@ -68,7 +68,7 @@ def still_scene(frames: list[Frame], seconds: float, fps: float) -> list[Frame]:
 
 
 def gated_calls(config, detector, frames: list[Frame]) -> tuple[int, int]:
-    pipeline = CameraPipeline(config.cameras[0], config.rules, detector, config.static_objects)
+    pipeline = CameraPipeline(config.cameras[0], config.rules, detector, config.static_objects, config.tracker)
     for frame in frames:
         pipeline.process(frame)
     return pipeline.detector_calls, pipeline.frames

@@ -85,7 +85,9 @@ VIDEO_OUTPUT_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG"}
 
 def _detect(args: argparse.Namespace) -> int:
     from edge.camera import CameraError, file_frames
+    from edge.config import TrackerConfig
     from edge.detectors import DetectorError, create_detector
+    from edge.tracker import IouTracker
 
     try:
         detector = create_detector(args.model, threads=args.threads, min_score=args.min_score)
@@ -104,20 +106,24 @@ def _detect(args: argparse.Namespace) -> int:
     else:
         frames = ((f.index, f.t_s, f.image) for f in file_frames("detect", str(args.file), args.fps, start_ms=0))
     output = _AnnotatedOutput(args.annotate, args.fps)
+    # Video frames are tracked, so each box says which object it is and whether it stays put.
+    tracker = None if is_image else IouTracker.from_config(TrackerConfig())
     results = []
     try:
         for index, t_s, image in frames:
             dets = detector.detect(image)
-            boxes = [{"label": dets.label_of(i), "score": round(float(dets.scores[i]), 4),
-                      "bbox": [round(float(v), 1) for v in dets.xyxy[i]]} for i in range(len(dets))]
+            if tracker is not None:
+                dets = tracker.update(dets, t_s)
+            boxes = [_detection_row(dets, i) for i in range(len(dets))]
             results.append({"frame": index, "t_s": round(t_s, 3), "width": image.shape[1],
                             "height": image.shape[0], "detections": boxes})
             output.add(image, boxes)
             if not args.json:
                 for det in boxes:
                     x1, y1, x2, y2 = det["bbox"]
+                    track = f"  track {det['track']}{' stationary' if det['stationary'] else ''}" if "track" in det else ""
                     print(f"{index:>6} {det['label']:<16} {det['score']:.2f}  "
-                          f"{x1:7.1f} {y1:7.1f} {x2:7.1f} {y2:7.1f}")
+                          f"{x1:7.1f} {y1:7.1f} {x2:7.1f} {y2:7.1f}{track}")
     except CameraError as exc:
         print(f"edge: {exc}", file=sys.stderr)
         return 2
@@ -131,6 +137,22 @@ def _detect(args: argparse.Namespace) -> int:
             report["frames"] = results
         print(json.dumps(report))
     return 0
+
+
+def _detection_row(dets, i: int) -> dict:
+    row = {"label": dets.label_of(i), "score": round(float(dets.scores[i]), 4),
+           "bbox": [round(float(v), 1) for v in dets.xyxy[i]]}
+    if dets.track_ids is not None:
+        row["track"] = int(dets.track_ids[i])
+        row["stationary"] = bool(dets.stationary[i])
+    return row
+
+
+def _box_caption(row: dict) -> str:
+    caption = f"{row['label']} {row['score']:.2f}"
+    if "track" in row:
+        caption += f" #{row['track']}{' still' if row['stationary'] else ''}"
+    return caption
 
 
 def _image_as_frames(path: Path):
@@ -156,7 +178,7 @@ class _AnnotatedOutput:
 
         if self.done:
             return
-        drawn = annotate(image, [(tuple(b["bbox"]), f"{b['label']} {b['score']:.2f}") for b in boxes])
+        drawn = annotate(image, [(tuple(b["bbox"]), _box_caption(b)) for b in boxes])
         codec = VIDEO_OUTPUT_SUFFIXES.get(self.path.suffix.lower())
         if codec is None:
             cv2.imwrite(str(self.path), drawn)
@@ -189,7 +211,7 @@ def _replay(args: argparse.Namespace) -> int:
     except (ConfigError, DetectorError) as exc:
         print(f"edge: {exc}", file=sys.stderr)
         return 2
-    pipeline = CameraPipeline(camera, config.rules, detector, config.static_objects)
+    pipeline = CameraPipeline(camera, config.rules, detector, config.static_objects, config.tracker)
     hits = []
     last_t = 0.0
     try:

@@ -217,6 +217,18 @@ class StaticObjectConfig(Strict):
         return self
 
 
+class TrackerConfig(Strict):
+    """How detections become tracks with stable ids, per camera."""
+
+    iou_threshold: float = Field(0.2, gt=0, lt=1,
+                                 description="Least IoU between a track's predicted box and a detection of its class.")
+    max_missing_s: float = Field(3.0, gt=0, description="A track not seen this long ends (left objects: "
+                                                         "static_objects.occlusion_s).")
+    stationary_s: float = Field(5.0, ge=0, description="A track whose foot point stays put this long is stationary.")
+    stationary_drift: float = Field(0.25, gt=0, le=2, description="Staying put: the foot point moves less than this "
+                                                                   "share of the box height from where it settled.")
+
+
 def _default_vending() -> DwellRuleConfig:
     return DwellRuleConfig(labels=["person"], dwell_s=60.0,
                            support_labels=["umbrella", "dining table", "chair", "bench", "suitcase", "handbag",
@@ -248,6 +260,7 @@ class BoxConfig(Strict):
     cameras: list[CameraConfig] = Field(default_factory=list, description="Cameras; a sensor-only box has none.")
     rules: RulesConfig = Field(default_factory=RulesConfig)
     static_objects: StaticObjectConfig = Field(default_factory=StaticObjectConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     sensors: SensorList = Field(default_factory=list, description="Serial sensors of the box.")
     sensor_profiles: Path = Field(Path("profiles"),
                                   description="Folder of Modbus device profiles, relative to the config file.")

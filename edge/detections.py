@@ -14,13 +14,18 @@ def _label_table(labels: tuple[str, ...], wanted: tuple[str, ...]) -> np.ndarray
     return np.array([name in wanted for name in labels], dtype=bool)
 
 
+def foot_points(xyxy: np.ndarray) -> np.ndarray:
+    """Bottom-centre of each box: where the object touches the ground."""
+    return np.stack([(xyxy[:, 0] + xyxy[:, 2]) / 2, xyxy[:, 3]], axis=1)
+
+
 def _empty_boxes() -> np.ndarray:
     return np.zeros((0, 4), dtype=np.float32)
 
 
 @dataclass(frozen=True)
 class Detections:
-    """Boxes in pixels (x1, y1, x2, y2), scores, class ids, and track ids (-1: untracked).
+    """Boxes in pixels (x1, y1, x2, y2), scores, class ids; after tracking, track ids and stationary flags.
 
     ``labels`` maps class ids to names for this detector. Selecting with a
     boolean mask or index array returns a new container; nothing mutates.
@@ -31,6 +36,7 @@ class Detections:
     class_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     track_ids: np.ndarray | None = None
     labels: tuple[str, ...] = ()
+    stationary: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.xyxy)
@@ -40,6 +46,8 @@ class Detections:
             raise ValueError("xyxy, scores and class_ids must have the same length")
         if self.track_ids is not None and len(self.track_ids) != n:
             raise ValueError("track_ids must have the same length as xyxy")
+        if self.stationary is not None and len(self.stationary) != n:
+            raise ValueError("stationary must have the same length as xyxy")
 
     def __len__(self) -> int:
         return len(self.xyxy)
@@ -51,6 +59,7 @@ class Detections:
             scores=self.scores[index],
             class_ids=self.class_ids[index],
             track_ids=None if self.track_ids is None else self.track_ids[index],
+            stationary=None if self.stationary is None else self.stationary[index],
         )
 
     def label_of(self, i: int) -> str:
@@ -73,12 +82,12 @@ class Detections:
         ids = [i for i, name in enumerate(self.labels) if name in wanted]
         return self[np.isin(self.class_ids, ids)]
 
-    def with_tracks(self, track_ids: np.ndarray) -> Detections:
-        return replace(self, track_ids=np.asarray(track_ids, dtype=np.int64))
+    def with_tracks(self, track_ids: np.ndarray, stationary: np.ndarray | None = None) -> Detections:
+        return replace(self, track_ids=np.asarray(track_ids, dtype=np.int64),
+                       stationary=None if stationary is None else np.asarray(stationary, dtype=bool))
 
     def foot_points(self) -> np.ndarray:
-        """Bottom-centre of each box: where the object touches the ground."""
-        return np.stack([(self.xyxy[:, 0] + self.xyxy[:, 2]) / 2, self.xyxy[:, 3]], axis=1)
+        return foot_points(self.xyxy)
 
     @classmethod
     def empty(cls, labels: tuple[str, ...] = ()) -> Detections:

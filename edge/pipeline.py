@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from edge.camera import Frame
-from edge.config import STATIC_OBJECT_LABEL, CameraConfig, RulesConfig, StaticObjectConfig
+from edge.config import STATIC_OBJECT_LABEL, CameraConfig, RulesConfig, StaticObjectConfig, TrackerConfig
 from edge.detections import Detections
 from edge.detectors import Detector
 from edge.evidence import Evidence, annotate, encode_jpeg
@@ -59,6 +59,7 @@ class CameraPipeline:
     rules_config: RulesConfig
     detector: Detector
     static_config: StaticObjectConfig = field(default_factory=StaticObjectConfig)
+    tracker_config: TrackerConfig = field(default_factory=TrackerConfig)
     frames: int = 0
     detector_calls: int = 0
     detector_ms_total: float = 0.0
@@ -66,7 +67,7 @@ class CameraPipeline:
     def __post_init__(self) -> None:
         labels = self.detector.labels
         static_class = len(labels)
-        self.tracker = IouTracker(max_missing_by_class={static_class: self.static_config.occlusion_s})
+        self.tracker = IouTracker.from_config(self.tracker_config, {static_class: self.static_config.occlusion_s})
         self.motion = MotionDetector(self.camera.motion)
         self.static_finder: StaticObjectFinder | None = None
         if any(z.type == "dumping_hotspot" for z in self.camera.zones) and self.static_config.enabled:

@@ -58,7 +58,8 @@ class Box:
         self.config_hash = config.config_hash()
         self.detector = None if config.detector is None else detector_for(config.detector)
         self.cameras = {c.name: CameraState() for c in config.cameras}
-        self._pipelines = {c.name: CameraPipeline(c, config.rules, self.detector, config.static_objects)
+        self._pipelines = {c.name: CameraPipeline(c, config.rules, self.detector, config.static_objects,
+                                                      config.tracker)
                            for c in config.cameras}
         if file_table is not None:
             remembered = self.remote.remembered()

@@ -1,9 +1,14 @@
-"""A small tracker: stable ids across frames, tolerant of short misses.
+"""A small tracker: stable ids across frames, tolerant of short misses, with a stationary flag.
 
 Each track predicts where its box is now from its recent velocity, and
 detections are matched to those predictions by IoU, greedily and per class.
 At a few frames per second a walking person moves most of a box width
 between frames; without the prediction their boxes would not overlap.
+
+A track is stationary once its foot point (bottom-centre) has stayed within
+``stationary_drift`` box heights of where it settled for ``stationary_s``:
+measured in box heights, so a person far from the camera and one close to it
+are judged alike.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.detections import Detections
+from edge.config import TrackerConfig
+from edge.detections import Detections, foot_points
 
 VELOCITY_SMOOTHING = 0.5
 
@@ -28,26 +34,36 @@ class IouTracker:
     iou_threshold: float = 0.2
     max_missing_s: float = 3.0
     max_missing_by_class: dict[int, float] = field(default_factory=dict)
+    stationary_s: float = 5.0
+    stationary_drift: float = 0.25
     _ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _classes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     _boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.float32))
     _last_seen: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     _velocity: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.float32))  # px/s of the centre
+    _settled_at: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.float32))  # foot point
+    _settled_s: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     _next_id: int = 1
 
+    @classmethod
+    def from_config(cls, config: TrackerConfig, max_missing_by_class: dict[int, float] | None = None) -> IouTracker:
+        return cls(iou_threshold=config.iou_threshold, max_missing_s=config.max_missing_s,
+                   max_missing_by_class=dict(max_missing_by_class or {}), stationary_s=config.stationary_s,
+                   stationary_drift=config.stationary_drift)
+
     def update(self, detections: Detections, t_s: float) -> Detections:
-        """Return the same detections with track ids; unmatched ones start new tracks."""
+        """Return the same detections with track ids and stationary flags; unmatched ones start new tracks."""
         self._drop_lost(t_s)
-        ids = np.full(len(detections), -1, dtype=np.int64)
+        rows = np.full(len(detections), -1, dtype=np.int64)
         matched = self._match(detections, t_s)
         if matched:
-            rows, det_rows = (np.asarray(m, dtype=np.int64) for m in zip(*matched))
-            self._follow(rows, detections.xyxy[det_rows], t_s)
-            ids[det_rows] = self._ids[rows]
-        new = np.flatnonzero(ids < 0)
+            track_rows, det_rows = (np.asarray(m, dtype=np.int64) for m in zip(*matched))
+            self._follow(track_rows, detections.xyxy[det_rows], t_s)
+            rows[det_rows] = track_rows
+        new = np.flatnonzero(rows < 0)
         if len(new):
-            ids[new] = self._start(detections.xyxy[new], detections.class_ids[new], t_s)
-        return detections.with_tracks(ids)
+            rows[new] = self._start(detections.xyxy[new], detections.class_ids[new], t_s)
+        return detections.with_tracks(self._ids[rows], t_s - self._settled_s[rows] >= self.stationary_s)
 
     def live_track_ids(self) -> set[int]:
         return set(self._ids.tolist())
@@ -65,6 +81,7 @@ class IouTracker:
     def _keep_rows(self, rows: np.ndarray) -> None:
         self._ids, self._classes, self._boxes = self._ids[rows], self._classes[rows], self._boxes[rows]
         self._last_seen, self._velocity = self._last_seen[rows], self._velocity[rows]
+        self._settled_at, self._settled_s = self._settled_at[rows], self._settled_s[rows]
 
     def _follow(self, rows: np.ndarray, boxes: np.ndarray, t_s: float) -> None:
         dt = t_s - self._last_seen[rows]
@@ -76,16 +93,25 @@ class IouTracker:
                                             + (1 - VELOCITY_SMOOTHING) * moved)
         self._boxes[rows] = boxes
         self._last_seen[rows] = t_s
+        feet = foot_points(boxes)
+        drift = np.hypot(*(feet - self._settled_at[rows]).T)
+        resettled = drift > self.stationary_drift * np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
+        self._settled_at[rows[resettled]] = feet[resettled]
+        self._settled_s[rows[resettled]] = t_s
 
     def _start(self, boxes: np.ndarray, class_ids: np.ndarray, t_s: float) -> np.ndarray:
+        """Start a track per box; return their rows."""
+        first_row = len(self._ids)
         new_ids = np.arange(self._next_id, self._next_id + len(boxes), dtype=np.int64)
         self._next_id += len(boxes)
+        self._settled_at = np.concatenate([self._settled_at, foot_points(boxes).astype(np.float32)])
+        self._settled_s = np.concatenate([self._settled_s, np.full(len(boxes), t_s)])
         self._ids = np.concatenate([self._ids, new_ids])
         self._classes = np.concatenate([self._classes, class_ids.astype(np.int32)])
         self._boxes = np.concatenate([self._boxes, boxes.astype(np.float32)])
         self._last_seen = np.concatenate([self._last_seen, np.full(len(boxes), t_s)])
         self._velocity = np.concatenate([self._velocity, np.zeros((len(boxes), 2), dtype=np.float32)])
-        return new_ids
+        return np.arange(first_row, len(self._ids), dtype=np.int64)
 
     def _match(self, detections: Detections, t_s: float) -> list[tuple[int, int]]:
         """(track row, detection row) pairs, greedily best IoU first, between predicted boxes and same-class detections."""

@@ -110,3 +110,15 @@ def test_detect_command_writes_an_annotated_video(tmp_path, capsys):
     assert len(report["frames"]) == 20
     capture = cv2.VideoCapture(str(out))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 20
+
+
+def test_detect_command_tracks_a_video_and_flags_what_stays_put(capsys):
+    assert edge_main(["--log-level", "WARNING", "detect", str(CLIP), "--fps", "2", "--json"]) == 0
+    frames = json.loads(capsys.readouterr().out)["frames"]
+    late = [d for f in frames if f["t_s"] >= 8.0 for d in f["detections"]]
+    # The van parked at the top right stays put all clip long: one track, stationary once 5 s have passed.
+    van = [d for d in late if d["label"] in ("truck", "car") and iou(VAN_FRAME0, d["bbox"]) > 0.6]
+    assert van and all(d["stationary"] for d in van) and len({d["track"] for d in van}) == 1
+    # People walk through: most of their sightings are not stationary.
+    people = [d for d in late if d["label"] == "person" and d["score"] > 0.6]
+    assert len(people) > 20 and sum(d["stationary"] for d in people) < len(people) / 4

@@ -198,3 +198,25 @@ def test_nms_keeps_what_the_greedy_loop_keeps_best_first():
         scores = rng.uniform(0.3, 1.0, n).astype(np.float32)
         classes = rng.integers(0, 3, n)
         assert nms(boxes, scores, classes, 0.45).tolist() == greedy_nms(boxes, scores, classes, 0.45)
+
+
+def test_a_track_that_stays_put_becomes_stationary_and_loses_it_when_it_walks_off():
+    tracker = IouTracker(stationary_s=2.0, stationary_drift=0.25)
+    flags = []
+    for step in range(8):                       # 20 px tall box, jitter of 2 px: staying put
+        x = 100 + (step % 2) * 2
+        flags.append(bool(tracker.update(dets((x, 0, x + 10, 20, 0.9, 0)), step * 0.5).stationary[0]))
+    assert flags == [False, False, False, False, True, True, True, True]
+    walked = tracker.update(dets((108, 0, 118, 20, 0.9, 0)), 4.0)  # foot moved 8 px > 0.25 x 20 px
+    assert walked.stationary.tolist() == [False] and walked.track_ids[0] == 1
+    later = [tracker.update(dets((108, 0, 118, 20, 0.9, 0)), t) for t in (4.5, 5.0, 5.5, 6.0)]
+    assert [t.stationary[0] for t in later] == [False, False, False, True]
+    assert {int(t.track_ids[0]) for t in later} == {1}
+
+
+def test_stationary_flags_follow_selection():
+    tracker = IouTracker(stationary_s=0.0)
+    tracked = tracker.update(dets((0, 0, 10, 20, 0.9, 0), (50, 0, 60, 20, 0.8, 2)), 0.0)
+    assert tracked[np.array([False, True])].stationary.tolist() == [True]
+    with pytest.raises(ValueError, match="stationary"):
+        Detections(tracked.xyxy, tracked.scores, tracked.class_ids, stationary=np.zeros(3, bool))
