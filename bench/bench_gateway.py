@@ -180,8 +180,32 @@ def stored_detections(client: InfluxClient) -> int:
     return rows[0]["count"] if rows else 0
 
 
-def gateway_rate(mqtt_url: str, influx_url: str, count: int, workdir: Path) -> tuple[float, int]:
-    """Drain rate of the same backlog through `gateway run`, until InfluxDB holds every detection."""
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def service_pids() -> dict[str, int]:
+    """This process's Mosquitto and InfluxDB children, by command name."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        if int(rest[1]) == os.getpid() and name in ("mosquitto", "influxd"):
+            found[name] = int(stat.parent.name)
+    return found
+
+
+def gateway_rate(mqtt_url: str, influx_url: str, count: int, workdir: Path) -> tuple[float, int, dict[str, float]]:
+    """Drain rate of the same backlog through `gateway run`, until InfluxDB holds every detection.
+
+    Also returns the CPU time per detection of the gateway, InfluxDB and
+    Mosquitto during the drain, in microseconds.
+    """
     db = "bench_throughput"
     log = workdir / f"{db}.log"
     first = gateway_process(mqtt_url, influx_url, db, workdir)
@@ -190,15 +214,18 @@ def gateway_rate(mqtt_url: str, influx_url: str, count: int, workdir: Path) -> t
     stop(first)
     publish_fast(mqtt_url, detections(count, now_ms() - 3_600_000, "gw"))
     child = gateway_process(mqtt_url, influx_url, db, workdir)
+    pids = {"gateway": child.pid, **service_pids()}
     try:
         started = wait_connected(child, log, times=2)
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         with InfluxClient(influx_url, db) as client:
             wait_until(lambda: stored_detections(client) >= count, 100, "gateway to store everything", every=0.05)
             finished = time.time()
+            cpu_us = {name: (cpu_seconds(pid) - cpu_before[name]) / count * 1e6 for name, pid in pids.items()}
             leads = client.query('SELECT count("detections") FROM "lead"')[0]["count"]
     finally:
         stop(child)
-    return count / (finished - started), leads
+    return count / (finished - started), leads, cpu_us
 
 
 # --------------------------------------------------------------------------- 2. latency
@@ -340,9 +367,11 @@ def main() -> int:
             print(f"machine: {os.cpu_count()} CPUs; Mosquitto and InfluxDB on loopback", flush=True)
             bare = bare_subscriber_rate(broker.url, args.detections)
             print(f"throughput, bare paho QoS 1 subscriber: {bare:9,.0f} detections/s", flush=True)
-            gateway, leads = gateway_rate(broker.url, influx.url, args.detections, workdir)
+            gateway, leads, cpu_us = gateway_rate(broker.url, influx.url, args.detections, workdir)
             print(f"throughput, gateway (validate, dedupe, write, ack): {gateway:9,.0f} detections/s "
                   f"({args.detections} detections -> {leads} leads)", flush=True)
+            print("CPU per detection during the drain: " + ", ".join(f"{name} {us:.0f} us"
+                                                                     for name, us in cpu_us.items()), flush=True)
             print(f"ratio gateway / bare subscriber: {gateway / bare:.2f} (target >= 0.80)", flush=True)
 
             latencies = lead_latency(broker.url, influx.url, args.rate, args.seconds, workdir)

@@ -141,7 +141,7 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
     link.start()
     log.info("gateway.started mqtt=%s influx=%s db=%s", config.mqtt.url, config.influx.url, config.influx.db)
     try:
-        ingest.run(link.ack)
+        ingest.run(link.ack_all)
     finally:
         link.stop()
         client.close()

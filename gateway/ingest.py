@@ -129,8 +129,8 @@ class Ingest:
         log.info("state.restored groups=%d leads=%d detections=%d boxes=%d open_gaps=%d since_ms=%d", len(groups),
                  leads, sum(lead.detections for lead in groups), len(boxes), len(gaps), since)
 
-    def run(self, ack: Callable[[Incoming], None]) -> None:
-        """Process batches until stopped; ``ack(message)`` is called only after a durable write.
+    def run(self, ack: Callable[[list[Incoming]], None]) -> None:
+        """Process batches until stopped; ``ack(batch)`` is called only after a durable write.
 
         Writing happens on a second thread, so the next batch is processed
         while InfluxDB stores this one. Batches are written and acknowledged
@@ -161,7 +161,7 @@ class Ingest:
                 if self._stop.is_set() and item is not None:
                     return  # the writer may be stuck retrying; the broker will redeliver this batch
 
-    def _write_and_ack(self, ack: Callable[[Incoming], None]) -> None:
+    def _write_and_ack(self, ack: Callable[[list[Incoming]], None]) -> None:
         while True:
             item = self._to_write.get()
             if item is None:
@@ -170,8 +170,7 @@ class Ingest:
             if not self.write_until_stored(points):
                 self._stop.set()
                 return  # stopped while InfluxDB was down: the broker will redeliver
-            for message in batch:
-                ack(message)
+            ack(batch)
             self.stats["acked"] += len(batch)
 
     def next_batch(self) -> list[Incoming]:

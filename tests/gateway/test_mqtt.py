@@ -1,0 +1,188 @@
+"""The gateway's MQTT link: its own receive path loses, delays and mixes up nothing."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+import uuid
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from devstack.services import Mosquitto, TlsListener
+from gateway.mqtt import READ_BURST, GatewayLink, Incoming, _BufferedSocket, _Client
+
+
+def test_buffered_socket_reads_one_chunk_and_counts_what_it_holds():
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    buffered = _BufferedSocket(ours)
+    with pytest.raises(BlockingIOError):
+        buffered.recv(1)
+    theirs.sendall(b"abcdef")
+    time.sleep(0.05)
+    assert buffered.recv(1) == b"a"
+    assert buffered.pending() == 5
+    assert buffered.recv(3) == b"bcd"
+    assert buffered.recv(10) == b"ef"
+    assert buffered.pending() == 0
+    theirs.close()
+    assert buffered.recv(1) == b""
+    assert buffered.fileno() == ours.fileno()
+    ours.close()
+
+
+@pytest.mark.integration
+def test_packets_held_in_the_buffer_do_not_wait_for_the_socket(mosquitto):
+    """More packets than one read burst, all in one chunk: the loop must not sleep in select with some left."""
+    prefix = f"city/mq-{uuid.uuid4().hex[:8]}"
+    received: list[str] = []
+    client = _Client(lambda topic, payload, mid: received.append(topic),
+                     callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"burst-{uuid.uuid4().hex[:8]}",
+                     protocol=paho.MQTTv5, manual_ack=True)
+    properties = Properties(PacketTypes.CONNECT)
+    properties.ReceiveMaximum = 2000   # none of them is acknowledged
+    client.connect(mosquitto.host, mosquitto.port, properties=properties)
+    client.subscribe(f"{prefix}/+/detection", qos=1)
+    for _ in range(3):
+        client.loop(timeout=0.1)   # CONNACK, SUBACK
+    assert client.is_connected()
+    count = READ_BURST + 88
+    publish([(f"{prefix}/b{n}/detection", b"x") for n in range(count)], mosquitto)
+    time.sleep(0.5)  # the broker has sent everything: one recv takes it all
+    try:
+        for _ in range(4):
+            started = time.monotonic()
+            client.loop(timeout=5.0)
+            assert time.monotonic() - started < 2.0
+            if len(received) == count:
+                break
+        assert received == [f"{prefix}/b{n}/detection" for n in range(count)]
+    finally:
+        client.disconnect()
+
+
+@pytest.mark.integration
+def test_messages_with_and_without_properties_arrive_once_and_acks_end_redelivery(mosquitto):
+    prefix = f"city/mq-{uuid.uuid4().hex[:8]}"
+    client_id = f"link-{uuid.uuid4().hex[:8]}"
+    expected = [(f"{prefix}/box-{n % 5}/detection", f"payload {n}".encode(), n % 10 == 0) for n in range(1200)]
+
+    first, got = start_link(mosquitto, client_id, prefix, want=len(expected))
+    try:
+        publish([(topic, payload) for topic, payload, _ in expected], mosquitto,
+                with_properties={n for n, item in enumerate(expected) if item[2]})
+        assert got.wait(30), f"{len(first.received)} of {len(expected)} arrived"
+        assert sorted((m.topic, m.payload) for m in first.received) == sorted((t, p) for t, p, _ in expected)
+        assert all(m.qos == 1 for m in first.received)
+        first.link.ack_all(first.received)
+        time.sleep(0.5)
+    finally:
+        first.link.stop()
+
+    again, got = start_link(mosquitto, client_id, prefix, want=1)
+    try:
+        publish([(f"{prefix}/box-0/detection", b"marker")], mosquitto)
+        assert got.wait(10)
+        time.sleep(0.3)
+        assert [m.payload for m in again.received] == [b"marker"]
+    finally:
+        again.link.stop()
+
+
+@pytest.mark.integration
+def test_unacknowledged_messages_come_back(mosquitto):
+    prefix = f"city/mq-{uuid.uuid4().hex[:8]}"
+    client_id = f"link-{uuid.uuid4().hex[:8]}"
+    first, got = start_link(mosquitto, client_id, prefix, want=10)
+    try:
+        publish([(f"{prefix}/box-1/detection", f"m{n}".encode()) for n in range(10)], mosquitto)
+        assert got.wait(10)
+        first.link.ack_all(first.received[:4])
+        time.sleep(0.3)
+    finally:
+        first.link.stop()
+    again, got = start_link(mosquitto, client_id, prefix, want=6)
+    try:
+        assert got.wait(10)
+        assert sorted(m.payload for m in again.received) == sorted(f"m{n}".encode() for n in range(4, 10))
+    finally:
+        again.link.stop()
+
+
+@pytest.mark.integration
+def test_a_burst_arrives_whole_over_tls(tmp_path):
+    """Over TLS the buffer sits above the TLS socket, whose own pending bytes count too."""
+    ca_key, ca = tmp_path / "ca.key", tmp_path / "ca.pem"
+    key, csr, cert = tmp_path / "broker.key", tmp_path / "broker.csr", tmp_path / "broker.pem"
+    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for args in (["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=city-ca",
+                  "-keyout", ca_key, "-out", ca],
+                 ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=broker", "-keyout", key, "-out", csr],
+                 ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
+                  "-extfile", tmp_path / "san.ext", "-out", cert]):
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+    with Mosquitto(tmp_path / "mosquitto", tls=TlsListener(ca, cert, key, require_client_cert=False)) as broker:
+        prefix = f"city/mq-{uuid.uuid4().hex[:8]}"
+        state, done = Received(), threading.Event()
+
+        def on_message(message: Incoming) -> None:
+            state.received.append(message)
+            if len(state.received) == 1500:
+                done.set()
+
+        link = GatewayLink(broker.tls_url, "tls-gateway", [f"{prefix}/+/detection"], on_message, ca_file=str(ca),
+                           receive_maximum=2000)
+        link.start()
+        try:
+            assert link.wait_connected(10)
+            time.sleep(0.3)
+            publish([(f"{prefix}/box-1/detection", f"m{n}".encode() * 20) for n in range(1500)], broker)
+            assert done.wait(20), f"{len(state.received)} of 1500 arrived"
+            assert [m.payload for m in state.received] == [f"m{n}".encode() * 20 for n in range(1500)]
+        finally:
+            link.stop()
+
+
+class Received:
+    def __init__(self) -> None:
+        self.received: list[Incoming] = []
+        self.link: GatewayLink
+
+
+def start_link(mosquitto, client_id: str, prefix: str, want: int) -> tuple[Received, threading.Event]:
+    state, done = Received(), threading.Event()
+
+    def on_message(message: Incoming) -> None:
+        state.received.append(message)
+        if len(state.received) >= want:
+            done.set()
+
+    state.link = GatewayLink(mosquitto.url, client_id, [f"{prefix}/+/detection"], on_message, receive_maximum=2000)
+    state.link.start()
+    assert state.link.wait_connected(10)
+    time.sleep(0.3)  # subscribed
+    return state, done
+
+
+def publish(messages: list[tuple[str, bytes]], mosquitto, with_properties: set[int] = frozenset()) -> None:
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}", protocol=paho.MQTTv5)
+    client.max_inflight_messages_set(200)
+    client.connect(mosquitto.host, mosquitto.port)
+    client.loop_start()
+    try:
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.ContentType = "application/json"
+        properties.UserProperty = ("origin", "test")
+        infos = [client.publish(topic, payload, qos=1, properties=properties if n in with_properties else None)
+                 for n, (topic, payload) in enumerate(messages)]
+        for info in infos:
+            info.wait_for_publish(timeout=30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
