@@ -73,7 +73,6 @@ class CameraPipeline:
         if any(z.type == "dumping_hotspot" for z in self.camera.zones) and self.static_config.enabled:
             self.static_finder = StaticObjectFinder(self.static_config)
         self._mover_ids = {i for i, name in enumerate(labels) if name in self.static_config.mover_labels}
-        self._booster_ids = [i for i, name in enumerate(labels) if name in self.static_config.boost_labels]
         self.rules: DwellRules | None = None
         self.filters: LabelFilters | None = None
         self._last_detections = Detections.empty(labels)
@@ -142,9 +141,9 @@ class CameraPipeline:
         return self._last_blobs
 
     def _find_static_blobs(self, small: Thumbnail, t_s: float, detections: Detections) -> list[StaticBlob]:
-        is_mover = np.isin(detections.class_ids, list(self._mover_ids))
+        is_mover = detections.labelled(tuple(self.static_config.mover_labels))
         movers = np.concatenate([detections.xyxy[is_mover], self.tracker.live_boxes(self._mover_ids)])
-        boosters = np.isin(detections.class_ids, self._booster_ids)
+        boosters = detections.labelled(tuple(self.static_config.boost_labels))
         return self.static_finder.update(small, t_s, movers, detections.xyxy[boosters],
                                          detections.scores[boosters])
 

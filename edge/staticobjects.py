@@ -94,14 +94,14 @@ class StaticObjectFinder:
 
     def _blobs(self, static: np.ndarray, movers: np.ndarray, boosters: np.ndarray,
                booster_scores: np.ndarray) -> list[StaticBlob]:
-        count, _, stats, _ = cv2.connectedComponentsWithStats(static, connectivity=8)
-        frame_area = static.shape[0] * static.shape[1]
+        components = static_components(static)
+        share = components[:, 4] / (static.shape[0] * static.shape[1])
+        components = components[(share >= self.config.min_area) & (share <= self.config.max_area)]
+        movers = self._widened(movers)
         blobs = []
-        for x, y, w, h, area in stats[1:count]:
-            if not (self.config.min_area <= area / frame_area <= self.config.max_area):
-                continue
+        for x, y, w, h, _ in components:
             box = np.array([x, y, x + w, y + h], dtype=np.float32) * self._scale
-            if len(movers) and _overlap_fraction(box, self._widened(movers)).max() > self.config.mover_overlap:
+            if len(movers) and _overlap_fraction(box, movers).max() > self.config.mover_overlap:
                 continue
             score = self.config.base_score
             if len(boosters):
@@ -110,3 +110,19 @@ class StaticObjectFinder:
                     score = max(score, float(booster_scores[ious.argmax()]))
             blobs.append(StaticBlob(tuple(float(v) for v in box), score))
         return blobs
+
+
+def static_components(static: np.ndarray) -> np.ndarray:
+    """x, y, width, height and pixel count of each 8-connected blob of a 0/1 map.
+
+    Labelling only the rectangle that holds every set pixel gives the same
+    blobs for a fraction of the cost: a static map is mostly empty.
+    """
+    if not cv2.countNonZero(static):
+        return np.zeros((0, 5), dtype=np.int32)
+    x0, y0, width, height = cv2.boundingRect(static)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(static[y0:y0 + height, x0:x0 + width], connectivity=8)
+    stats = stats[1:count, :5].copy()
+    stats[:, 0] += x0
+    stats[:, 1] += y0
+    return stats

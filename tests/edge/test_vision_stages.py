@@ -1,5 +1,6 @@
 """Zones, tracking and dwell rules on hand-built detections."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -7,6 +8,7 @@ from edge.config import RulesConfig, ZoneConfig
 from edge.detections import Detections
 from edge.nms import box_iou, nms
 from edge.rules import DwellRules
+from edge.staticobjects import static_components
 from edge.tracker import IouTracker
 from edge.zones import zone_for_frame
 
@@ -220,3 +222,15 @@ def test_stationary_flags_follow_selection():
     assert tracked[np.array([False, True])].stationary.tolist() == [True]
     with pytest.raises(ValueError, match="stationary"):
         Detections(tracked.xyxy, tracked.scores, tracked.class_ids, stationary=np.zeros(3, bool))
+
+
+def test_static_components_match_labelling_the_whole_map():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        static = np.zeros((120, 160), np.uint8)
+        for _ in range(int(rng.integers(0, 6))):
+            x, y = int(rng.integers(0, 150)), int(rng.integers(0, 110))
+            static[y:y + int(rng.integers(1, 30)), x:x + int(rng.integers(1, 30))] = 1
+        count, _, stats, _ = cv2.connectedComponentsWithStats(static, connectivity=8)
+        expected = sorted(map(tuple, stats[1:count].tolist()))
+        assert sorted(map(tuple, static_components(static).tolist())) == expected
