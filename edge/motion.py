@@ -24,18 +24,26 @@ class MotionDetector:
     config: MotionConfig
     _average: np.ndarray | None = None
     _mask: np.ndarray | None = None
+    _mask_pixels: int = 1
 
     def update(self, small: Thumbnail) -> float:
         """Share of the (unmasked) frame that moved since the recent scene."""
         grey = small.grey
-        if self._average is None:
-            self._average = grey.copy()
+        if self._mask is None or self._mask.shape != grey.shape:
             self._mask = self._build_mask(grey.shape)
+            self._mask_pixels = max(1, int(np.count_nonzero(self._mask)))
+        if self._average is None or self._average.shape != grey.shape:
+            self._average = grey.copy()
             return 0.0
         moving = cv2.absdiff(grey, self._average) > self.config.threshold
         cv2.accumulateWeighted(grey, self._average, LEARNING_RATE)
         moving &= self._mask
-        return float(moving.sum()) / max(1, int(self._mask.sum()))
+        return np.count_nonzero(moving) / self._mask_pixels
+
+    def reconfigure(self, config: MotionConfig) -> None:
+        """New threshold, area or masks; the recent scene is kept."""
+        self.config = config
+        self._mask = None
 
     def is_moving(self, fraction: float) -> bool:
         return fraction >= self.config.min_area

@@ -84,7 +84,7 @@ class CameraPipeline:
         """Apply new zones, filters and thresholds; tracks and ongoing stays are kept."""
         self.camera = camera
         self.rules_config = rules_config
-        self.motion.config = camera.motion
+        self.motion.reconfigure(camera.motion)
         if self.rules is not None and self.filters is not None:
             zones = self._zones(self.filters.width, self.filters.height)
             self.filters = LabelFilters(camera.filters, zones, self.filters.width, self.filters.height)

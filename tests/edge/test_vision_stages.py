@@ -181,6 +181,23 @@ def test_motion_gate_runs_the_detector_on_motion_and_on_recheck_only():
     assert 6 <= detector.calls <= 10 <= len(frames) // 5
 
 
+def test_a_motion_mask_set_live_takes_effect_at_once():
+    from edge.config import MotionConfig
+    from edge.motion import MotionDetector
+    from edge.thumbnail import thumbnail
+
+    still = np.full((120, 160, 3), 90, np.uint8)
+    flash = still.copy()
+    flash[0:60, 0:80] = 250                                          # top-left quarter changes
+    gate = MotionDetector(MotionConfig())
+    gate.update(thumbnail(still))
+    assert gate.is_moving(gate.update(thumbnail(flash)))
+    gate.update(thumbnail(still))
+    gate.update(thumbnail(still))
+    gate.reconfigure(MotionConfig(masks=[[(0, 0), (0.5, 0), (0.5, 0.5), (0, 0.5)]]))
+    assert gate.update(thumbnail(flash)) == 0.0
+
+
 def greedy_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float) -> list[int]:
     """The textbook loop, as the reference the fast NMS must agree with."""
     order = sorted(range(len(boxes)), key=lambda i: -scores[i])
