@@ -19,8 +19,9 @@ class Thumbnail:
 def thumbnail(image: np.ndarray) -> Thumbnail:
     height, width = image.shape[:2]
     scale = width / WIDTH
-    # Linear resize before the grey conversion is several times cheaper than an area
-    # resize; the blur afterwards removes the aliasing that would look like motion.
-    small = cv2.resize(image, (WIDTH, max(1, round(height / scale))), interpolation=cv2.INTER_LINEAR)
-    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-    return Thumbnail(cv2.GaussianBlur(grey, (5, 5), 0).astype(np.float32), scale)
+    # A linear resize of the grey frame is several times cheaper than an area resize
+    # (or a resize of three channels); the blur afterwards removes the aliasing that
+    # would look like motion.
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(grey, (WIDTH, max(1, round(height / scale))), interpolation=cv2.INTER_LINEAR)
+    return Thumbnail(cv2.GaussianBlur(small, (5, 5), 0).astype(np.float32), scale)
