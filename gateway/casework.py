@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway.influx import InfluxClient, quote_ident, quote_string
 from gateway.lineprotocol import Point
-from gateway.store import LEAD_FIELDS, NS_PER_MS, LeadEvent, lead_event_point, ms_to_ns
+from gateway.store import LEAD_FIELDS, LEDGER_COLUMNS, NS_PER_MS, LeadEvent, lead_event_point, ms_to_ns
 
 OUTCOMES = ("confirmed", "rejected", "duplicate", "resolved")
 LEAD_ID_PATTERN = re.compile(r"^L[0-9a-f]{11}$")
@@ -55,8 +55,8 @@ def read_lead(client: InfluxClient, lead_id: str) -> LeadRecord:
 
 
 def read_ledger(client: InfluxClient, lead_id: str) -> list[dict[str, Any]]:
-    rows = client.query_all(f"SELECT * FROM {quote_ident('lead_ledger')} WHERE {quote_ident('lead_id')} = "
-                            f"{quote_string(lead_id)}")
+    rows = client.query_all(f"SELECT {LEDGER_COLUMNS} FROM {quote_ident('detection')} WHERE "
+                            f"{quote_ident('lead_id')} = {quote_string(lead_id)}")
     return sorted(rows, key=lambda row: row.get("n", 0))
 
 

@@ -1,9 +1,9 @@
 """Reading the gateway's own state back from InfluxDB.
 
 The dedupe state is nothing but what was written: a group is its
-``lead_ledger`` entries (each carries what the merge needs: place, position,
-score, picture) plus, once it is a lead, its ``lead`` point (status, team,
-claim). A box's seq state is its highest stored ``seq`` and its open
+detections, each tagged with the group's ``lead_id`` and carrying its ledger
+entry (what the merge needs: place, position, score, picture), plus, once it
+is a lead, its ``lead`` point (status, team, claim). A box's seq state is its highest stored ``seq`` and its open
 ``box_gap`` points. Because points and acknowledgements go together, a
 gateway restarted after a crash knows exactly what the broker will not send
 again, and a redelivered message finds its detection id already in a ledger.
@@ -20,7 +20,7 @@ from typing import Any
 from gateway.influx import InfluxClient, quote_ident
 from gateway.leads import Lead, LedgerEntry, restored_lead
 from gateway.seqgaps import Gap, parse_ranges
-from gateway.store import NS_PER_MS, ms_to_ns
+from gateway.store import LEDGER_COLUMNS, NS_PER_MS, ms_to_ns
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,10 @@ def load_groups(client: InfluxClient, since_ms: int, until_ms: int | None, merge
                 min_detections: int, known: Callable[[str], bool]) -> list[Lead]:
     """Groups with a ledger entry in [since_ms, until_ms), complete, except those ``known`` already."""
     window = f"time >= {ms_to_ns(since_ms)}" + (f" AND time < {ms_to_ns(until_ms)}" if until_ms else "")
-    rows = client.query_all(f"SELECT * FROM {quote_ident('lead_ledger')} WHERE {window}")
+    rows = client.query_all(f"SELECT {LEDGER_COLUMNS} FROM {quote_ident('detection')} WHERE {window}")
     by_lead: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        if not known(row["lead_id"]):
+        if row.get("lead_id") and not known(row["lead_id"]):
             by_lead[row["lead_id"]].append(row)
     incomplete = [lead_id for lead_id, entries in by_lead.items()
                   if until_ms is not None or _may_reach_before(entries, since_ms, merge_gap_ms)]
@@ -67,7 +67,8 @@ def _may_reach_before(entries: list[dict[str, Any]], since_ms: int, merge_gap_ms
 def _ledgers(client: InfluxClient, lead_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for chunk in _chunks(lead_ids):
-        for row in client.query_all(f"SELECT * FROM {quote_ident('lead_ledger')} WHERE {_id_filter(chunk)}"):
+        for row in client.query_all(f"SELECT {LEDGER_COLUMNS} FROM {quote_ident('detection')} "
+                                    f"WHERE {_id_filter(chunk)}"):
             found[row["lead_id"]].append(row)
     return found
 

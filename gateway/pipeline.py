@@ -119,7 +119,7 @@ class Pipeline:
             log.debug("detection.duplicate id=%s box=%s seq=%d", det.id, det.box, det.seq)
             return []
         lead = merge.lead
-        points = [item.point, store.ledger_point(lead, merge.entry)]
+        points = [store.with_ledger(item.point, lead, merge.entry)]
         earlier_picture = self.pending_evidence.pop(det.id)
         if earlier_picture is not None and earlier_picture != det.evidence_sha256:
             points.append(self._evidence_mismatch(item.message, det.id, earlier_picture, det.evidence_sha256))

@@ -1,4 +1,4 @@
-"""InfluxDB schema v1: how messages and leads become points, and how leads are read back.
+"""InfluxDB schema v2: how messages and leads become points, and how leads are read back.
 
 All points are written with nanosecond timestamps. Event times on the wire are
 milliseconds; a detection's point sits at ``ts`` plus ``seq mod 10^6`` ns so
@@ -24,6 +24,9 @@ from gateway.validate import Rejected
 PRECISION = "ns"
 NS_PER_MS = 1_000_000
 REJECTED_PAYLOAD_CHARS = 2048
+# A lead's ledger, read from its detections, under the names ``gateway leads show`` prints.
+LEDGER_COLUMNS = ('"id" AS "detection_id", "n", "rule", "distance_m", "gap_s", "lat", "lon", "score", "evidence", '
+                  '"box", "camera", "zone", "category", "district", "lead_id"')
 LEAD_FIELDS = ("status", "detections", "score", "first_seen", "last_seen", "lat", "lon", "boxes", "evidence",
                "team", "route", "claimed_by", "outcome", "note", "updated_at")
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -87,22 +90,15 @@ def lead_tags(lead: Lead) -> dict[str, str]:
     return {"lead_id": lead.lead_id, "category": lead.category, "district": lead.district, "zone": lead.zone}
 
 
-def ledger_point(lead: Lead, entry: LedgerEntry) -> Point:
-    """One row of a lead's ledger: which detection joined it, by which rule, and what it saw.
+def with_ledger(point: Point, lead: Lead, entry: LedgerEntry) -> Point:
+    """A detection's point with its ledger entry: the lead it joined (``lead_id`` tag), its position ``n``
+    in the group, the rule that merged it and the distance and gap it was merged at.
 
-    The entry's position ``n`` in the group is its nanosecond offset, so two
-    detections of one lead in the same millisecond never overwrite each other,
-    and writing the same entry again (after a crash) lands on the same point.
+    The detection's own fields already hold the rest of the entry (id, place, position, score, picture).
     """
-    fields: dict[str, Any] = {
-        "detection_id": entry.detection_id, "rule": entry.rule, "distance_m": float(entry.distance_m),
-        "gap_s": float(entry.gap_s), "box": entry.box, "camera": entry.camera, "zone": entry.zone,
-        "n": entry.n, "lat": float(entry.lat), "lon": float(entry.lon), "score": float(entry.score),
-        "category": lead.category, "district": lead.district,
-    }
-    if entry.evidence:
-        fields["evidence"] = entry.evidence
-    return Point("lead_ledger", {"lead_id": lead.lead_id}, fields, ms_to_ns(entry.ts) + entry.n % NS_PER_MS)
+    fields = {**point.fields, "n": entry.n, "rule": entry.rule, "distance_m": float(entry.distance_m),
+              "gap_s": float(entry.gap_s)}
+    return Point("detection", {**point.tags, "lead_id": lead.lead_id}, fields, point.time)
 
 
 def lead_event_point(lead_id: str, event: LeadEvent) -> Point:

@@ -30,7 +30,7 @@ def stream(repeats: range) -> list[tuple[str, bytes]]:
 
 
 def ledger_ids(influx) -> list[str]:
-    return [row["detection_id"] for row in influx.query_all('SELECT "detection_id" FROM "lead_ledger"')]
+    return [row["id"] for row in influx.query_all('SELECT "id" FROM "detection"')]
 
 
 def assert_leads(influx, detections_each: int) -> dict[str, dict]:

@@ -28,7 +28,7 @@ VALID = json.loads(Detection(id="d-1", box="box-1", district="old-town", seq=1, 
                              zone="plaza", track=1, dwell_s=60.0, lat=48.2, lon=16.3, model="m",
                              config="abcdef12").encode())
 LABEL = 'x" y=1,evil=v 1 #=x'
-MEASUREMENTS_WE_WRITE = {"detection", "lead", "lead_ledger", "sensor", "box_health", "box_status", "box_gap",
+MEASUREMENTS_WE_WRITE = {"detection", "lead", "sensor", "box_health", "box_status", "box_gap",
                          "evidence", "rejected"}
 
 json_values = st.recursive(

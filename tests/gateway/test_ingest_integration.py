@@ -91,7 +91,7 @@ def test_detections_become_one_lead_and_garbage_is_dead_lettered(gateway_process
                             client.query('SELECT * FROM "rejected"'))
         leads = wait_for(lambda: (rows := client.query('SELECT * FROM "lead" GROUP BY *')) and
                          rows[0].get("detections") == 4 and rows)
-        ledger = client.query('SELECT * FROM "lead_ledger"')
+        ledger = client.query('SELECT * FROM "detection"')
         detections = client.query('SELECT count("score") FROM "detection"')
     reasons = " | ".join(r["reason"] for r in rejected)
     assert "Invalid JSON" in reasons and "extra: Extra inputs are not permitted" in reasons

@@ -76,7 +76,7 @@ def test_two_detections_open_a_routed_lead_and_a_repeat_changes_nothing(tmp_path
     [lead] = of(points, "lead")
     assert lead.fields["status"] == "open" and lead.fields["team"] == "team-ot"
     assert lead.fields["route"] == "district:old-town" and lead.fields["detections"] == 2
-    assert [p.fields["n"] for p in of(points, "lead_ledger")] == [1, 2]
+    assert [p.fields["n"] for p in of(points, "detection")] == [1, 2]
     assert h.run(detection(2)) == []
     # A later merge rewrites the lead without its status: status belongs to case staff now.
     [update] = of(h.run(detection(3)), "lead")
@@ -90,7 +90,7 @@ def test_a_closed_lead_takes_no_more_detections(tmp_path):
     h.book.set_status(lead.tags["lead_id"], "closed", outcome="confirmed")
     points = h.run(detection(3))
     assert of(points, "lead") == []
-    [entry] = of(points, "lead_ledger")
+    [entry] = of(points, "detection")
     assert entry.tags["lead_id"] != lead.tags["lead_id"] and entry.fields["rule"] == "opened"
 
 

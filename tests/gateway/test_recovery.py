@@ -50,13 +50,13 @@ def test_restart_keeps_merging_into_the_same_lead_and_redelivery_changes_nothing
     assert second.handle([detection("a3", NOW - 40_000)]) == []      # the broker's redelivery
     assert second.handle([detection("a1", NOW - 60_000)]) == []      # a box re-sending an old one
     points = stored(second, [detection("a4", NOW - 30_000)])
-    [entry] = of(points, "lead_ledger")
+    [entry] = of(points, "detection")
     [lead] = of(points, "lead")
     assert entry.tags["lead_id"] == opened.tags["lead_id"] and entry.fields["n"] == 4
     assert lead.fields["detections"] == 4 and "status" not in lead.fields
     [row] = leads_in(influx)
     assert row["detections"] == 4 and row["status"] == "open"
-    ids = [r["detection_id"] for r in influx.query('SELECT * FROM "lead_ledger"')]
+    ids = [r["id"] for r in influx.query('SELECT * FROM "detection"')]
     assert sorted(ids) == ["a1", "a2", "a3", "a4"]
 
 
@@ -66,7 +66,7 @@ def test_a_candidate_survives_a_restart_and_opens_with_the_next_detection(make_i
     points = stored(make_ingest(), [detection("c2", NOW - 59_000, camera="east", zone="plaza-b", lat=48.20855)])
     [lead] = of(points, "lead")
     assert lead.fields["status"] == "open" and lead.fields["detections"] == 2
-    assert of(points, "lead_ledger")[0].fields["rule"] == "distance"
+    assert of(points, "detection")[0].fields["rule"] == "distance"
 
 
 def test_a_group_reaching_back_before_the_horizon_is_read_back_whole(make_ingest, influx):
@@ -76,7 +76,7 @@ def test_a_group_reaching_back_before_the_horizon_is_read_back_whole(make_ingest
     second = make_ingest(dedupe={"horizon_s": 1800})
     [lead] = second.book.leads()
     assert lead.detections == 3 and lead.first_seen == NOW - 2_000_000
-    [entry] = of(stored(second, [detection("h4", NOW - 500_000)]), "lead_ledger")
+    [entry] = of(stored(second, [detection("h4", NOW - 500_000)]), "detection")
     assert entry.fields["n"] == 4 and entry.tags["lead_id"] == lead.lead_id
 
 
@@ -87,7 +87,7 @@ def test_a_late_detection_older_than_the_horizon_meets_its_group_again(make_inge
     second = make_ingest(dedupe={"horizon_s": 1800})
     assert second.book.leads() == []                                  # beyond the horizon
     assert second.handle([detection("o2", old + 60_000)]) == []       # read back: already merged
-    [entry] = of(stored(second, [detection("o3", old + 120_000)]), "lead_ledger")
+    [entry] = of(stored(second, [detection("o3", old + 120_000)]), "detection")
     assert entry.tags["lead_id"] == lead.tags["lead_id"] and entry.fields["n"] == 3
     [row] = leads_in(influx)
     assert row["detections"] == 3
@@ -101,7 +101,7 @@ def test_a_closed_lead_is_learned_by_the_running_ingest_and_remembered_after_res
     casework.claim(influx, lead_id, "alice", now)
     casework.close(influx, lead_id, "confirmed", "alice", "vendor moved on", now + 1)
     points = stored(ingest, [detection("k3", NOW - 58_000)])
-    [entry] = of(points, "lead_ledger")
+    [entry] = of(points, "detection")
     assert entry.tags["lead_id"] != lead_id and entry.fields["rule"] == "opened"
     assert ingest.book.get(lead_id).status == "closed"
 

@@ -40,10 +40,10 @@ def test_one_lead_per_incident_with_its_detections_and_none_from_flickers(gatewa
         if line["topic"].endswith("/detection"):
             (incidents[line["incident"]] if line["incident"] else flickers).add(line["name"])
     distinct = set().union(*incidents.values(), flickers)
-    wait(lambda: len(influx.query('SELECT "detection_id" FROM "lead_ledger"')) >= len(distinct))
+    wait(lambda: len(influx.query('SELECT "n" FROM "detection"')) >= len(distinct))
     time.sleep(0.5)  # anything extra would have arrived by now
 
-    ledger = influx.query('SELECT * FROM "lead_ledger"')
+    ledger = influx.query('SELECT "id" AS "detection_id", "lead_id" FROM "detection"')
     assert sorted(row["detection_id"] for row in ledger) == sorted(distinct)   # redeliveries added nothing
     members: dict[str, set[str]] = defaultdict(set)
     for row in ledger:
