@@ -34,7 +34,13 @@ SeqMessage = Detection | SensorReading | Health
 
 @dataclass(frozen=True, slots=True)
 class Checked:
-    """A message with its verdict; ``point`` is the accepted message's own point, already known to encode."""
+    """A message with its verdict and, if accepted, its own point.
+
+    The point is encoded here, so known to be storable, except a detection's:
+    the contract admits only what line protocol can carry in it (names, labels
+    without control characters or backslashes, finite numbers, counters below
+    2^63), and it is encoded once, with its ledger entry, when written.
+    """
 
     message: Incoming
     outcome: Accepted | Rejected
@@ -52,8 +58,8 @@ def check(message: Incoming, now_ms: int) -> Checked:
     if isinstance(outcome, Rejected):
         return Checked(message, outcome)
     point = _own_point(outcome, message)
-    if point is None:
-        return Checked(message, outcome)
+    if point is None or isinstance(outcome.message, Detection):
+        return Checked(message, outcome, point)
     try:
         line_made = encoded(point)
     except LineProtocolError as exc:

@@ -27,6 +27,9 @@ INT64_MAX = 2**63 - 1
 RESERVED_SENSOR_FIELDS = frozenset({"seq", "id", "event"})
 
 _MODELS = {Kind.DETECTION: Detection, Kind.SENSOR: SensorReading, Kind.HEALTH: Health, Kind.CONFIG_ACK: ConfigAck}
+# Boxes publish on a few topics each; evidence topics name a detection and are not kept.
+TOPIC_CACHE_LIMIT = 10_000
+_topics: dict[str, Topic] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +47,7 @@ class Rejected:
 
 def validate(topic: str, payload: bytes, now_ms: int | None = None) -> Accepted | Rejected:
     try:
-        parsed = Topic.parse(topic)
+        parsed = _parse_topic(topic)
         message = _decode(parsed, payload)
         if isinstance(message, (Detection, SensorReading, Health)) and (message.box, message.district) != (
             parsed.box, parsed.district
@@ -56,6 +59,17 @@ def validate(topic: str, payload: bytes, now_ms: int | None = None) -> Accepted 
         return Accepted(parsed, message)
     except ContractError as exc:
         return Rejected(topic, exc.reason, payload)
+
+
+def _parse_topic(topic: str) -> Topic:
+    parsed = _topics.get(topic)
+    if parsed is None:
+        parsed = Topic.parse(topic)
+        if parsed.kind is not Kind.EVIDENCE:
+            if len(_topics) >= TOPIC_CACHE_LIMIT:
+                _topics.clear()
+            _topics[topic] = parsed
+    return parsed
 
 
 def check_storable(message: object) -> None:
