@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Sequence
 from typing import Generic, TypeVar
 
 EARTH_RADIUS_M = 6_371_000.0
@@ -80,13 +80,18 @@ class Grid(Generic[T]):
         if cell is not None:
             self._discard_from(cell, item)
 
-    def near(self, lat: float, lon: float) -> Iterator[T]:
+    def near(self, lat: float, lon: float) -> set[T]:
         """Items in the cells around the point: a superset of those within the radius."""
+        found: set[T] = set()
+        cells = self._cells
         own_band = self._band(lat)
         for band in (own_band - 1, own_band, own_band + 1):
             column = math.floor(lon / self._lon_step(band))
             for col in (column - 1, column, column + 1):
-                yield from self._cells.get((band, col), ())
+                members = cells.get((band, col))
+                if members:
+                    found |= members
+        return found
 
     def __len__(self) -> int:
         return len(self._where)

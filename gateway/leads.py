@@ -166,8 +166,10 @@ class LeadBook:
         gap_limit_ms = self.policy.merge_gap_s * 1000
         place = (det.box, det.camera, det.zone)
         grid = self._grids.get(det.category)
-        nearby = set(grid.near(det.lat, det.lon)) if grid else set()
-        nearby.update(self._by_place.get((det.category, *place), ()))
+        nearby = grid.near(det.lat, det.lon) if grid else set()
+        same_place = self._by_place.get((det.category, *place))
+        if same_place:
+            nearby |= same_place
         best: tuple[tuple, Lead, str, float, float] | None = None
         for lead in nearby:
             if lead.status == "closed":
@@ -201,8 +203,18 @@ class LeadBook:
         if entry.evidence and verified(entry.evidence):
             self._consider_evidence(lead, entry)
         self._by_detection[entry.detection_id] = (lead, entry)
-        self._grids.setdefault(lead.category, Grid(self.policy.merge_radius_m)).put(lead, lead.lat, lead.lon)
-        self._by_place.setdefault((lead.category, *entry.place), set()).add(lead)
+        self._grid_for(lead.category).put(lead, lead.lat, lead.lon)
+        key = (lead.category, *entry.place)
+        members = self._by_place.get(key)
+        if members is None:
+            members = self._by_place[key] = set()
+        members.add(lead)
+
+    def _grid_for(self, category: str) -> Grid[Lead]:
+        grid = self._grids.get(category)
+        if grid is None:
+            grid = self._grids[category] = Grid(self.policy.merge_radius_m)
+        return grid
 
     @staticmethod
     def _consider_evidence(lead: Lead, entry: LedgerEntry) -> bool:
