@@ -79,8 +79,7 @@ class Detections:
         return mask
 
     def with_labels(self, wanted: set[str]) -> Detections:
-        ids = [i for i, name in enumerate(self.labels) if name in wanted]
-        return self[np.isin(self.class_ids, ids)]
+        return self[self.labelled(tuple(sorted(wanted)))]
 
     def with_tracks(self, track_ids: np.ndarray, stationary: np.ndarray | None = None) -> Detections:
         return replace(self, track_ids=np.asarray(track_ids, dtype=np.int64),
