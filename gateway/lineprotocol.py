@@ -17,7 +17,9 @@ Line protocol has no escape for some characters, so these are rejected with
 * a newline or carriage return in the measurement, a tag key, a tag value or a
   field key (``\\n`` would be stored as a literal backslash and ``n``);
 * a backslash at the end of those, or directly before a comma, equals sign or
-  space (InfluxDB would read it as escaping the next character);
+  space (InfluxDB would read it as escaping the next character), and in the
+  measurement and field keys also before a double quote (InfluxDB 1.6 reads
+  ``\\"`` there as ``"``);
 * a measurement that starts with ``#`` (the line would be a comment) or with a
   tab or NUL (InfluxDB strips them as leading whitespace), and a field key that
   starts with a tab (stripped the same way when it is the first field);
@@ -87,6 +89,7 @@ def encoded(point: Point) -> EncodedPoint:
 # Characters and backslash positions that line protocol cannot represent in
 # measurements, tag keys, tag values and field keys.
 _UNREPRESENTABLE = re.compile(r"[\n\r]|\\(?=[,= ]|\Z)")
+_UNREPRESENTABLE_BEFORE_QUOTE = re.compile(r'[\n\r]|\\(?=[,= "]|\Z)')  # measurements and field keys
 _MEASUREMENT_BAD_START = ("#", "\t", "\0")
 # Non-empty names of these characters need no escaping and cannot be refused: the fast path for tags.
 _PLAIN = re.compile(r"[A-Za-z0-9_.:/-]+\Z")
@@ -156,7 +159,7 @@ def _renderer_for(point: Point) -> Renderer | None:
     specs = []
     kinds: dict[int, type] = {}
     for index, (key, value) in enumerate(point.fields.items()):
-        escaped_key = _escape_name(measurement, "field key", key)
+        escaped_key = _escape_name(measurement, "field key", key, _UNREPRESENTABLE_BEFORE_QUOTE)
         if key.startswith("\t"):
             raise LineProtocolError(
                 f"field key {key!r} in measurement {measurement!r} starts with a tab, "
@@ -255,11 +258,11 @@ def _escape_measurement(measurement: str) -> str:
         raise LineProtocolError(
             f"measurement {measurement!r} must not start with '#', a tab or NUL"
         )
-    _check_representable(measurement, "measurement", measurement)
+    _check_representable(measurement, "measurement", measurement, _UNREPRESENTABLE_BEFORE_QUOTE)
     return measurement.replace(",", "\\,").replace(" ", "\\ ")
 
 
-def _escape_name(measurement: str, role: str, name: object) -> str:
+def _escape_name(measurement: str, role: str, name: object, unrepresentable: re.Pattern = _UNREPRESENTABLE) -> str:
     """Escape a tag key, tag value or field key."""
     if not isinstance(name, str):
         raise LineProtocolTypeError(
@@ -267,16 +270,18 @@ def _escape_name(measurement: str, role: str, name: object) -> str:
         )
     if not name:
         raise LineProtocolError(f"{role} in measurement {measurement!r} must not be empty")
-    _check_representable(measurement, role, name)
+    _check_representable(measurement, role, name, unrepresentable)
     return name.replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
-def _check_representable(measurement: str, role: str, text: str) -> None:
-    match = _UNREPRESENTABLE.search(text)
+def _check_representable(measurement: str, role: str, text: str,
+                          unrepresentable: re.Pattern = _UNREPRESENTABLE) -> None:
+    match = unrepresentable.search(text)
     if match is None:
         return
     if match.group() == "\\":
-        problem = "a backslash at the end or before ',', '=' or ' '"
+        quote = " or '\"'" if unrepresentable is _UNREPRESENTABLE_BEFORE_QUOTE else ""
+        problem = f"a backslash at the end or before ',', '=', ' '{quote}"
     else:
         problem = "a newline or carriage return"
     raise LineProtocolError(

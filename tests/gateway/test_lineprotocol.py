@@ -201,6 +201,7 @@ def test_cached_shapes_do_not_leak_between_points() -> None:
         ("m\n", {}, {"f": 1.0}),
         ("m\\", {}, {"f": 1.0}),
         ("m\\,x", {}, {"f": 1.0}),
+        ('m \\"', {}, {"f": 1.0}),        # InfluxDB 1.6 reads \" in a measurement as "
         ("m", {"": "v"}, {"f": 1.0}),
         ("m", {"": ""}, {"f": 1.0}),
         ("m", {"k": "a\nb"}, {"f": 1.0}),
@@ -213,6 +214,7 @@ def test_cached_shapes_do_not_leak_between_points() -> None:
         ("m", {}, {"": 1.0}),
         ("m", {}, {"f\n": 1.0}),
         ("m", {}, {"f\\": 1.0}),
+        ("m", {}, {'f\\"k': 1.0}),        # and in a field key
         ("m", {}, {}),
         ("m", {}, {"f": None}),
         ("m", {}, {"f": math.nan}),
