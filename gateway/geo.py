@@ -47,7 +47,7 @@ class Grid(Generic[T]):
 
     def __init__(self, radius_m: float) -> None:
         self.lat_step = radius_m * CELL_MARGIN / METRES_PER_DEGREE
-        self._cells: dict[tuple[int, int], set[T]] = {}
+        self._cells: dict[tuple[int, int], list[T]] = {}  # few items each: lists take less memory than sets
         self._where: dict[T, tuple[int, int]] = {}
         self._lon_steps: dict[int, float] = {}
 
@@ -72,7 +72,11 @@ class Grid(Generic[T]):
             return
         if old is not None:
             self._discard_from(old, item)
-        self._cells.setdefault(cell, set()).add(item)
+        members = self._cells.get(cell)
+        if members is None:
+            self._cells[cell] = [item]
+        else:
+            members.append(item)
         self._where[item] = cell
 
     def remove(self, item: T) -> None:
@@ -90,7 +94,7 @@ class Grid(Generic[T]):
             for col in (column - 1, column, column + 1):
                 members = cells.get((band, col))
                 if members:
-                    found |= members
+                    found.update(members)
         return found
 
     def __len__(self) -> int:
@@ -98,6 +102,6 @@ class Grid(Generic[T]):
 
     def _discard_from(self, cell: tuple[int, int], item: T) -> None:
         members = self._cells[cell]
-        members.discard(item)
+        members.remove(item)
         if not members:
             del self._cells[cell]

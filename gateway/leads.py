@@ -75,8 +75,9 @@ class Lead:
     route: str | None = None
     claimed_by: str | None = None
     outcome: str | None = None
-    boxes: set[str] = field(default_factory=set)
-    places: set[tuple[str, str, str]] = field(default_factory=set)
+    # Lists, not sets: a lead has few boxes and places, and a small set takes four times the memory.
+    boxes: list[str] = field(default_factory=list)
+    places: list[tuple[str, str, str]] = field(default_factory=list)
     ledger: list[LedgerEntry] = field(default_factory=list)
     sum_lat: float = 0.0
     sum_lon: float = 0.0
@@ -117,9 +118,9 @@ class LeadBook:
     def __init__(self, policy: MergePolicy = MergePolicy()) -> None:
         self.policy = policy
         self._by_id: dict[str, Lead] = {}
-        self._by_detection: dict[str, tuple[Lead, LedgerEntry]] = {}
+        self._by_detection: dict[str, Lead] = {}
         self._grids: dict[str, Grid[Lead]] = {}
-        self._by_place: dict[tuple[str, str, str, str], set[Lead]] = {}
+        self._by_place: dict[tuple[str, str, str, str], list[Lead]] = {}
 
     # ------------------------------------------------------------------ queries
 
@@ -130,7 +131,10 @@ class LeadBook:
         return self._by_id.get(lead_id)
 
     def entry_for(self, detection_id: str) -> tuple[Lead, LedgerEntry] | None:
-        return self._by_detection.get(detection_id)
+        lead = self._by_detection.get(detection_id)
+        if lead is None:
+            return None
+        return lead, next(entry for entry in reversed(lead.ledger) if entry.detection_id == detection_id)
 
     def leads(self) -> list[Lead]:
         return [lead for lead in self._by_id.values() if lead.status != "candidate"]
@@ -169,7 +173,7 @@ class LeadBook:
         nearby = grid.near(det.lat, det.lon) if grid else set()
         same_place = self._by_place.get((det.category, *place))
         if same_place:
-            nearby |= same_place
+            nearby.update(same_place)
         best: tuple[tuple, Lead, str, float, float] | None = None
         for lead in nearby:
             if lead.status == "closed":
@@ -197,18 +201,22 @@ class LeadBook:
         lead.lon = lead.sum_lon / lead.detections
         lead.first_seen = min(lead.first_seen, entry.ts)
         lead.last_seen = max(lead.last_seen, entry.ts)
-        lead.boxes.add(entry.box)
-        lead.places.add(entry.place)
+        if entry.box not in lead.boxes:
+            lead.boxes.append(entry.box)
+        place = entry.place
+        if place not in lead.places:
+            lead.places.append(place)
         lead.score = max(lead.score, entry.score)
         if entry.evidence and verified(entry.evidence):
             self._consider_evidence(lead, entry)
-        self._by_detection[entry.detection_id] = (lead, entry)
+        self._by_detection[entry.detection_id] = lead
         self._grid_for(lead.category).put(lead, lead.lat, lead.lon)
-        key = (lead.category, *entry.place)
+        key = (lead.category, *place)
         members = self._by_place.get(key)
         if members is None:
-            members = self._by_place[key] = set()
-        members.add(lead)
+            self._by_place[key] = [lead]
+        elif lead not in members:
+            members.append(lead)
 
     def _grid_for(self, category: str) -> Grid[Lead]:
         grid = self._grids.get(category)
@@ -225,7 +233,7 @@ class LeadBook:
 
     def evidence_arrived(self, detection_id: str, sha256: str) -> Lead | None:
         """A picture matching ``detection_id``'s sha256 is stored; the lead, if its best picture changed."""
-        found = self._by_detection.get(detection_id)
+        found = self.entry_for(detection_id)
         if found is None:
             return None
         lead, entry = found
@@ -242,7 +250,7 @@ class LeadBook:
         entries = sorted(lead.ledger, key=lambda e: e.n)
         lead.ledger = []
         lead.sum_lat = lead.sum_lon = 0.0
-        lead.boxes, lead.places = set(), set()
+        lead.boxes, lead.places = [], []
         self._by_id[lead.lead_id] = lead
         for entry in entries:
             self._absorb(lead, entry, verified)
@@ -275,8 +283,8 @@ class LeadBook:
             self._by_detection.pop(entry.detection_id, None)
         for place in lead.places:
             members = self._by_place.get((lead.category, *place))
-            if members is not None:
-                members.discard(lead)
+            if members is not None and lead in members:
+                members.remove(lead)
                 if not members:
                     del self._by_place[(lead.category, *place)]
 
