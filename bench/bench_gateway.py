@@ -8,9 +8,10 @@ Starts its own Mosquitto and InfluxDB (devstack) and, on that one broker:
    persistent session, then is drained (a) by a bare paho QoS 1 subscriber
    that only counts and (b) by `gateway run` (validated, deduped, written to
    InfluxDB before the acknowledgement), each in its own process, each timed
-   from its MQTT connection to the last message counted, or stored. A backlog
-   keeps the publisher's CPU out of the measurement. Prints both rates and
-   their ratio (target >= 0.8);
+   from its MQTT connection to the last message counted, or stored (polled
+   every 50 ms). A backlog keeps the publisher's CPU out of the measurement.
+   Prints both rates, their ratio (target >= 0.8) and the CPU time per
+   detection that the gateway, InfluxDB and Mosquitto spent in the drain;
 2. latency: detections in pairs (the second opens a lead) at R per second for
    S seconds; the time from publishing the second detection until InfluxDB
    shows the lead, found by polling every 50 ms (so it overstates by up to
