@@ -34,12 +34,12 @@ SeqMessage = Detection | SensorReading | Health
 
 @dataclass(frozen=True, slots=True)
 class Checked:
-    """A message with its verdict and, if accepted, its own point.
+    """A message with its verdict and, if accepted, its own point, encoded here, so known to be storable.
 
-    The point is encoded here, so known to be storable, except a detection's:
-    the contract admits only what line protocol can carry in it (names, labels
-    without control characters or backslashes, finite numbers, counters below
-    2^63), and it is encoded once, with its ledger entry, when written.
+    A detection has none yet: its point carries its ledger entry, so ``apply``
+    makes it. The contract admits only what line protocol can carry in it
+    (names, labels without control characters or backslashes, finite numbers,
+    counters below 2^63).
     """
 
     message: Incoming
@@ -58,8 +58,8 @@ def check(message: Incoming, now_ms: int) -> Checked:
     if isinstance(outcome, Rejected):
         return Checked(message, outcome)
     point = _own_point(outcome, message)
-    if point is None or isinstance(outcome.message, Detection):
-        return Checked(message, outcome, point)
+    if point is None:
+        return Checked(message, outcome)
     try:
         line_made = encoded(point)
     except LineProtocolError as exc:
@@ -69,8 +69,6 @@ def check(message: Incoming, now_ms: int) -> Checked:
 
 def _own_point(accepted: Accepted, message: Incoming) -> Point | None:
     item = accepted.message
-    if isinstance(item, Detection):
-        return store.detection_point(item)
     if isinstance(item, SensorReading):
         return store.sensor_point(item)
     if isinstance(item, Health):
@@ -125,7 +123,7 @@ class Pipeline:
             log.debug("detection.duplicate id=%s box=%s seq=%d", det.id, det.box, det.seq)
             return []
         lead = merge.lead
-        points = [store.with_ledger(item.point, lead, merge.entry)]
+        points = [store.detection_point(det, lead, merge.entry)]
         earlier_picture = self.pending_evidence.pop(det.id)
         if earlier_picture is not None and earlier_picture != det.evidence_sha256:
             points.append(self._evidence_mismatch(item.message, det.id, earlier_picture, det.evidence_sha256))

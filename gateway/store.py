@@ -49,17 +49,23 @@ def ms_to_ns(ms: int) -> int:
     return ms * NS_PER_MS
 
 
-def detection_point(d: Detection) -> Point:
+def detection_point(d: Detection, lead: Lead, entry: LedgerEntry) -> Point:
+    """A detection with its ledger entry: the lead it joined (``lead_id`` tag), its position ``n`` in
+    the group, the rule that merged it and the distance and gap it was merged at.
+
+    The detection's own fields hold the rest of the entry (id, place, position, score, picture).
+    """
     fields: dict[str, Any] = {
         "id": d.id, "seq": d.seq, "event": d.event, "score": float(d.score),
         "x1": float(d.bbox[0]), "y1": float(d.bbox[1]), "x2": float(d.bbox[2]), "y2": float(d.bbox[3]),
         "track": d.track, "dwell_s": float(d.dwell_s), "lat": float(d.lat), "lon": float(d.lon),
-        "model": d.model, "config": d.config,
+        "model": d.model, "config": d.config, "n": entry.n, "rule": entry.rule,
+        "distance_m": float(entry.distance_m), "gap_s": float(entry.gap_s),
     }
     if d.evidence_sha256:
         fields["evidence"] = d.evidence_sha256
     tags = {"box": d.box, "district": d.district, "camera": d.camera, "category": d.category,
-            "zone": d.zone, "label": d.label}
+            "zone": d.zone, "label": d.label, "lead_id": lead.lead_id}
     return Point("detection", tags, fields, ms_to_ns(d.ts) + d.seq % NS_PER_MS)
 
 
@@ -88,17 +94,6 @@ def lead_point(lead: Lead, *, with_status: bool) -> Point:
 
 def lead_tags(lead: Lead) -> dict[str, str]:
     return {"lead_id": lead.lead_id, "category": lead.category, "district": lead.district, "zone": lead.zone}
-
-
-def with_ledger(point: Point, lead: Lead, entry: LedgerEntry) -> Point:
-    """A detection's point with its ledger entry: the lead it joined (``lead_id`` tag), its position ``n``
-    in the group, the rule that merged it and the distance and gap it was merged at.
-
-    The detection's own fields already hold the rest of the entry (id, place, position, score, picture).
-    """
-    fields = {**point.fields, "n": entry.n, "rule": entry.rule, "distance_m": float(entry.distance_m),
-              "gap_s": float(entry.gap_s)}
-    return Point("detection", {**point.tags, "lead_id": lead.lead_id}, fields, point.time)
 
 
 def lead_event_point(lead_id: str, event: LeadEvent) -> Point:
