@@ -167,15 +167,20 @@ class LeadBook:
         return Merge(lead, entry, opened=lead.is_open_lead and not was_lead)
 
     def _best_group(self, det: Detection) -> tuple[Lead, str, float, float] | None:
-        gap_limit_ms = self.policy.merge_gap_s * 1000
         place = (det.box, det.camera, det.zone)
-        grid = self._grids.get(det.category)
-        nearby = grid.near(det.lat, det.lon) if grid else set()
         same_place = self._by_place.get((det.category, *place))
         if same_place:
-            nearby.update(same_place)
+            best = self._best_of(det, place, same_place)
+            if best is not None:
+                return best  # a same-zone merge ranks before any by distance, so the grid has nothing better
+        grid = self._grids.get(det.category)
+        return self._best_of(det, place, grid.near(det.lat, det.lon)) if grid else None
+
+    def _best_of(self, det: Detection, place: tuple[str, str, str],
+                 candidates: Iterable[Lead]) -> tuple[Lead, str, float, float] | None:
+        gap_limit_ms = self.policy.merge_gap_s * 1000
         best: tuple[tuple, Lead, str, float, float] | None = None
-        for lead in nearby:
+        for lead in candidates:
             if lead.status == "closed":
                 continue
             gap_ms = max(0, det.ts - lead.last_seen, lead.first_seen - det.ts)

@@ -48,6 +48,18 @@ def test_another_box_within_the_radius_joins_by_distance():
     assert sorted(merge.lead.boxes) == ["box-1", "box-2"]
 
 
+def test_the_same_zone_wins_over_a_closer_group_and_distance_decides_when_the_zone_is_closed():
+    book = LeadBook()
+    zone_lead = book.add(detection(1, lat=48.2088)).lead                     # ~33 m north
+    near_lead = book.add(detection(2, box="box-2", zone="kiosk")).lead
+    assert zone_lead is not near_lead
+    merge = book.add(detection(3))                                            # plaza, on top of the kiosk group
+    assert merge.lead is zone_lead and merge.entry.rule == "same_zone"
+    book.set_status(zone_lead.lead_id, "closed")
+    merge = book.add(detection(5))
+    assert merge.lead is near_lead and merge.entry.rule == "distance"
+
+
 def test_far_away_or_late_detections_start_new_groups():
     book = LeadBook(MergePolicy(merge_gap_s=900))
     first = book.add(detection(1)).lead
