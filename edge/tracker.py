@@ -75,7 +75,9 @@ class IouTracker:
     def _drop_lost(self, t_s: float) -> None:
         if not len(self._ids):
             return
-        allowed = np.array([self.max_missing_by_class.get(c, self.max_missing_s) for c in self._classes.tolist()])
+        allowed = np.full(len(self._ids), self.max_missing_s)
+        for class_id, seconds in self.max_missing_by_class.items():
+            allowed[self._classes == class_id] = seconds
         self._keep_rows(t_s - self._last_seen <= allowed)
 
     def _keep_rows(self, rows: np.ndarray) -> None:
