@@ -192,7 +192,7 @@ class StaticObjectConfig(Strict):
 
     enabled: bool = True
     warmup_s: float = Field(5.0, gt=0, description="Seconds of frames whose median is the empty scene.")
-    interval_s: float = Field(0.5, ge=0, description="Look for left objects this often; they change slowly.")
+    interval_s: float = Field(1.0, ge=0, description="Look for left objects this often; they change slowly.")
     long_tau_s: float = Field(600.0, gt=0, description="Time constant of the long-term scene model.")
     short_tau_s: float = Field(2.0, gt=0, description="Time constant of the short-term scene model.")
     diff_threshold: float = Field(22.0, gt=0, le=255, description="Grey-level difference that counts as change.")
