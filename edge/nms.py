@@ -1,4 +1,4 @@
-"""Class-aware non-maximum suppression on pixel boxes."""
+"""Overlaps of pixel boxes (x1, y1, x2, y2) and class-aware non-maximum suppression."""
 
 from __future__ import annotations
 
@@ -6,21 +6,21 @@ import cv2
 import numpy as np
 
 
-def intersection_areas(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """Area shared by one box with each of many, boxes as x1, y1, x2, y2."""
-    x1 = np.maximum(box[0], others[:, 0])
-    y1 = np.maximum(box[1], others[:, 1])
-    x2 = np.minimum(box[2], others[:, 2])
-    y2 = np.minimum(box[3], others[:, 3])
-    return np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+def pairwise_intersections(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Area every box in ``a`` (N, 4) shares with every box in ``b`` (M, 4): an (N, M) matrix."""
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    return np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
 
 
-def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoU of one box against many, boxes as x1, y1, x2, y2."""
-    inter = intersection_areas(box, others)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
+def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` (N, 4) with every box in ``b`` (M, 4): an (N, M) matrix."""
+    inter = pairwise_intersections(a, b)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float) -> np.ndarray:

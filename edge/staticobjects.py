@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from edge.config import StaticObjectConfig
-from edge.nms import box_iou, intersection_areas
+from edge.nms import pairwise_intersections, pairwise_iou
 from edge.thumbnail import Thumbnail
 
 
@@ -30,7 +30,7 @@ class StaticBlob:
 
 def _overlap_fraction(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     """Share of ``box``'s area covered by each of ``others``."""
-    return intersection_areas(box, others) / max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-9)
+    return pairwise_intersections(box[None], others)[0] / max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-9)
 
 
 @dataclass
@@ -105,7 +105,7 @@ class StaticObjectFinder:
                 continue
             score = self.config.base_score
             if len(boosters):
-                ious = box_iou(box, boosters)
+                ious = pairwise_iou(box[None], boosters)[0]
                 if ious.max() > 0.2:
                     score = max(score, float(booster_scores[ious.argmax()]))
             blobs.append(StaticBlob(tuple(float(v) for v in box), score))

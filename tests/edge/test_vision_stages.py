@@ -6,7 +6,7 @@ import pytest
 
 from edge.config import RulesConfig, ZoneConfig
 from edge.detections import Detections
-from edge.nms import box_iou, nms
+from edge.nms import nms, pairwise_iou
 from edge.rules import DwellRules
 from edge.staticobjects import static_components
 from edge.tracker import IouTracker
@@ -203,7 +203,7 @@ def greedy_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou
     order = sorted(range(len(boxes)), key=lambda i: -scores[i])
     keep: list[int] = []
     for i in order:
-        if all(class_ids[i] != class_ids[k] or box_iou(boxes[k], boxes[i:i + 1])[0] <= iou for k in keep):
+        if all(class_ids[i] != class_ids[k] or pairwise_iou(boxes[k:k + 1], boxes[i:i + 1])[0, 0] <= iou for k in keep):
             keep.append(i)
     return keep
 
