@@ -143,7 +143,7 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
     link = GatewayLink(config.mqtt.url, config.mqtt.client_id, subscriptions, ingest.offer,
                        username=config.mqtt.username, password=password,
                        ca_file=str(config.mqtt.ca_file) if config.mqtt.ca_file else None,
-                       receive_maximum=min(65_535, 4 * config.batch_size))  # room for two batches in flight
+                       receive_maximum=receive_maximum(config))
     link.start()
     log.info("gateway.started mqtt=%s influx=%s db=%s", config.mqtt.url, config.influx.url, config.influx.db)
     try:
@@ -153,6 +153,11 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
         client.close()
         log.info("gateway.stopped %s", dict(ingest.stats))
     return 0
+
+
+def receive_maximum(config: GatewayConfig) -> int:
+    """Unacknowledged messages the broker may send: a full write in flight, and two batches being read behind it."""
+    return min(65_535, config.write_max_messages + 2 * config.batch_size)
 
 
 def _tune_gc() -> None:

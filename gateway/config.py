@@ -82,7 +82,9 @@ class GatewayConfig(Strict):
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     dedupe: DedupeSettings = Field(default_factory=DedupeSettings)
     evidence_dir: Path = Field(Path("evidence"), description="Content-addressed store of evidence JPEGs.")
-    batch_size: int = Field(500, ge=1, le=50_000, description="Messages per InfluxDB write at most.")
+    batch_size: int = Field(500, ge=1, le=50_000, description="Messages checked and deduped together at most.")
+    write_max_messages: int = Field(4000, ge=1, le=50_000, description=(
+        "Messages per InfluxDB write at most: batches that queue up while a write runs are written together."))
     batch_wait_s: float = Field(0.05, gt=0, le=10, description="Longest wait to fill a batch (adds to lead latency).")
     teams: dict[str, str] = Field(default_factory=dict, description="District -> responsible street team.")
     districts: list[DistrictArea] = Field(default_factory=list, description=(
@@ -92,6 +94,13 @@ class GatewayConfig(Strict):
         "Longest time before the ingest reads case staff's lead changes again; 0 reads them before every batch."))
     prune_every_s: float = Field(60.0, gt=0, description="How often groups beyond the horizon are forgotten.")
     seq_lookback_s: float = Field(7 * 86400.0, gt=0, description="How far back box seq state is read on start.")
+
+    @model_validator(mode="after")
+    def _a_write_holds_a_batch(self):
+        if self.write_max_messages < self.batch_size:
+            raise ValueError(f"write_max_messages ({self.write_max_messages}) must be at least batch_size "
+                             f"({self.batch_size})")
+        return self
 
 
 def load_gateway_config(path: Path | None, overrides: dict) -> GatewayConfig:

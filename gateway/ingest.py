@@ -9,7 +9,10 @@ Per batch, top to bottom:
 5. write the points, retrying while InfluxDB is away;
 6. acknowledge the batch to the broker.
 
-Steps 5 and 6 run on a writer thread, one batch behind steps 1-4.
+Steps 5 and 6 run on a writer thread, behind steps 1-4. Batches that queue
+up while a write runs go out together in the next one (up to
+``write_max_messages``), so under load one request, and one InfluxDB fsync,
+carries several batches, and at a trickle each batch is written at once.
 
 A batch is acknowledged only after InfluxDB took all of its points, so a
 gateway killed at any moment loses nothing: the broker delivers the
@@ -24,7 +27,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from gateway import casework, history
@@ -69,6 +72,46 @@ class Backoff:
         self.next_s = min(max(self.next_s * 2, self.settings.initial_s), self.settings.max_s)
 
 
+Batch = tuple[list[Point], list[Incoming]]   # the points that record some messages, and the messages
+
+
+class WriteQueue:
+    """Batches waiting for InfluxDB, in order; ``writes`` joins those queued behind one into one write.
+
+    ``put(None)`` ends ``writes`` once everything queued before it is taken.
+    """
+
+    _NOTHING = ([], [])
+
+    def __init__(self, max_messages: int, batches: int) -> None:
+        self.max_messages = max_messages
+        self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=batches)
+
+    def put(self, item: Batch | None, timeout: float | None = None) -> None:
+        """Raises queue.Full after ``timeout`` seconds."""
+        self._queue.put(item, timeout=timeout)
+
+    def writes(self) -> Iterator[Batch]:
+        """Each queued batch, joined with those queued behind it, up to ``max_messages`` (one batch may exceed it)."""
+        held = self._queue.get()
+        while held is not None:
+            points, messages = list(held[0]), list(held[1])
+            held = self._NOTHING
+            while len(messages) < self.max_messages:
+                try:
+                    queued = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if queued is None or len(messages) + len(queued[1]) > self.max_messages:
+                    held = queued
+                    break
+                points.extend(queued[0])
+                messages.extend(queued[1])
+            yield points, messages
+            if held is self._NOTHING:
+                held = self._queue.get()
+
+
 class Ingest:
     """Owns the in-memory state and runs the batch loop."""
 
@@ -85,7 +128,8 @@ class Ingest:
         self.pipeline = Pipeline(self.book, self.tracker, self.evidence, Router(config.teams, config.districts),
                                  self.stats)
         self.inbox: queue.Queue[Incoming] = queue.Queue(maxsize=config.batch_size * 20)
-        self._to_write: queue.Queue[tuple[list[Point], list[Incoming]] | None] = queue.Queue(maxsize=1)
+        self._to_write = WriteQueue(config.write_max_messages,
+                                    batches=max(1, config.write_max_messages // config.batch_size))
         self._writer: threading.Thread | None = None
         self._stop = threading.Event()
         self._horizon_ms = int(dedupe.horizon_s * 1000)
@@ -132,11 +176,11 @@ class Ingest:
     def run(self, ack: Callable[[list[Incoming]], None]) -> None:
         """Process batches until stopped; ``ack(batch)`` is called only after a durable write.
 
-        Writing happens on a second thread, so the next batch is processed
+        Writing happens on a second thread, so the next batches are processed
         while InfluxDB stores this one. Batches are written and acknowledged
-        in order; the state may run one batch ahead of InfluxDB, which is safe:
-        after a crash both batches are redelivered and the rebuilt state holds
-        neither.
+        in order; the state may run a few batches ahead of InfluxDB, which is
+        safe: after a crash every unwritten batch is redelivered and the
+        rebuilt state holds none of them.
         """
         self._writer = threading.Thread(target=self._write_and_ack, args=(ack,), name="influx-writer", daemon=True)
         self._writer.start()
@@ -152,7 +196,7 @@ class Ingest:
             self._put_for_writing(None)
             self._writer.join()
 
-    def _put_for_writing(self, item: tuple[list[Point], list[Incoming]] | None) -> None:
+    def _put_for_writing(self, item: Batch | None) -> None:
         while self._writer.is_alive():
             try:
                 self._to_write.put(item, timeout=0.2)
@@ -162,16 +206,13 @@ class Ingest:
                     return  # the writer may be stuck retrying; the broker will redeliver this batch
 
     def _write_and_ack(self, ack: Callable[[list[Incoming]], None]) -> None:
-        while True:
-            item = self._to_write.get()
-            if item is None:
-                return
-            points, batch = item
+        for points, batch in self._to_write.writes():
             if not self.write_until_stored(points):
                 self._stop.set()
                 return  # stopped while InfluxDB was down: the broker will redeliver
             ack(batch)
             self.stats["acked"] += len(batch)
+            self.stats["writes"] += 1
 
     def next_batch(self) -> list[Incoming]:
         try:

@@ -1,0 +1,71 @@
+"""The writer's queue: batches that pile up while a write runs go out as one write, in order, within the limit."""
+
+import queue
+import threading
+
+import pytest
+
+from gateway.config import GatewayConfig
+from gateway.ingest import WriteQueue
+
+
+def batch(name: str, size: int) -> tuple[list[str], list[str]]:
+    messages = [f"{name}{n}" for n in range(size)]
+    return [f"point-{m}" for m in messages], messages
+
+
+def test_queued_batches_are_joined_in_order_up_to_the_limit():
+    writes = WriteQueue(max_messages=5, batches=10)
+    for name, size in (("a", 2), ("b", 2), ("c", 2), ("d", 1), ("e", 3)):
+        writes.put(batch(name, size))
+    writes.put(None)
+    joined = [messages for _, messages in writes.writes()]
+    assert joined == [["a0", "a1", "b0", "b1"], ["c0", "c1", "d0"], ["e0", "e1", "e2"]]
+
+
+def test_points_travel_with_their_messages():
+    writes = WriteQueue(max_messages=100, batches=10)
+    writes.put(batch("a", 2))
+    writes.put(batch("b", 1))
+    writes.put(None)
+    assert list(writes.writes()) == [(["point-a0", "point-a1", "point-b0"], ["a0", "a1", "b0"])]
+
+
+def test_a_batch_larger_than_the_limit_is_written_alone():
+    writes = WriteQueue(max_messages=3, batches=10)
+    writes.put(batch("a", 1))
+    writes.put(batch("b", 7))
+    writes.put(batch("c", 1))
+    writes.put(None)
+    assert [len(messages) for _, messages in writes.writes()] == [1, 7, 1]
+
+
+def test_a_lone_batch_is_handed_over_at_once():
+    writes = WriteQueue(max_messages=100, batches=10)
+    taken = []
+    handed = threading.Event()
+
+    def writer():
+        for _, messages in writes.writes():
+            taken.append(messages)
+            handed.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    writes.put(batch("a", 1))
+    assert handed.wait(5), "the writer waited for more batches instead of writing"
+    writes.put(None)
+    thread.join(5)
+    assert taken == [["a0"]]
+
+
+def test_the_queue_applies_backpressure():
+    writes = WriteQueue(max_messages=10, batches=1)
+    writes.put(batch("a", 1))
+    with pytest.raises(queue.Full):
+        writes.put(batch("b", 1), timeout=0.05)
+
+
+def test_a_write_must_hold_at_least_one_batch():
+    with pytest.raises(ValueError, match=r"write_max_messages \(100\) must be at least batch_size \(500\)"):
+        GatewayConfig.model_validate({"write_max_messages": 100})
