@@ -20,14 +20,12 @@ error names the field. See docs/contract.md for the full field reference.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -135,12 +133,6 @@ def shared_subscription(group: str, kind: Kind) -> str:
 # --------------------------------------------------------------------------- payloads
 
 
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
-
-
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 # No control characters, no backslash: InfluxDB line protocol cannot carry every backslash position.
@@ -149,11 +141,11 @@ Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f
 Count = Annotated[int, Field(ge=0, lt=2**63)]
 RESERVED_SENSOR_VALUES = frozenset({"seq", "id", "event"})
 EpochMs = Annotated[int, Field(gt=946_684_800_000, lt=4_102_444_800_000)]  # 2000..2100
-Finite = Annotated[float, AfterValidator(_finite)]
-Unit = Annotated[float, Field(ge=0.0, le=1.0), AfterValidator(_finite)]
-Latitude = Annotated[float, Field(ge=-90.0, le=90.0), AfterValidator(_finite)]
-Longitude = Annotated[float, Field(ge=-180.0, le=180.0), AfterValidator(_finite)]
-NonNegative = Annotated[float, Field(ge=0.0), AfterValidator(_finite)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 ConfigHash = Annotated[str, Field(pattern=r"^[0-9a-f]{8,64}$")]
 
 

@@ -11,6 +11,7 @@ from edge.contract import (
     Detection,
     Health,
     Kind,
+    SensorReading,
     Topic,
     shared_subscription,
     subscription,
@@ -62,12 +63,24 @@ def _with(**changes) -> bytes:
         ({"surprise": 1}, "surprise"),
         ({"camera": ...}, "camera"),
         ({"evidence_sha256": "xyz"}, "evidence_sha256"),
+        ({"score": float("nan")}, "score"),
+        ({"dwell_s": float("inf")}, "dwell_s"),
+        ({"bbox": [0.1, 0.1, float("nan"), 0.3]}, "bbox.2"),
+        ({"lon": float("-inf")}, "lon"),
     ],
 )
 def test_bad_detections_are_refused_naming_the_field(changes, field):
     with pytest.raises(ContractError) as caught:
         Detection.decode(_with(**changes))
     assert caught.value.reason.startswith(f"{field}:") or f"; {field}:" in caught.value.reason
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_sensor_readings_must_be_finite(token):
+    payload = (b'{"v":1,"box":"box-1","district":"old-town","seq":1,"ts":1700000000000,"sensor":"air-1",'
+               b'"values":{"pm25":' + token.encode() + b'}}')
+    with pytest.raises(ContractError, match=r"values\.pm25: .*finite"):
+        SensorReading.decode(payload)
 
 
 def test_non_json_and_oversized_payloads_are_refused():
