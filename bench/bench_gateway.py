@@ -202,8 +202,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def service_pids() -> dict[str, int]:
-    """This process's Mosquitto and InfluxDB children, by command name."""
+def child_pids(parent: int) -> dict[int, str]:
+    """The children of ``parent``: pid -> command name."""
     found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -211,16 +211,22 @@ def service_pids() -> dict[str, int]:
         except OSError:
             continue
         name, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
-        if int(rest[1]) == os.getpid() and name in ("mosquitto", "influxd"):
-            found[name] = int(stat.parent.name)
+        if int(rest[1]) == parent:
+            found[int(stat.parent.name)] = name
     return found
+
+
+def service_pids() -> dict[str, int]:
+    """This process's Mosquitto and InfluxDB children, by command name."""
+    return {name: pid for pid, name in child_pids(os.getpid()).items() if name in ("mosquitto", "influxd")}
 
 
 def gateway_rate(mqtt_url: str, influx_url: str, count: int, workdir: Path) -> tuple[float, int, dict[str, float]]:
     """Drain rate of the same backlog through `gateway run`, until InfluxDB holds every detection.
 
-    Also returns the CPU time per detection of the gateway, InfluxDB and
-    Mosquitto during the drain, in microseconds.
+    Also returns the CPU time per detection of the gateway (its main process
+    and its writer process), InfluxDB and Mosquitto during the drain, in
+    microseconds.
     """
     db = "bench_throughput"
     log = workdir / f"{db}.log"
@@ -230,14 +236,17 @@ def gateway_rate(mqtt_url: str, influx_url: str, count: int, workdir: Path) -> t
     stop(first)
     publish_fast(mqtt_url, detections(count, now_ms() - 3_600_000, "gw"))
     child = gateway_process(mqtt_url, influx_url, db, workdir)
-    pids = {"gateway": child.pid, **service_pids()}
     try:
         started = wait_connected(child, log, times=2)
-        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        # The gateway's own children: its writer process (and multiprocessing's resource tracker).
+        pids = {"gateway": [child.pid], "gateway writer": list(child_pids(child.pid)),
+                **{name: [pid] for name, pid in service_pids().items()}}
+        cpu_before = {name: sum(map(cpu_seconds, group)) for name, group in pids.items()}
         with InfluxClient(influx_url, db) as client:
             wait_until(lambda: stored_everything(client, count), 100, "gateway to store everything", every=0.05)
             finished = time.time()
-            cpu_us = {name: (cpu_seconds(pid) - cpu_before[name]) / count * 1e6 for name, pid in pids.items()}
+            cpu_us = {name: (sum(map(cpu_seconds, group)) - cpu_before[name]) / count * 1e6
+                      for name, group in pids.items()}
             leads = client.query('SELECT count("detections") FROM "lead"')[0]["count"]
     finally:
         stop(child)

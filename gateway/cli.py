@@ -97,14 +97,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _influx_client(config: GatewayConfig):
-    from gateway.influx import InfluxClient
-    from gateway.store import PRECISION
+    from gateway.writer import influx_client
 
-    settings = config.influx
-    password = os.environ.get(settings.password_env) if settings.password_env else None
-    token = os.environ.get(settings.token_env) if settings.token_env else None
-    return InfluxClient(settings.url, settings.db, username=settings.username, password=password, token=token,
-                        ca_file=str(settings.ca_file) if settings.ca_file else None, precision=PRECISION)
+    return influx_client(config)
 
 
 def _now_ms() -> int:
@@ -144,14 +139,24 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
                        username=config.mqtt.username, password=password,
                        ca_file=str(config.mqtt.ca_file) if config.mqtt.ca_file else None,
                        receive_maximum=receive_maximum(config))
+    try:
+        ingest.start_writer(link.ack_all)  # ready before the first message arrives
+    except RuntimeError as exc:
+        log.error("gateway.writer_failed error=%s", exc)
+        client.close()
+        return 1
     link.start()
     log.info("gateway.started mqtt=%s influx=%s db=%s", config.mqtt.url, config.influx.url, config.influx.db)
     try:
-        ingest.run(link.ack_all)
+        stopped_on_request = ingest.run()
     finally:
         link.stop()
         client.close()
         log.info("gateway.stopped %s", dict(ingest.stats))
+    if not stopped_on_request:
+        log.error("gateway.writer_ended: the writer process ended on its own; exiting so that a supervisor restarts "
+                  "the gateway")
+        return 1
     return 0
 
 

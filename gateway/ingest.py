@@ -9,10 +9,10 @@ Per batch, top to bottom:
 5. write the points, retrying while InfluxDB is away;
 6. acknowledge the batch to the broker.
 
-Steps 5 and 6 run on a writer thread, behind steps 1-4. Batches that queue
-up while a write runs go out together in the next one (up to
-``write_max_messages``), so under load one request, and one InfluxDB fsync,
-carries several batches, and at a trickle each batch is written at once.
+Steps 5 and 6 run in a writer process (``gateway.writer``), behind steps
+1-4: the ingest's interpreter lock is the gateway's bottleneck, and writing
+needs none of its state. Batches that queue up while a write runs go out
+together in the next one (up to ``write_max_messages``).
 
 A batch is acknowledged only after InfluxDB took all of its points, so a
 gateway killed at any moment loses nothing: the broker delivers the
@@ -27,21 +27,21 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TypeVar
 
 from gateway import casework, history
-from gateway.config import GatewayConfig, RetrySettings
+from gateway.config import GatewayConfig
 from gateway.evidence import EvidenceStore
-from gateway.influx import InfluxClient, InfluxError, InfluxRejected, InfluxUnavailable
+from gateway.influx import InfluxClient, InfluxError, InfluxUnavailable
 from gateway.leads import LeadBook, MergePolicy
-from gateway.lineprotocol import Point, encode_point
+from gateway.lineprotocol import Point
 from gateway.mqtt import Incoming
 from gateway.pipeline import Checked, Pipeline, check
 from gateway.routing import Router
 from gateway.seqgaps import SeqTracker
 from gateway import store
-from gateway.validate import Rejected
+from gateway.writer import Backoff, InfluxWriter, WriterProcess
 from edge.contract import Kind
 
 log = logging.getLogger(__name__)
@@ -51,65 +51,13 @@ INGESTED_KINDS = (Kind.DETECTION, Kind.SENSOR, Kind.HEALTH, Kind.STATUS, Kind.EV
 # (re-reading is harmless: statuses only move forward).
 EVENT_SLACK_MS = 10 * 60_000
 STATUS_ORDER = {"candidate": 0, "open": 1, "claimed": 2, "closed": 3}
+STOP_GRACE_S = 5.0   # on stop, how long the writer may go on storing what it holds
 
 T = TypeVar("T")
 
 
 class Stopped(Exception):
     """The gateway was asked to stop while waiting for InfluxDB."""
-
-
-class Backoff:
-    """Doubling waits between tries, from ``initial_s`` up to ``max_s``; all zero switches waiting off."""
-
-    def __init__(self, settings: RetrySettings) -> None:
-        self.settings = settings
-        self.next_s = settings.initial_s
-
-    def wait(self, stop: threading.Event) -> None:
-        if self.next_s > 0:
-            stop.wait(self.next_s)
-        self.next_s = min(max(self.next_s * 2, self.settings.initial_s), self.settings.max_s)
-
-
-Batch = tuple[list[Point], list[Incoming]]   # the points that record some messages, and the messages
-
-
-class WriteQueue:
-    """Batches waiting for InfluxDB, in order; ``writes`` joins those queued behind one into one write.
-
-    ``put(None)`` ends ``writes`` once everything queued before it is taken.
-    """
-
-    _NOTHING = ([], [])
-
-    def __init__(self, max_messages: int, batches: int) -> None:
-        self.max_messages = max_messages
-        self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=batches)
-
-    def put(self, item: Batch | None, timeout: float | None = None) -> None:
-        """Raises queue.Full after ``timeout`` seconds."""
-        self._queue.put(item, timeout=timeout)
-
-    def writes(self) -> Iterator[Batch]:
-        """Each queued batch, joined with those queued behind it, up to ``max_messages`` (one batch may exceed it)."""
-        held = self._queue.get()
-        while held is not None:
-            points, messages = list(held[0]), list(held[1])
-            held = self._NOTHING
-            while len(messages) < self.max_messages:
-                try:
-                    queued = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if queued is None or len(messages) + len(queued[1]) > self.max_messages:
-                    held = queued
-                    break
-                points.extend(queued[0])
-                messages.extend(queued[1])
-            yield points, messages
-            if held is self._NOTHING:
-                held = self._queue.get()
 
 
 class Ingest:
@@ -128,10 +76,9 @@ class Ingest:
         self.pipeline = Pipeline(self.book, self.tracker, self.evidence, Router(config.teams, config.districts),
                                  self.stats)
         self.inbox: queue.Queue[Incoming] = queue.Queue(maxsize=config.batch_size * 20)
-        self._to_write = WriteQueue(config.write_max_messages,
-                                    batches=max(1, config.write_max_messages // config.batch_size))
-        self._writer: threading.Thread | None = None
+        self._writer: WriterProcess | None = None
         self._stop = threading.Event()
+        self.writer = InfluxWriter(client, config.retry, self._stop, self.stats, clock)
         self._horizon_ms = int(dedupe.horizon_s * 1000)
         self._gap_ms = int(dedupe.merge_gap_s * 1000)
         self._loaded_from_ms: int | None = None   # every group with an entry at or after this is in the book
@@ -173,46 +120,36 @@ class Ingest:
         log.info("state.restored groups=%d leads=%d detections=%d boxes=%d open_gaps=%d since_ms=%d", len(groups),
                  leads, sum(lead.detections for lead in groups), len(boxes), len(gaps), since)
 
-    def run(self, ack: Callable[[list[Incoming]], None]) -> None:
-        """Process batches until stopped; ``ack(batch)`` is called only after a durable write.
+    def start_writer(self, ack: Callable[[list[Incoming]], None]) -> None:
+        """Start the writer process; ``ack(messages)`` is called only once they are stored."""
+        def stored(messages: list[Incoming]) -> None:
+            ack(messages)
+            self.stats["acked"] += len(messages)
 
-        Writing happens on a second thread, so the next batches are processed
-        while InfluxDB stores this one. Batches are written and acknowledged
-        in order; the state may run a few batches ahead of InfluxDB, which is
+        self._writer = WriterProcess(self.config, stored, self.stats)
+        self._writer.start()
+
+    def run(self) -> bool:
+        """Process batches until stopped; False if the writer process ended on its own.
+
+        The writer stores batches while the next ones are processed, in
+        order; the state may run a few batches ahead of InfluxDB, which is
         safe: after a crash every unwritten batch is redelivered and the
         rebuilt state holds none of them.
         """
-        self._writer = threading.Thread(target=self._write_and_ack, args=(ack,), name="influx-writer", daemon=True)
-        self._writer.start()
+        if self._writer is None:
+            raise RuntimeError("start_writer() must run before run()")
         try:
-            while not self._stop.is_set() and self._writer.is_alive():
+            while not self._stop.is_set() and self._writer.alive:
                 batch = self.next_batch()
-                if batch:
-                    self._put_for_writing((self.handle(batch), batch))
+                if batch and not self._writer.put(self.handle(batch), batch, self._stop):
+                    break
                 self.prune_if_due()
         except Stopped:
             pass
         finally:
-            self._put_for_writing(None)
-            self._writer.join()
-
-    def _put_for_writing(self, item: Batch | None) -> None:
-        while self._writer.is_alive():
-            try:
-                self._to_write.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                if self._stop.is_set() and item is not None:
-                    return  # the writer may be stuck retrying; the broker will redeliver this batch
-
-    def _write_and_ack(self, ack: Callable[[list[Incoming]], None]) -> None:
-        for points, batch in self._to_write.writes():
-            if not self.write_until_stored(points):
-                self._stop.set()
-                return  # stopped while InfluxDB was down: the broker will redeliver
-            ack(batch)
-            self.stats["acked"] += len(batch)
-            self.stats["writes"] += 1
+            self._writer.close(grace_s=STOP_GRACE_S)
+        return self._stop.is_set()
 
     def next_batch(self) -> list[Incoming]:
         try:
@@ -308,66 +245,8 @@ class Ingest:
     # ------------------------------------------------------------------ writing
 
     def write_until_stored(self, points: list[Point]) -> bool:
-        """Write with backoff and no give-up while InfluxDB is away: data is never dropped."""
-        if not points:
-            return True
-        backoff = Backoff(self.config.retry)
-        while not self._stop.is_set():
-            try:
-                self.client.write(points)
-                return True
-            except InfluxUnavailable as exc:
-                log.warning("influx.unavailable retry_in_s=%.1f error=%s", backoff.next_s, exc)
-            except InfluxRejected as exc:
-                if exc.status == 404:  # the database went away: make it again
-                    log.error("influx.database_missing db=%s error=%s", self.client.database, exc)
-                    self._create_database()
-                    continue
-                # Our own encoding or a field-type clash: keep what InfluxDB accepts, dead-letter the rest.
-                log.error("influx.rejected_batch points=%d error=%s", len(points), str(exc)[:300])
-                return self._write_one_by_one(points)
-            backoff.wait(self._stop)
-        return False
-
-    def _write_one_by_one(self, points: list[Point]) -> bool:
-        for point in points:
-            if not self._write_or_dead_letter(point):
-                return False
-        return True
-
-    def _write_or_dead_letter(self, point: Point) -> bool:
-        backoff = Backoff(self.config.retry)
-        attempt: Point | None = point
-        while attempt is not None:
-            if self._stop.is_set():
-                return False
-            try:
-                self.client.write([attempt])
-                return True
-            except InfluxUnavailable:
-                backoff.wait(self._stop)
-            except InfluxRejected as exc:
-                self.stats["rejected_by_influx"] += 1
-                log.error("influx.rejected_point measurement=%s error=%s", attempt.measurement, str(exc)[:300])
-                # A refused dead letter is given up, so this ends after two refusals.
-                attempt = self._influx_dead_letter(point, str(exc)) if attempt is point else None
-        self.stats["lost_points"] += 1
-        return True
-
-    def _influx_dead_letter(self, point: Point, reason: str) -> Point:
-        try:
-            text = encode_point(point)
-        except Exception as exc:  # noqa: BLE001 - any encoding failure is the reason itself
-            text = f"{point.measurement} (unencodable: {exc})"
-        refused = Rejected(f"(influx)/{point.measurement}", f"InfluxDB refused the point: {reason}", text.encode())
-        return store.rejected_point(refused, self.now_ms(), self.stats["rejected_by_influx"])
-
-    def _create_database(self) -> None:
-        try:
-            self.client.create_database()
-        except InfluxError as exc:
-            log.warning("influx.create_database_failed error=%s", exc)
-            Backoff(self.config.retry).wait(self._stop)
+        """Write here, in this process, as the writer process does: waits out InfluxDB, never drops."""
+        return self.writer.write_until_stored(points)
 
     def _retrying(self, what: str, read: Callable[[], T]) -> T:
         backoff = Backoff(self.config.retry)

@@ -1,7 +1,11 @@
 """Nothing is lost and nothing is doubled when the gateway dies or InfluxDB goes away."""
 
+import os
+import re
+import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -48,6 +52,7 @@ def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(gateway_process, p
     wait(lambda: len(ledger_ids(influx)) >= 60, 30, 0.05)
     gateway.kill()
     stored_at_kill = len(ledger_ids(influx))
+    wait(lambda: process_gone(writer_pid(gateway)), 10, 0.05)   # the writer dies with the gateway
     publisher.join(60)
     assert stored_at_kill < len(messages), "the stream ended before the kill; the test proves nothing"
 
@@ -63,6 +68,36 @@ def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(gateway_process, p
     publish(stream(range(5, 6)))
     wait(lambda: len(ledger_ids(influx)) >= len(messages) + INCIDENTS)
     assert set(assert_leads(influx, 6)) == set(leads)
+
+
+def test_a_dead_writer_process_stops_the_gateway_and_a_restart_loses_nothing(gateway_process, publish, influx, wait):
+    gateway = gateway_process()
+    publish(stream(range(1)))
+    wait(lambda: len(ledger_ids(influx)) >= INCIDENTS)
+    os.kill(writer_pid(gateway), signal.SIGKILL)
+    assert gateway.process.wait(20) == 1
+    assert "gateway.writer_ended" in gateway.log()
+
+    publish(stream(range(1, 3)))                   # waits on the broker meanwhile
+    restarted = gateway_process()
+    wait(lambda: len(ledger_ids(influx)) >= 3 * INCIDENTS, 60)
+    time.sleep(0.5)
+    ids = ledger_ids(influx)
+    assert len(ids) == len(set(ids)) == 3 * INCIDENTS
+    assert_leads(influx, 3)
+    assert restarted.process.poll() is None
+
+
+def writer_pid(gateway) -> int:
+    return int(re.findall(r"writer\.started pid=(\d+)", gateway.log())[-1])
+
+
+def process_gone(pid: int) -> bool:
+    """True once ``pid`` is no process, or only a zombie waiting for its new parent to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
 
 
 def test_written_but_unacknowledged_messages_come_back_and_change_nothing(make_ingest, mosquitto, publish, influx,

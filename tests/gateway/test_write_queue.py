@@ -6,12 +6,12 @@ import threading
 import pytest
 
 from gateway.config import GatewayConfig
-from gateway.ingest import WriteQueue
+from gateway.lineprotocol import EncodedPoint, Point
+from gateway.writer import WriteQueue, from_wire, to_wire
 
 
-def batch(name: str, size: int) -> tuple[list[str], list[str]]:
-    messages = [f"{name}{n}" for n in range(size)]
-    return [f"point-{m}" for m in messages], messages
+def batch(name: str, size: int) -> tuple[list[str], int]:
+    return [f"{name}{n}" for n in range(size)], size
 
 
 def test_queued_batches_are_joined_in_order_up_to_the_limit():
@@ -19,25 +19,16 @@ def test_queued_batches_are_joined_in_order_up_to_the_limit():
     for name, size in (("a", 2), ("b", 2), ("c", 2), ("d", 1), ("e", 3)):
         writes.put(batch(name, size))
     writes.put(None)
-    joined = [messages for _, messages in writes.writes()]
-    assert joined == [["a0", "a1", "b0", "b1"], ["c0", "c1", "d0"], ["e0", "e1", "e2"]]
-
-
-def test_points_travel_with_their_messages():
-    writes = WriteQueue(max_messages=100, batches=10)
-    writes.put(batch("a", 2))
-    writes.put(batch("b", 1))
-    writes.put(None)
-    assert list(writes.writes()) == [(["point-a0", "point-a1", "point-b0"], ["a0", "a1", "b0"])]
+    joined = [(write.points, write.batches, write.messages) for write in writes.writes()]
+    assert joined == [(["a0", "a1", "b0", "b1"], 2, 4), (["c0", "c1", "d0"], 2, 3), (["e0", "e1", "e2"], 1, 3)]
 
 
 def test_a_batch_larger_than_the_limit_is_written_alone():
     writes = WriteQueue(max_messages=3, batches=10)
-    writes.put(batch("a", 1))
-    writes.put(batch("b", 7))
-    writes.put(batch("c", 1))
+    for name, size in (("a", 1), ("b", 7), ("c", 1)):
+        writes.put(batch(name, size))
     writes.put(None)
-    assert [len(messages) for _, messages in writes.writes()] == [1, 7, 1]
+    assert [write.messages for write in writes.writes()] == [1, 7, 1]
 
 
 def test_a_lone_batch_is_handed_over_at_once():
@@ -46,8 +37,8 @@ def test_a_lone_batch_is_handed_over_at_once():
     handed = threading.Event()
 
     def writer():
-        for _, messages in writes.writes():
-            taken.append(messages)
+        for write in writes.writes():
+            taken.append(write.points)
             handed.set()
 
     thread = threading.Thread(target=writer)
@@ -69,3 +60,11 @@ def test_the_queue_applies_backpressure():
 def test_a_write_must_hold_at_least_one_batch():
     with pytest.raises(ValueError, match=r"write_max_messages \(100\) must be at least batch_size \(500\)"):
         GatewayConfig.model_validate({"write_max_messages": 100})
+
+
+def test_points_cross_to_the_writer_process_unchanged():
+    plain = Point("detection", {"box": "b 1"}, {"score": 0.5, "n": 2, "id": 'x"y'}, 1_700_000_000_000_000_000)
+    made = EncodedPoint("sensor", {"box": "b1"}, {"pm25": 3.0}, 5, "sensor,box=b1 pm25=3.0 5")
+    for point in (plain, made):
+        back = from_wire(to_wire(point))
+        assert type(back) is type(point) and back == point

@@ -1,0 +1,369 @@
+"""Writing to InfluxDB, in a process of its own.
+
+All of the gateway's Python work shares one interpreter lock: receiving,
+checking, deduping and writing take turns on one core. Writing (encoding line
+protocol, the HTTP requests, waiting out InfluxDB) is the part that needs none
+of the ingest's state, so it runs in a child process, and the ingest hands it
+each batch's points as plain tuples, which are cheap to pickle:
+
+    ingest --batches--> writer process: join queued batches, write until stored --reports--> ingest acknowledges
+
+* ``InfluxWriter`` writes one list of points until InfluxDB holds it: it waits
+  out an unreachable InfluxDB with backoff, makes a missing database again, and
+  dead-letters a point InfluxDB refuses. It runs in the child, and directly in
+  tests.
+* ``WriteQueue`` joins the batches queued behind one into one write, so under
+  load one request (and one InfluxDB fsync) carries several batches.
+* ``WriterProcess`` is the child as the ingest sees it: ``put`` a batch; each
+  batch is reported stored, in order, to ``on_stored``.
+
+The child ends with the gateway: it is killed when its parent dies, and it
+stops when the batch pipe closes. Whatever it had not stored is redelivered by
+the broker, since only stored batches are acknowledged.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from gateway import store
+from gateway.config import GatewayConfig, RetrySettings
+from gateway.influx import InfluxClient, InfluxError, InfluxRejected, InfluxUnavailable
+from gateway.lineprotocol import EncodedPoint, Point, encode_point
+from gateway.validate import Rejected
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 60.0
+_END = b""                    # on the batch pipe: no more batches
+_PR_SET_PDEATHSIG = 1
+
+
+class Backoff:
+    """Doubling waits between tries, from ``initial_s`` up to ``max_s``; all zero switches waiting off."""
+
+    def __init__(self, settings: RetrySettings) -> None:
+        self.settings = settings
+        self.next_s = settings.initial_s
+
+    def wait(self, stop: threading.Event) -> None:
+        if self.next_s > 0:
+            stop.wait(self.next_s)
+        self.next_s = min(max(self.next_s * 2, self.settings.initial_s), self.settings.max_s)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class InfluxWriter:
+    """Writes lists of points; never drops one while InfluxDB is away, dead-letters what it refuses."""
+
+    def __init__(self, client: InfluxClient, retry: RetrySettings, stop: threading.Event, stats: Counter,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.retry = retry
+        self.stop = stop
+        self.stats = stats
+        self.clock = clock
+
+    def write_until_stored(self, points: list[Point]) -> bool:
+        """True once InfluxDB holds the points (or their dead letters); False if stopped first."""
+        if not points:
+            return True
+        backoff = Backoff(self.retry)
+        while not self.stop.is_set():
+            try:
+                self.client.write(points)
+                return True
+            except InfluxUnavailable as exc:
+                log.warning("influx.unavailable retry_in_s=%.1f error=%s", backoff.next_s, exc)
+            except InfluxRejected as exc:
+                if exc.status == 404:  # the database went away: make it again
+                    log.error("influx.database_missing db=%s error=%s", self.client.database, exc)
+                    self._create_database()
+                    continue
+                # Our own encoding or a field-type clash: keep what InfluxDB accepts, dead-letter the rest.
+                log.error("influx.rejected_batch points=%d error=%s", len(points), str(exc)[:300])
+                return self._write_one_by_one(points)
+            backoff.wait(self.stop)
+        return False
+
+    def _write_one_by_one(self, points: list[Point]) -> bool:
+        for point in points:
+            if not self._write_or_dead_letter(point):
+                return False
+        return True
+
+    def _write_or_dead_letter(self, point: Point) -> bool:
+        backoff = Backoff(self.retry)
+        attempt: Point | None = point
+        while attempt is not None:
+            if self.stop.is_set():
+                return False
+            try:
+                self.client.write([attempt])
+                return True
+            except InfluxUnavailable:
+                backoff.wait(self.stop)
+            except InfluxRejected as exc:
+                self.stats["rejected_by_influx"] += 1
+                log.error("influx.rejected_point measurement=%s error=%s", attempt.measurement, str(exc)[:300])
+                # A refused dead letter is given up, so this ends after two refusals.
+                attempt = self._influx_dead_letter(point, str(exc)) if attempt is point else None
+        self.stats["lost_points"] += 1
+        return True
+
+    def _influx_dead_letter(self, point: Point, reason: str) -> Point:
+        try:
+            text = encode_point(point)
+        except Exception as exc:  # noqa: BLE001 - any encoding failure is the reason itself
+            text = f"{point.measurement} (unencodable: {exc})"
+        refused = Rejected(f"(influx)/{point.measurement}", f"InfluxDB refused the point: {reason}", text.encode())
+        return store.rejected_point(refused, int(self.clock() * 1000), self.stats["rejected_by_influx"])
+
+    def _create_database(self) -> None:
+        try:
+            self.client.create_database()
+        except InfluxError as exc:
+            log.warning("influx.create_database_failed error=%s", exc)
+            Backoff(self.retry).wait(self.stop)
+
+
+# --------------------------------------------------------------------------- joining batches
+
+
+@dataclass(slots=True)
+class Write:
+    """One request's worth: the points of ``batches`` consecutive batches, ``messages`` messages in all."""
+
+    points: list[Point]
+    batches: int
+    messages: int
+
+
+class WriteQueue:
+    """Batches waiting for InfluxDB, in order, as (points, messages); ``writes`` joins queued ones.
+
+    ``put(None)`` ends ``writes`` once everything queued before it is taken.
+    """
+
+    _NOTHING = object()
+
+    def __init__(self, max_messages: int, batches: int) -> None:
+        self.max_messages = max_messages
+        self._queue: queue.Queue[tuple[list[Point], int] | None] = queue.Queue(maxsize=batches)
+
+    def put(self, batch: tuple[list[Point], int] | None, timeout: float | None = None) -> None:
+        """Raises queue.Full after ``timeout`` seconds."""
+        self._queue.put(batch, timeout=timeout)
+
+    def writes(self) -> Iterator[Write]:
+        """Each queued batch, joined with those queued behind it, up to ``max_messages`` (one batch may exceed it)."""
+        held: Any = self._queue.get()
+        while held is not None:
+            write = Write(list(held[0]), 1, held[1])
+            held = self._NOTHING
+            while write.messages < self.max_messages:
+                try:
+                    queued = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if queued is None or write.messages + queued[1] > self.max_messages:
+                    held = queued
+                    break
+                write.points.extend(queued[0])
+                write.batches += 1
+                write.messages += queued[1]
+            yield write
+            if held is self._NOTHING:
+                held = self._queue.get()
+
+
+# --------------------------------------------------------------------------- the child process, from the ingest
+
+
+def to_wire(point: Point) -> tuple:
+    """A point as a plain tuple: pickled in a third of the time of the dataclass."""
+    if type(point) is EncodedPoint:
+        return point.measurement, point.tags, point.fields, point.time, point.line
+    return point.measurement, point.tags, point.fields, point.time
+
+
+def from_wire(item: tuple) -> Point:
+    return EncodedPoint(*item) if len(item) == 5 else Point(*item)
+
+
+class WriterProcess:
+    """The writer child, seen from the ingest.
+
+    ``put`` hands a batch over, waiting while ``max_batches`` are handed over
+    and not stored yet. A reader thread takes the child's reports and calls
+    ``on_stored`` with the messages of each stored write, in order.
+    """
+
+    def __init__(self, config: GatewayConfig, on_stored: Callable[[list[Any]], None], stats: Counter,
+                 log_level: int | None = None) -> None:
+        self.max_batches = max(1, config.write_max_messages // config.batch_size) + 1
+        self._config = config
+        self._on_stored = on_stored
+        self._stats = stats
+        self._log_level = logging.getLogger().level if log_level is None else log_level
+        self._slots = threading.Semaphore(self.max_batches)
+        self._pending: deque[list[Any]] = deque()
+        self._ended = threading.Event()
+        self._context = multiprocessing.get_context("spawn")
+        self._process: Any = None
+        self._batches: Connection | None = None
+        self._reports: Connection | None = None
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the child and wait until it is ready to write; raises RuntimeError if it is not."""
+        batches_out, batches_in = self._context.Pipe(duplex=False)
+        reports_out, reports_in = self._context.Pipe(duplex=False)
+        self._process = self._context.Process(
+            target=_writer_main, name="influx-writer", daemon=True,
+            args=(self._config, self._log_level, os.getpid(), batches_out, reports_in))
+        self._process.start()
+        batches_out.close()
+        reports_in.close()
+        self._batches, self._reports = batches_in, reports_out
+        if not self._reports.poll(START_TIMEOUT_S):
+            self._process.kill()
+            raise RuntimeError(f"writer process did not start within {START_TIMEOUT_S:g} s")
+        try:
+            self._reports.recv()
+        except EOFError:
+            self._process.join(5)
+            raise RuntimeError(f"writer process exited on start (exit code {self._process.exitcode})") from None
+        self._reader = threading.Thread(target=self._read_reports, name="writer-reports", daemon=True)
+        self._reader.start()
+        log.info("writer.started pid=%d max_batches=%d", self._process.pid, self.max_batches)
+
+    @property
+    def alive(self) -> bool:
+        return self._reader is not None and not self._ended.is_set()
+
+    def put(self, points: list[Point], messages: list[Any], stop: threading.Event) -> bool:
+        """Hand a batch over; False, and nothing handed over, if the writer ended or ``stop`` was set first."""
+        while not self._slots.acquire(timeout=0.2):
+            if stop.is_set() or not self.alive:
+                return False
+        if not self.alive:
+            return False
+        self._pending.append(messages)  # before sending: the report may come back at once
+        try:
+            self._batches.send_bytes(pickle.dumps(([to_wire(p) for p in points], len(messages)), protocol=5))
+        except OSError:  # the child is gone
+            self._pending.pop()
+            return False
+        return True
+
+    def close(self, grace_s: float) -> None:
+        """No more batches. The child stores what it holds, for up to ``grace_s`` seconds, then is stopped."""
+        if self._process is None:
+            return
+        try:
+            self._batches.send_bytes(_END)
+        except OSError:
+            pass  # already gone
+        self._process.join(grace_s)
+        if self._process.is_alive():
+            log.warning("writer.stopping_unfinished pending_batches=%d", len(self._pending))
+            self._process.terminate()   # gives up waiting for InfluxDB; the broker redelivers the rest
+            self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        if self._reader is not None:
+            self._reader.join(10)
+        self._batches.close()
+
+    def _read_reports(self) -> None:
+        try:
+            while True:
+                try:
+                    batches, stats = self._reports.recv()
+                except (EOFError, OSError):
+                    return
+                stored: list[Any] = []
+                for _ in range(batches):
+                    stored.extend(self._pending.popleft())
+                    self._slots.release()
+                self._stats.update(stats)
+                self._on_stored(stored)
+        finally:
+            self._ended.set()
+
+
+# --------------------------------------------------------------------------- the child process, inside
+
+
+def _writer_main(config: GatewayConfig, log_level: int, parent_pid: int, batches: Connection,
+                 reports: Connection) -> None:
+    _die_with(parent_pid)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole group; the ingest decides
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    max_batches = max(1, config.write_max_messages // config.batch_size) + 1
+    waiting = WriteQueue(config.write_max_messages, batches=max_batches + 1)
+    threading.Thread(target=_receive, args=(batches, waiting, stop), name="batches", daemon=True).start()
+    stats: Counter = Counter()
+    with influx_client(config) as client:
+        writer = InfluxWriter(client, config.retry, stop, stats)
+        reports.send("ready")
+        for write in waiting.writes():
+            if not writer.write_until_stored(write.points):
+                return  # stopped while InfluxDB was away: the broker redelivers
+            stats["writes"] += 1
+            reports.send((write.batches, dict(stats)))
+            stats.clear()
+
+
+def _receive(batches: Connection, waiting: WriteQueue, stop: threading.Event) -> None:
+    while True:
+        try:
+            data = batches.recv_bytes()
+        except (EOFError, OSError):
+            stop.set()  # the ingest is gone: nobody can acknowledge what is written now
+            waiting.put(None)
+            return
+        if data == _END:
+            waiting.put(None)
+            return
+        wire, messages = pickle.loads(data)
+        waiting.put(([from_wire(item) for item in wire], messages))
+
+
+def _die_with(parent_pid: int) -> None:
+    """Ask Linux to kill this process when its parent dies; exit now if that already happened."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the closed batch pipe still stops the writer
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def influx_client(config: GatewayConfig) -> InfluxClient:
+    """The InfluxDB client the configuration describes (passwords and tokens from the environment)."""
+    settings = config.influx
+    password = os.environ.get(settings.password_env) if settings.password_env else None
+    token = os.environ.get(settings.token_env) if settings.token_env else None
+    return InfluxClient(settings.url, settings.db, username=settings.username, password=password, token=token,
+                        ca_file=str(settings.ca_file) if settings.ca_file else None, precision=store.PRECISION)
