@@ -178,6 +178,7 @@ class GatewayLink:
                 self._client.ack(message.mid, message.qos)
 
     def stop(self) -> None:
+        self._connected.clear()  # a disconnection asked for is no news worth a warning
         self._client.disconnect()
         self._client.loop_stop()
 
