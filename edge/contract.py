@@ -123,11 +123,12 @@ def subscription(kind: Kind, district: str = "+", box: str = "+") -> str:
     return f"{TOPIC_ROOT}/{district}/{box}/{suffix}"
 
 
-def shared_subscription(group: str, kind: Kind) -> str:
-    """An MQTT 5 shared subscription so several gateways split the load."""
-    if not _NAME_RE.fullmatch(group):
-        raise ContractError(f"share group {group!r} does not match {NAME_PATTERN}")
-    return f"$share/{group}/{subscription(kind)}"
+def shared_subscription(group: str, kind: Kind, district: str = "+") -> str:
+    """An MQTT 5 shared subscription, for all districts or one: gateways in the group split its messages."""
+    for what, name in (("share group", group), ("district", district)):
+        if not (_NAME_RE.fullmatch(name) or (what == "district" and name == "+")):
+            raise ContractError(f"{what} {name!r} does not match {NAME_PATTERN}")
+    return f"$share/{group}/{subscription(kind, district)}"
 
 
 # --------------------------------------------------------------------------- payloads

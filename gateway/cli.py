@@ -112,9 +112,8 @@ def _now_ms() -> int:
 
 
 def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from edge.contract import shared_subscription
     from gateway.influx import InfluxError
-    from gateway.ingest import INGESTED_KINDS, Ingest, Stopped
+    from gateway.ingest import Ingest, Stopped
     from gateway.mqtt import GatewayLink
 
     log = logging.getLogger("gateway")
@@ -133,9 +132,8 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
         client.close()
         return 0
     _tune_gc()
-    subscriptions = [shared_subscription(config.mqtt.share_group, kind) for kind in INGESTED_KINDS]
     password = os.environ.get(config.mqtt.password_env) if config.mqtt.password_env else None
-    link = GatewayLink(config.mqtt.url, config.mqtt.client_id, subscriptions, ingest.offer,
+    link = GatewayLink(config.mqtt.url, config.mqtt.client_id, subscriptions(config), ingest.offer,
                        username=config.mqtt.username, password=password,
                        ca_file=str(config.mqtt.ca_file) if config.mqtt.ca_file else None,
                        receive_maximum=receive_maximum(config))
@@ -146,7 +144,8 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
         client.close()
         return 1
     link.start()
-    log.info("gateway.started mqtt=%s influx=%s db=%s", config.mqtt.url, config.influx.url, config.influx.db)
+    log.info("gateway.started mqtt=%s influx=%s db=%s districts=%s", config.mqtt.url, config.influx.url,
+             config.influx.db, ",".join(config.serve_districts) or "all")
     try:
         stopped_on_request = ingest.run()
     finally:
@@ -158,6 +157,15 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
                   "the gateway")
         return 1
     return 0
+
+
+def subscriptions(config: GatewayConfig) -> list[str]:
+    """Shared subscriptions for every ingested kind, from all districts or from those the gateway serves."""
+    from edge.contract import shared_subscription
+    from gateway.ingest import INGESTED_KINDS
+
+    return [shared_subscription(config.mqtt.share_group, kind, district)
+            for district in config.serve_districts or ["+"] for kind in INGESTED_KINDS]
 
 
 def receive_maximum(config: GatewayConfig) -> int:

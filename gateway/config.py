@@ -41,7 +41,9 @@ class MqttSettings(Strict):
     url: str = Field(DEFAULT_MQTT_URL, description="Broker URL, mqtt:// or mqtts://.")
     client_id: str = Field("gateway-1", description="Unique per gateway process; keeps its session.")
     share_group: Annotated[str, Field(pattern=NAME_PATTERN)] = Field(
-        "gateways", description="Shared-subscription group; gateways in one group split the load.")
+        "gateways", description=(
+            "Shared-subscription group. Gateways in one group that take the same districts get their messages in "
+            "turn, so split a city between gateways with serve_districts, not by the group alone."))
     username: str | None = None
     password_env: str | None = None
     ca_file: Path | None = None
@@ -86,6 +88,9 @@ class GatewayConfig(Strict):
     write_max_messages: int = Field(4000, ge=1, le=50_000, description=(
         "Messages per InfluxDB write at most: batches that queue up while a write runs are written together."))
     batch_wait_s: float = Field(0.05, gt=0, le=10, description="Longest wait to fill a batch (adds to lead latency).")
+    serve_districts: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(default_factory=list, description=(
+        "Districts whose boxes this gateway takes; empty takes all. Gateways that split a city by district each "
+        "see whole incidents, so their leads stay exact."))
     teams: dict[str, str] = Field(default_factory=dict, description="District -> responsible street team.")
     districts: list[DistrictArea] = Field(default_factory=list, description=(
         "District polygons, checked in order before the box's district; the first one holding the lead wins."))

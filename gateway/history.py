@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,10 +36,14 @@ class BoxSeqState:
 
 
 def load_groups(client: InfluxClient, since_ms: int, until_ms: int | None, merge_gap_ms: int,
-                min_detections: int, known: Callable[[str], bool]) -> list[Lead]:
-    """Groups with a ledger entry in [since_ms, until_ms), complete, except those ``known`` already."""
+                min_detections: int, known: Callable[[str], bool], districts: Sequence[str] = ()) -> list[Lead]:
+    """Groups with a ledger entry in [since_ms, until_ms), complete, except those ``known`` already.
+
+    With ``districts``, only groups with detections from those districts.
+    """
     window = f"time >= {ms_to_ns(since_ms)}" + (f" AND time < {ms_to_ns(until_ms)}" if until_ms else "")
-    rows = client.query_all(f"SELECT {LEDGER_COLUMNS} FROM {quote_ident('detection')} WHERE {window}")
+    rows = client.query_all(f"SELECT {LEDGER_COLUMNS} FROM {quote_ident('detection')} "
+                            f"WHERE {window}{_district_filter(districts)}")
     by_lead: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         if row.get("lead_id") and not known(row["lead_id"]):
@@ -86,6 +90,12 @@ def _id_filter(lead_ids: list[str]) -> str:
     return f"{quote_ident('lead_id')} =~ /^(?:{'|'.join(lead_ids)})$/"
 
 
+def _district_filter(districts: Sequence[str]) -> str:
+    """An InfluxQL condition on the district tag, or nothing for all districts."""
+    # District names match the contract's NAME_PATTERN (a-z, 0-9, _ and -): nothing to escape in a regex.
+    return f" AND {quote_ident('district')} =~ /^(?:{'|'.join(districts)})$/" if districts else ""
+
+
 def _chunks(items: list[str]) -> Iterable[list[str]]:
     for start in range(0, len(items), IDS_PER_QUERY):
         yield items[start:start + IDS_PER_QUERY]
@@ -113,12 +123,13 @@ def _entry(row: dict[str, Any]) -> LedgerEntry:
         lat=row["lat"], lon=row["lon"], score=row["score"], evidence=row.get("evidence"))
 
 
-def load_box_seqs(client: InfluxClient, since_ms: int) -> list[BoxSeqState]:
-    """Each box's highest stored seq over the seq-carrying measurements."""
+def load_box_seqs(client: InfluxClient, since_ms: int, districts: Sequence[str] = ()) -> list[BoxSeqState]:
+    """Each box's highest stored seq over the seq-carrying measurements (of ``districts``, if given)."""
     best: dict[str, BoxSeqState] = {}
     for measurement in SEQ_MEASUREMENTS:
         rows = client.query(f"SELECT max({quote_ident('seq')}) FROM {quote_ident(measurement)} "
-                            f"WHERE time >= {ms_to_ns(since_ms)} GROUP BY {quote_ident('box')}, "
+                            f"WHERE time >= {ms_to_ns(since_ms)}{_district_filter(districts)} "
+                            f"GROUP BY {quote_ident('box')}, "
                             f"{quote_ident('district')}")
         for row in rows:
             current = best.get(row["box"])
@@ -127,8 +138,9 @@ def load_box_seqs(client: InfluxClient, since_ms: int) -> list[BoxSeqState]:
     return list(best.values())
 
 
-def load_open_gaps(client: InfluxClient, since_ms: int) -> list[Gap]:
-    rows = client.query_all(f"SELECT * FROM {quote_ident('box_gap')} WHERE time >= {ms_to_ns(since_ms)}")
+def load_open_gaps(client: InfluxClient, since_ms: int, districts: Sequence[str] = ()) -> list[Gap]:
+    rows = client.query_all(f"SELECT * FROM {quote_ident('box_gap')} "
+                            f"WHERE time >= {ms_to_ns(since_ms)}{_district_filter(districts)}")
     gaps = []
     for row in rows:
         if row.get("status") != "open":

@@ -104,13 +104,15 @@ class Ingest:
         """Rebuild the dedupe and seq state from InfluxDB; retries until it answers or the gateway stops."""
         now = self.now_ms()
         since = now - self._horizon_ms
+        districts = self.config.serve_districts
         groups = self._retrying("restore.groups", lambda: history.load_groups(
-            self.client, since, None, self._gap_ms, self.policy.min_detections, known=lambda _: False))
+            self.client, since, None, self._gap_ms, self.policy.min_detections, known=lambda _: False,
+            districts=districts))
         for lead in groups:
             self.book.restore(lead, verified=self.evidence.has)
         seq_since = now - int(self.config.seq_lookback_s * 1000)
-        boxes = self._retrying("restore.boxes", lambda: history.load_box_seqs(self.client, seq_since))
-        gaps = self._retrying("restore.gaps", lambda: history.load_open_gaps(self.client, seq_since))
+        boxes = self._retrying("restore.boxes", lambda: history.load_box_seqs(self.client, seq_since, districts))
+        gaps = self._retrying("restore.gaps", lambda: history.load_open_gaps(self.client, seq_since, districts))
         for box in boxes:
             self.tracker.restore(box.box, box.district, box.last_seq, [g for g in gaps if g.box == box.box])
         self._loaded_from_ms = since
@@ -225,7 +227,7 @@ class Ingest:
             since, until = start * self._gap_ms, min((end + 1) * self._gap_ms, self._loaded_from_ms)
             groups = self._retrying("history.late_window", lambda: history.load_groups(
                 self.client, since, until, self._gap_ms, self.policy.min_detections,
-                known=lambda lead_id: self.book.get(lead_id) is not None))
+                known=lambda lead_id: self.book.get(lead_id) is not None, districts=self.config.serve_districts))
             for lead in groups:
                 self.book.restore(lead, verified=self.evidence.has)
             self._cold_buckets.update(range(start, end + 1))

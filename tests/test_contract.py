@@ -122,6 +122,10 @@ def test_foreign_topics_are_refused(text):
 def test_subscriptions():
     assert subscription(Kind.DETECTION) == "city/+/+/detection"
     assert shared_subscription("gw", Kind.EVIDENCE) == "$share/gw/city/+/+/evidence/+"
+    assert shared_subscription("gw", Kind.DETECTION, "old-town") == "$share/gw/city/old-town/+/detection"
+    for group, district in (("g w", "+"), ("gw", "Old Town"), ("gw", "#")):
+        with pytest.raises(ContractError, match="does not match"):
+            shared_subscription(group, Kind.DETECTION, district)
 
 
 @pytest.mark.parametrize(

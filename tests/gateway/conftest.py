@@ -77,8 +77,8 @@ class GatewayProcess:
         # Each test's gateways form their own share group: the persistent sessions of earlier
         # tests' gateways would otherwise be handed a share of this test's messages.
         group = re.sub(r"[^a-z0-9_-]", "-", f"g{db}".lower())[:60]
-        self.config_path.write_text(f"[mqtt]\nshare_group = \"{group}\"\n\n"
-                                    + (config_text or "[retry]\ninitial_s = 0.1\nmax_s = 0.5\n"))
+        retry = "" if "[retry]" in config_text else "\n[retry]\ninitial_s = 0.1\nmax_s = 0.5\n"
+        self.config_path.write_text(f"{config_text}{retry}\n[mqtt]\nshare_group = \"{group}\"\n")
         self.args = [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config_path),
                      "--mqtt", mqtt_url, "--influx", influx_url, "--db", db,
                      "--evidence-dir", str(workdir / "evidence"), "--client-id", client_id]

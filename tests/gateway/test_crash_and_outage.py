@@ -5,6 +5,7 @@ import re
 import signal
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,23 @@ def test_influxdb_away_for_a_while_loses_nothing(tmp_path, gateway_process, publ
             ids = ledger_ids(influx)
             assert len(ids) == len(set(ids)) == 4 * INCIDENTS
             assert_leads(influx, 4)
+
+
+def test_gateways_splitting_the_city_by_district_each_keep_whole_incidents(gateway_process, publish, influx, wait):
+    # One share group, two gateways, one district each: every incident has all its sightings in one gateway.
+    west = gateway_process('serve_districts = ["old-town"]\n', client_id=f"gw-west-{id(influx)}")
+    east = gateway_process('serve_districts = ["harbour"]\n', client_id=f"gw-east-{id(influx)}")
+    # Odd incidents move to the harbour (INCIDENTS is even, so the index tells the incident's parity).
+    messages = [(topic.replace("/old-town/", "/harbour/"), payload.replace(b'"old-town"', b'"harbour"'))
+                if index % 2 else (topic, payload)
+                for index, (topic, payload) in enumerate(stream(range(4)))]
+    publish(messages)
+    wait(lambda: len(ledger_ids(influx)) >= len(messages), 60)
+    time.sleep(0.5)
+    leads = assert_leads(influx, 4)
+    by_district = Counter(row["district"] for row in leads.values())
+    assert by_district == {"old-town": INCIDENTS // 2, "harbour": INCIDENTS // 2}
+    assert "districts=old-town" in west.log() and "districts=harbour" in east.log()
+    for gateway, district, other in ((west, "old-town", "harbour"), (east, "harbour", "old-town")):
+        assert "lead.opened" in gateway.log() and f"district={district}" in gateway.log()
+        assert f"district={other}" not in gateway.log()

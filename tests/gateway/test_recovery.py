@@ -124,3 +124,20 @@ def test_open_gaps_and_the_last_seq_survive_a_restart(make_ingest, influx):
     assert stored(second, [health(3), health(6)]) and of(second.handle([health(5)]), "box_gap") == []
     [row] = influx.query('SELECT * FROM "box_gap"')
     assert row["status"] == "open" and row["missing"] == 2
+
+
+def test_a_gateway_serving_some_districts_restores_only_theirs(make_ingest, influx):
+    harbour_box = dict(district="harbour", box="box-9", lat=48.1)
+    everything = make_ingest()
+    stored(everything, [detection("o1", NOW - 60_000), detection("o2", NOW - 50_000),
+                        detection("h1", NOW - 60_000, **harbour_box),
+                        detection("h2", NOW - 50_000, seq=2, **harbour_box),
+                        detection("m1", NOW - 60_000, district="market", box="box-7", lat=48.0)])
+    harbour = make_ingest(serve_districts=["harbour", "market"])
+    assert sorted(lead.district for lead in harbour.book.groups()) == ["harbour", "market"]
+    assert sorted(harbour.tracker.boxes) == ["box-7", "box-9"]
+    [lead] = of(stored(harbour, [detection("h3", NOW - 40_000, seq=3, **harbour_box)]), "lead")
+    assert lead.fields["detections"] == 3
+    old_town = make_ingest(serve_districts=["old-town"])
+    assert [lead.district for lead in old_town.book.groups()] == ["old-town"]
+    assert sorted(old_town.tracker.boxes) == ["box-1"]
