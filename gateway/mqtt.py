@@ -14,8 +14,9 @@ reconnects and writing, and changes only the receive side:
   reports what it holds through ``pending()``, which paho already asks of TLS
   sockets before it waits in ``select``, so nothing waits in the buffer;
 * one ``loop_read`` handles up to ``READ_BURST`` packets;
-* a QoS 1 PUBLISH without properties is decoded here and handed straight on;
-  any other packet goes through paho as before;
+* a QoS 1 PUBLISH that lies whole in the buffer is cut out of it here, and,
+  without properties, decoded here and handed straight on; any other packet
+  (or one still arriving) goes through paho as before;
 * a batch of acknowledgements goes out as one write.
 """
 
@@ -31,6 +32,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -44,6 +46,8 @@ READ_CHUNK = 256 * 1024
 READ_BURST = 512
 _QOS_BITS = 0x06
 _QOS_1 = 0x02
+_PUBLISH_QOS_MASK = 0xF6   # packet type and QoS bits; DUP and RETAIN may be anything
+_PUBLISH_QOS_1 = 0x32
 _PUBACK = struct.Struct("!BBH")
 
 
@@ -78,6 +82,27 @@ class _BufferedSocket:
         inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
         return len(self._buffer) - self._offset + inner
 
+    def take_qos1_publish(self) -> tuple[int, bytes] | None:
+        """The header byte and body of a QoS 1 PUBLISH if one lies whole at the buffer's head, taken out of it."""
+        buffer, start = self._buffer, self._offset
+        end = len(buffer)
+        if end - start < 2 or buffer[start] & _PUBLISH_QOS_MASK != _PUBLISH_QOS_1:
+            return None
+        length, shift, position = 0, 0, start + 1
+        while True:  # the remaining length: 7 bits a byte, at most 4 bytes
+            if position >= end or shift > 21:
+                return None
+            byte = buffer[position]
+            position += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        if end - position < length:
+            return None
+        self._offset = position + length
+        return buffer[start], buffer[position:self._offset]
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
 
@@ -95,36 +120,69 @@ class _Client(paho.Client):
     def loop_read(self, max_packets: int = 1) -> paho.MQTTErrorCode:
         if self._sock is None:
             return paho.MQTTErrorCode.MQTT_ERR_NO_CONN
+        taken = 0
         for _ in range(max(max_packets, READ_BURST)):
-            if self._sock is None:
+            sock = self._sock
+            if sock is None:
                 return paho.MQTTErrorCode.MQTT_ERR_NO_CONN
-            rc = self._packet_read()
-            if rc == paho.MQTTErrorCode.MQTT_ERR_AGAIN:
-                break
+            whole = sock.take_qos1_publish() if self._in_packet["command"] == 0 else None
+            if whole is not None:
+                taken += 1
+                rc = self._publish_taken(*whole)
+            else:
+                rc = self._packet_read()
+                if rc == paho.MQTTErrorCode.MQTT_ERR_AGAIN:
+                    break
             if rc > 0:
                 return self._loop_rc_handle(rc)
+        if taken:
+            with self._msgtime_mutex:
+                self._last_bytes_received = paho.time_func()  # as paho's own reads note it, for keep-alive
         return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
 
+    def _publish_taken(self, command: int, packet: bytes) -> paho.MQTTErrorCode:
+        """A whole QoS 1 PUBLISH cut from the buffer; paho decodes it if this module does not."""
+        if self._delivered_qos1(packet):
+            return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+        self._in_packet = _in_packet(command, packet)
+        try:
+            return super()._handle_publish()
+        except MalformedPacket:
+            return paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
+        finally:
+            self._in_packet = _in_packet()
+
     def _handle_publish(self) -> paho.MQTTErrorCode:
-        packet = self._in_packet["packet"]
-        if self._in_packet["command"] & _QOS_BITS != _QOS_1 or self._protocol != paho.MQTTv5:
-            return super()._handle_publish()
-        topic_end = 2 + ((packet[0] << 8) | packet[1]) if len(packet) >= 2 else 0
+        if self._in_packet["command"] & _QOS_BITS == _QOS_1 and self._delivered_qos1(self._in_packet["packet"]):
+            return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+        return super()._handle_publish()
+
+    def _delivered_qos1(self, packet: bytes | bytearray) -> bool:
+        """Decode and hand on a QoS 1 PUBLISH body without properties; False if paho must decode it."""
+        if self._protocol != paho.MQTTv5 or len(packet) < 2:
+            return False
+        topic_end = 2 + ((packet[0] << 8) | packet[1])
         # Topic, packet id, and a property length of zero; anything else is paho's to decode.
-        if topic_end == 0 or len(packet) < topic_end + 3 or packet[topic_end + 2] != 0:
-            return super()._handle_publish()
+        if len(packet) < topic_end + 3 or packet[topic_end + 2] != 0:
+            return False
         try:
             topic = packet[2:topic_end].decode()
         except UnicodeDecodeError:
-            return super()._handle_publish()
+            return False
         self._on_qos1_publish(topic, bytes(packet[topic_end + 3:]), (packet[topic_end] << 8) | packet[topic_end + 1])
-        return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+        return True
 
     def ack_many(self, mids: Iterable[int]) -> None:
         """PUBACKs for these QoS 1 messages, sent as one write."""
         packet = b"".join(_PUBACK.pack(paho.PUBACK, 2, mid) for mid in mids)
         if packet:
             self._packet_queue(paho.PUBACK, packet, 0, 0)
+
+
+def _in_packet(command: int = 0, packet: bytes = b"") -> dict[str, Any]:
+    """paho's record of the packet being read: idle, or holding a whole packet."""
+    return {"command": command, "have_remaining": int(bool(command)), "remaining_count": [], "remaining_mult": 1,
+            "remaining_length": len(packet), "packet": bytearray(packet), "to_process": 0, "pos": 0}
 
 
 class GatewayLink:

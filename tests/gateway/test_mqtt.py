@@ -37,6 +37,58 @@ def test_buffered_socket_reads_one_chunk_and_counts_what_it_holds():
     ours.close()
 
 
+def publish_packet(topic: str, payload: bytes, mid: int, header: int = 0x32) -> bytes:
+    """An MQTT 5 PUBLISH without properties, as the broker sends it."""
+    body = len(topic).to_bytes(2, "big") + topic.encode() + mid.to_bytes(2, "big") + b"\x00" + payload
+    length, encoded = len(body), bytearray()
+    while True:
+        byte, length = length & 0x7F, length >> 7
+        encoded.append(byte | (0x80 if length else 0))
+        if not length:
+            return bytes([header]) + bytes(encoded) + body
+
+
+def buffered_with(data: bytes) -> tuple[_BufferedSocket, socket.socket, socket.socket]:
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.sendall(data)
+    time.sleep(0.05)
+    buffered = _BufferedSocket(ours)
+    buffered.recv(0)   # fills the buffer
+    return buffered, ours, theirs
+
+
+def test_whole_qos1_publishes_are_cut_from_the_buffer_and_the_rest_is_left_alone():
+    big = b"p" * 300                      # a two-byte remaining length
+    first, second = publish_packet("city/a/b/detection", b"x", 7), publish_packet("t", big, 8, header=0x3B)
+    pingresp, qos0 = b"\xd0\x00", publish_packet("t", b"y", 9, header=0x30)
+    buffered, ours, theirs = buffered_with(first + second + pingresp + qos0 + second[:10])
+    try:
+        assert buffered.take_qos1_publish() == (0x32, first[2:])
+        header, body = buffered.take_qos1_publish()   # DUP and RETAIN set: still a QoS 1 PUBLISH
+        assert header == 0x3B and body == second[3:] and body.endswith(big)
+        assert buffered.take_qos1_publish() is None   # PINGRESP: paho's
+        assert buffered.recv(2) == pingresp
+        assert buffered.take_qos1_publish() is None   # QoS 0: paho's
+        assert buffered.recv(len(qos0)) == qos0
+        assert buffered.take_qos1_publish() is None   # only part of it has arrived: paho reads on
+        assert buffered.pending() == 10
+        assert buffered.recv(10) == second[:10]
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_a_remaining_length_of_more_than_four_bytes_is_left_to_paho():
+    buffered, ours, theirs = buffered_with(b"\x32\xff\xff\xff\xff\x01" + b"z" * 10)
+    try:
+        assert buffered.take_qos1_publish() is None
+        assert buffered.pending() == 16
+    finally:
+        ours.close()
+        theirs.close()
+
+
 @pytest.mark.integration
 def test_packets_held_in_the_buffer_do_not_wait_for_the_socket(mosquitto):
     """More packets than one read burst, all in one chunk: the loop must not sleep in select with some left."""
