@@ -36,7 +36,7 @@ from gateway.evidence import EvidenceStore
 from gateway.influx import InfluxClient, InfluxError, InfluxUnavailable
 from gateway.leads import LeadBook, MergePolicy
 from gateway.lineprotocol import Point
-from gateway.mqtt import Incoming
+from gateway.mqtt import READ_BURST, Incoming
 from gateway.pipeline import Checked, Pipeline, check
 from gateway.routing import Router
 from gateway.seqgaps import SeqTracker
@@ -75,7 +75,9 @@ class Ingest:
         self.stats: Counter = Counter()
         self.pipeline = Pipeline(self.book, self.tracker, self.evidence, Router(config.teams, config.districts),
                                  self.stats)
-        self.inbox: queue.Queue[Incoming] = queue.Queue(maxsize=config.batch_size * 20)
+        # Lists of messages as each socket read brought them; bounded so that a slow ingest holds back the broker.
+        self.inbox: queue.Queue[list[Incoming]] = queue.Queue(maxsize=max(8, config.batch_size * 20 // READ_BURST))
+        self._unbatched: list[Incoming] = []
         self._writer: WriterProcess | None = None
         self._stop = threading.Event()
         self.writer = InfluxWriter(client, config.retry, self._stop, self.stats, clock)
@@ -93,9 +95,9 @@ class Ingest:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def offer(self, message: Incoming) -> None:
+    def offer(self, messages: list[Incoming]) -> None:
         """Called from paho's network thread; blocking here applies backpressure to the broker."""
-        self.inbox.put(message)
+        self.inbox.put(messages)
 
     def stop(self) -> None:
         self._stop.set()
@@ -154,20 +156,24 @@ class Ingest:
         return self._stop.is_set()
 
     def next_batch(self) -> list[Incoming]:
-        try:
-            first = self.inbox.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
+        """Up to ``batch_size`` messages, waiting at most ``batch_wait_s`` for more once one is there."""
+        batch, self._unbatched = self._unbatched, []
+        if not batch:
+            try:
+                batch = self.inbox.get(timeout=0.2)
+            except queue.Empty:
+                return []
         deadline = time.monotonic() + self.config.batch_wait_s
         while len(batch) < self.config.batch_size:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             try:
-                batch.append(self.inbox.get(timeout=remaining))
+                batch = batch + self.inbox.get(timeout=remaining)
             except queue.Empty:
                 break
+        if len(batch) > self.config.batch_size:
+            batch, self._unbatched = batch[:self.config.batch_size], batch[self.config.batch_size:]
         return batch
 
     # ------------------------------------------------------------------ one batch

@@ -101,6 +101,16 @@ def process_gone(pid: int) -> bool:
         return True
 
 
+def take(ingest, count: int) -> list:
+    """The next ``count`` messages the ingest has received, batch by batch."""
+    messages: list = []
+    deadline = time.monotonic() + 10
+    while len(messages) < count and time.monotonic() < deadline:
+        messages += ingest.next_batch()
+    assert len(messages) == count, f"{len(messages)} of {count} messages arrived"
+    return messages
+
+
 def test_written_but_unacknowledged_messages_come_back_and_change_nothing(make_ingest, mosquitto, publish, influx,
                                                                          influx_db_name, wait):
     client_id = f"gw-window-{influx_db_name}"
@@ -117,14 +127,14 @@ def test_written_but_unacknowledged_messages_come_back_and_change_nothing(make_i
     first = make_ingest()
     link = connect(first)
     publish(stream(range(2))[:3])
-    batch = wait(lambda: [first.inbox.get() for _ in range(3)])
+    batch = take(first, 3)
     assert first.write_until_stored(first.handle(batch))
     link.stop()                                    # dies before acknowledging
 
     second = make_ingest()
     link = connect(second)
     try:
-        redelivered = wait(lambda: [second.inbox.get(timeout=10) for _ in range(3)])
+        redelivered = take(second, 3)
         assert sorted(m.payload for m in redelivered) == sorted(m.payload for m in batch)
         assert second.handle(redelivered) == []
         for message in redelivered:

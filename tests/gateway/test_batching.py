@@ -1,11 +1,16 @@
-"""The writer's queue: batches that pile up while a write runs go out as one write, in order, within the limit."""
+"""Batching: messages from socket reads become batches of at most batch_size, in order; batches that pile up
+while a write runs go out as one write, in order, within the limit."""
 
 import queue
 import threading
+import time
 
 import pytest
 
 from gateway.config import GatewayConfig
+from gateway.influx import InfluxClient
+from gateway.ingest import Ingest
+from gateway.mqtt import Incoming
 from gateway.lineprotocol import EncodedPoint, Point
 from gateway.writer import WriteQueue, from_wire, to_wire
 
@@ -68,3 +73,17 @@ def test_points_cross_to_the_writer_process_unchanged():
     for point in (plain, made):
         back = from_wire(to_wire(point))
         assert type(back) is type(point) and back == point
+
+
+def test_socket_reads_become_batches_of_at_most_batch_size_in_order(tmp_path):
+    config = GatewayConfig.model_validate({"batch_size": 500, "batch_wait_s": 0.05, "evidence_dir": str(tmp_path)})
+    with InfluxClient("http://127.0.0.1:9", "unused") as client:
+        ingest = Ingest(config, client)
+        messages = [Incoming("t", str(n).encode(), n + 1, 1, 0.0) for n in range(710)]
+        for start, end in ((0, 300), (300, 700), (700, 710)):
+            ingest.offer(messages[start:end])
+        assert ingest.next_batch() == messages[:500]
+        assert ingest.next_batch() == messages[500:]
+        started = time.monotonic()
+        assert ingest.next_batch() == []
+        assert time.monotonic() - started < 1.0
