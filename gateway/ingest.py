@@ -78,7 +78,7 @@ class Ingest:
         # Lists of messages as each socket read brought them; bounded so that a slow ingest holds back the broker.
         self.inbox: queue.Queue[list[Incoming]] = queue.Queue(maxsize=max(8, config.batch_size * 20 // READ_BURST))
         self._unbatched: list[Incoming] = []
-        self._writer: WriterProcess | None = None
+        self._writer_process: WriterProcess | None = None
         self._stop = threading.Event()
         self.writer = InfluxWriter(client, config.retry, self._stop, self.stats, clock)
         self._horizon_ms = int(dedupe.horizon_s * 1000)
@@ -130,8 +130,8 @@ class Ingest:
             ack(messages)
             self.stats["acked"] += len(messages)
 
-        self._writer = WriterProcess(self.config, stored, self.stats)
-        self._writer.start()
+        self._writer_process = WriterProcess(self.config, stored, self.stats)
+        self._writer_process.start()
 
     def run(self) -> bool:
         """Process batches until stopped; False if the writer process ended on its own.
@@ -141,18 +141,18 @@ class Ingest:
         safe: after a crash every unwritten batch is redelivered and the
         rebuilt state holds none of them.
         """
-        if self._writer is None:
+        if self._writer_process is None:
             raise RuntimeError("start_writer() must run before run()")
         try:
-            while not self._stop.is_set() and self._writer.alive:
+            while not self._stop.is_set() and self._writer_process.alive:
                 batch = self.next_batch()
-                if batch and not self._writer.put(self.handle(batch), batch, self._stop):
+                if batch and not self._writer_process.put(self.handle(batch), batch, self._stop):
                     break
                 self.prune_if_due()
         except Stopped:
             pass
         finally:
-            self._writer.close(grace_s=STOP_GRACE_S)
+            self._writer_process.close(grace_s=STOP_GRACE_S)
         return self._stop.is_set()
 
     def next_batch(self) -> list[Incoming]:

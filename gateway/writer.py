@@ -236,7 +236,7 @@ class WriterProcess:
         reports_out, reports_in = self._context.Pipe(duplex=False)
         self._process = self._context.Process(
             target=_writer_main, name="influx-writer", daemon=True,
-            args=(self._config, self._log_level, os.getpid(), batches_out, reports_in))
+            args=(self._config, self._log_level, os.getpid(), self.max_batches, batches_out, reports_in))
         self._process.start()
         batches_out.close()
         reports_in.close()
@@ -312,7 +312,7 @@ class WriterProcess:
 # --------------------------------------------------------------------------- the child process, inside
 
 
-def _writer_main(config: GatewayConfig, log_level: int, parent_pid: int, batches: Connection,
+def _writer_main(config: GatewayConfig, log_level: int, parent_pid: int, max_batches: int, batches: Connection,
                  reports: Connection) -> None:
     _die_with(parent_pid)
     stop = threading.Event()
@@ -320,8 +320,7 @@ def _writer_main(config: GatewayConfig, log_level: int, parent_pid: int, batches
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    max_batches = max(1, config.write_max_messages // config.batch_size) + 1
-    waiting = WriteQueue(config.write_max_messages, batches=max_batches + 1)
+    waiting = WriteQueue(config.write_max_messages, batches=max_batches + 1)  # never full: the ingest waits first
     threading.Thread(target=_receive, args=(batches, waiting, stop), name="batches", daemon=True).start()
     stats: Counter = Counter()
     with influx_client(config) as client:
