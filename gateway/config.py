@@ -49,6 +49,23 @@ class MqttSettings(Strict):
     ca_file: Path | None = None
 
 
+Category = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+District = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class MergeOverrides(Strict):
+    """Merge settings that differ from the [dedupe] defaults; what is left out is inherited."""
+
+    merge_radius_m: float | None = Field(None, gt=0)
+    merge_gap_s: float | None = Field(None, gt=0)
+    min_detections: int | None = Field(None, ge=1)
+
+
+class DistrictOverrides(MergeOverrides):
+    categories: dict[Category, MergeOverrides] = Field(default_factory=dict, description=(
+        "Per category within this district; wins over the district's and the category's own settings."))
+
+
 class DedupeSettings(Strict):
     merge_radius_m: float = Field(30.0, gt=0, description="Detections closer than this to a lead may join it.")
     merge_gap_s: float = Field(900.0, gt=0, description="Largest event-time gap within one lead.")
@@ -56,11 +73,19 @@ class DedupeSettings(Strict):
     horizon_s: float = Field(7200.0, gt=0, description=(
         "Groups whose last detection is younger than this stay in memory (and are rebuilt on start); "
         "older ones are read back from InfluxDB when a late detection needs them."))
+    categories: dict[Category, MergeOverrides] = Field(default_factory=dict, description=(
+        "Per category: [dedupe.categories.illegal_dumping] merge_gap_s = 3600, say."))
+    districts: dict[District, DistrictOverrides] = Field(default_factory=dict, description=(
+        "Per district, and per category within it; a district's settings win over a category's."))
 
     @model_validator(mode="after")
     def _horizon_covers_two_gaps(self):
-        if self.horizon_s < 2 * self.merge_gap_s:
-            raise ValueError(f"horizon_s ({self.horizon_s:g}) must be at least 2 x merge_gap_s ({self.merge_gap_s:g})")
+        gaps = [self.merge_gap_s, *(o.merge_gap_s for o in self.categories.values() if o.merge_gap_s),
+                *(o.merge_gap_s for o in self.districts.values() if o.merge_gap_s),
+                *(c.merge_gap_s for o in self.districts.values() for c in o.categories.values() if c.merge_gap_s)]
+        if self.horizon_s < 2 * max(gaps):
+            raise ValueError(f"horizon_s ({self.horizon_s:g}) must be at least 2 x the largest merge_gap_s "
+                             f"({max(gaps):g})")
         return self
 
 

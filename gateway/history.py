@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.influx import InfluxClient, quote_ident
-from gateway.leads import Lead, LedgerEntry, restored_lead
+from gateway.leads import Lead, LedgerEntry, MergePolicies, restored_lead
 from gateway.seqgaps import Gap, parse_ranges
 from gateway.store import LEDGER_COLUMNS, NS_PER_MS, ms_to_ns
 
@@ -35,12 +35,13 @@ class BoxSeqState:
     last_seq: int
 
 
-def load_groups(client: InfluxClient, since_ms: int, until_ms: int | None, merge_gap_ms: int,
-                min_detections: int, known: Callable[[str], bool], districts: Sequence[str] = ()) -> list[Lead]:
+def load_groups(client: InfluxClient, since_ms: int, until_ms: int | None, policies: MergePolicies,
+                known: Callable[[str], bool], districts: Sequence[str] = ()) -> list[Lead]:
     """Groups with a ledger entry in [since_ms, until_ms), complete, except those ``known`` already.
 
     With ``districts``, only groups with detections from those districts.
     """
+    merge_gap_ms = int(policies.largest_gap_s * 1000)
     window = f"time >= {ms_to_ns(since_ms)}" + (f" AND time < {ms_to_ns(until_ms)}" if until_ms else "")
     rows = client.query_all(f"SELECT {LEDGER_COLUMNS} FROM {quote_ident('detection')} "
                             f"WHERE {window}{_district_filter(districts)}")
@@ -53,7 +54,7 @@ def load_groups(client: InfluxClient, since_ms: int, until_ms: int | None, merge
     for lead_id, entries in _ledgers(client, incomplete).items():
         by_lead[lead_id] = entries
     lead_rows = _lead_points(client, list(by_lead))
-    return [_group(lead_id, entries, lead_rows.get(lead_id), min_detections) for lead_id, entries in by_lead.items()]
+    return [_group(lead_id, entries, lead_rows.get(lead_id), policies) for lead_id, entries in by_lead.items()]
 
 
 def _may_reach_before(entries: list[dict[str, Any]], since_ms: int, merge_gap_ms: int) -> bool:
@@ -101,7 +102,8 @@ def _chunks(items: list[str]) -> Iterable[list[str]]:
         yield items[start:start + IDS_PER_QUERY]
 
 
-def _group(lead_id: str, rows: list[dict[str, Any]], lead_row: dict[str, Any] | None, min_detections: int) -> Lead:
+def _group(lead_id: str, rows: list[dict[str, Any]], lead_row: dict[str, Any] | None,
+           policies: MergePolicies) -> Lead:
     entries = [_entry(row) for row in rows]
     first = rows[0]
     lead = restored_lead(lead_id, first["category"], first["district"], entries)
@@ -111,7 +113,7 @@ def _group(lead_id: str, rows: list[dict[str, Any]], lead_row: dict[str, Any] | 
         lead.route = lead_row.get("route")
         lead.claimed_by = lead_row.get("claimed_by")
         lead.outcome = lead_row.get("outcome")
-    elif len(entries) >= min_detections:
+    elif len(entries) >= policies.for_(lead.category, lead.district).min_detections:
         lead.status = "open"
     return lead
 

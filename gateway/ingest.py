@@ -31,10 +31,10 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from gateway import casework, history
-from gateway.config import GatewayConfig
+from gateway.config import DedupeSettings, GatewayConfig, MergeOverrides
 from gateway.evidence import EvidenceStore
 from gateway.influx import InfluxClient, InfluxError, InfluxUnavailable
-from gateway.leads import LeadBook, MergePolicy
+from gateway.leads import LeadBook, MergePolicies, MergePolicy
 from gateway.lineprotocol import Point
 from gateway.mqtt import READ_BURST, Incoming
 from gateway.pipeline import Checked, Pipeline, check
@@ -68,8 +68,8 @@ class Ingest:
         self.client = client
         self.clock = clock
         dedupe = config.dedupe
-        self.policy = MergePolicy(dedupe.merge_radius_m, dedupe.merge_gap_s, dedupe.min_detections)
-        self.book = LeadBook(self.policy)
+        self.policies = merge_policies(dedupe)
+        self.book = LeadBook(self.policies)
         self.tracker = SeqTracker()
         self.evidence = EvidenceStore(config.evidence_dir)
         self.stats: Counter = Counter()
@@ -82,7 +82,7 @@ class Ingest:
         self._stop = threading.Event()
         self.writer = InfluxWriter(client, config.retry, self._stop, self.stats, clock)
         self._horizon_ms = int(dedupe.horizon_s * 1000)
-        self._gap_ms = int(dedupe.merge_gap_s * 1000)
+        self._gap_ms = int(self.policies.largest_gap_s * 1000)   # how far apart a group's entries may lie
         self._loaded_from_ms: int | None = None   # every group with an entry at or after this is in the book
         self._cold_buckets: set[int] = set()       # older merge-gap-wide windows read back for late detections
         self._events_from_ms = 0
@@ -108,8 +108,7 @@ class Ingest:
         since = now - self._horizon_ms
         districts = self.config.serve_districts
         groups = self._retrying("restore.groups", lambda: history.load_groups(
-            self.client, since, None, self._gap_ms, self.policy.min_detections, known=lambda _: False,
-            districts=districts))
+            self.client, since, None, self.policies, known=lambda _: False, districts=districts))
         for lead in groups:
             self.book.restore(lead, verified=self.evidence.has)
         seq_since = now - int(self.config.seq_lookback_s * 1000)
@@ -232,7 +231,7 @@ class Ingest:
         for start, end in _runs(sorted(needed)):
             since, until = start * self._gap_ms, min((end + 1) * self._gap_ms, self._loaded_from_ms)
             groups = self._retrying("history.late_window", lambda: history.load_groups(
-                self.client, since, until, self._gap_ms, self.policy.min_detections,
+                self.client, since, until, self.policies,
                 known=lambda lead_id: self.book.get(lead_id) is not None, districts=self.config.serve_districts))
             for lead in groups:
                 self.book.restore(lead, verified=self.evidence.has)
@@ -265,6 +264,22 @@ class Ingest:
                 log.warning("influx.unavailable during=%s retry_in_s=%.1f error=%s", what, backoff.next_s, exc)
             backoff.wait(self._stop)
         raise Stopped(what)
+
+
+def merge_policies(dedupe: DedupeSettings) -> MergePolicies:
+    """The configured defaults and their overrides by category, by district and by category within a district."""
+    def changes(override: MergeOverrides) -> dict[str, float | int]:
+        return override.model_dump(exclude_none=True, exclude={"categories"})
+
+    overrides: dict[tuple[str | None, str | None], dict[str, float | int]] = {}
+    for category, override in dedupe.categories.items():
+        overrides[(category, None)] = changes(override)
+    for district, override in dedupe.districts.items():
+        overrides[(None, district)] = changes(override)
+        for category, within in override.categories.items():
+            overrides[(category, district)] = changes(within)
+    default = MergePolicy(dedupe.merge_radius_m, dedupe.merge_gap_s, dedupe.min_detections)
+    return MergePolicies(default, {scope: change for scope, change in overrides.items() if change})
 
 
 def _runs(numbers: list[int]) -> list[tuple[int, int]]:

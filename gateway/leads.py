@@ -5,6 +5,9 @@ late stream lands in the same leads as the live one. A detection joins a
 group of the same category when it comes from the same box, camera and zone,
 or lies within ``merge_radius_m``; and its time is within ``merge_gap_s`` of
 the group's span. A group becomes a lead once it holds ``min_detections``.
+Each of the three may differ by category and by district (``MergePolicies``);
+a detection is merged by the policy of its own category and district, and a
+group opens by the policy of its category and district.
 A lead that case staff closed takes no more detections: a detection near it
 starts a new group.
 
@@ -15,13 +18,13 @@ reading back groups for late detections, is ``gateway.history``'s job.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 
 from edge.contract import Detection
 from gateway.geo import Grid, haversine_m
 
-__all__ = ["Lead", "LeadBook", "LedgerEntry", "Merge", "MergePolicy", "haversine_m", "lead_id_for"]
+__all__ = ["Lead", "LeadBook", "LedgerEntry", "Merge", "MergePolicies", "MergePolicy", "haversine_m", "lead_id_for"]
 
 ACTIVE = ("open", "claimed")
 
@@ -31,6 +34,37 @@ class MergePolicy:
     merge_radius_m: float = 30.0
     merge_gap_s: float = 900.0
     min_detections: int = 2
+
+
+Scope = tuple[str | None, str | None]   # (category, district); None stands for any
+
+
+class MergePolicies:
+    """The merge policy of each category and district.
+
+    ``overrides`` maps (category, None), (None, district) and (category,
+    district) to changed fields of ``default``; the more specific wins, in
+    that order: default, category, district, category within district.
+    """
+
+    def __init__(self, default: MergePolicy = MergePolicy(),
+                 overrides: Mapping[Scope, Mapping[str, float | int]] | None = None) -> None:
+        self.default = default
+        self.overrides = dict(overrides or {})
+        self._resolved: dict[tuple[str, str], MergePolicy] = {}
+        every = [default, *(replace(default, **changes) for changes in self.overrides.values())]
+        self.largest_radius_m = max(policy.merge_radius_m for policy in every)
+        self.largest_gap_s = max(policy.merge_gap_s for policy in every)
+
+    def for_(self, category: str, district: str) -> MergePolicy:
+        policy = self._resolved.get((category, district))
+        if policy is None:
+            policy = self.default
+            for scope in ((category, None), (None, district), (category, district)):
+                if scope in self.overrides:
+                    policy = replace(policy, **self.overrides[scope])
+            self._resolved[(category, district)] = policy
+        return policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +149,8 @@ def _never(_: str) -> bool:
 class LeadBook:
     """Groups and leads by category; ``add`` returns the merge, or None for a repeated id."""
 
-    def __init__(self, policy: MergePolicy = MergePolicy()) -> None:
-        self.policy = policy
+    def __init__(self, policies: MergePolicies | MergePolicy = MergePolicy()) -> None:
+        self.policies = policies if isinstance(policies, MergePolicies) else MergePolicies(policies)
         self._by_id: dict[str, Lead] = {}
         self._by_detection: dict[str, Lead] = {}
         self._grids: dict[str, Grid[Lead]] = {}
@@ -150,7 +184,7 @@ class LeadBook:
     def add(self, det: Detection, verified: Verified = _never) -> Merge | None:
         if det.id in self._by_detection:
             return None
-        best = self._best_group(det)
+        best = self._best_group(det, self.policies.for_(det.category, det.district))
         if best is None:
             lead = Lead(lead_id_for(det.category, det.id), det.category, det.district, det.zone, det.ts, det.ts,
                         det.ts, det.lat, det.lon)
@@ -162,23 +196,25 @@ class LeadBook:
                             lead.detections + 1, det.lat, det.lon, det.score, det.evidence_sha256)
         was_lead = lead.is_open_lead
         self._absorb(lead, entry, verified)
-        if lead.status == "candidate" and lead.detections >= self.policy.min_detections:
+        if lead.status == "candidate" and lead.detections >= self.policies.for_(lead.category,
+                                                                                 lead.district).min_detections:
             lead.status = "open"
         return Merge(lead, entry, opened=lead.is_open_lead and not was_lead)
 
-    def _best_group(self, det: Detection) -> tuple[Lead, str, float, float] | None:
+    def _best_group(self, det: Detection, policy: MergePolicy) -> tuple[Lead, str, float, float] | None:
         place = (det.box, det.camera, det.zone)
         same_place = self._by_place.get((det.category, *place))
         if same_place:
-            best = self._best_of(det, place, same_place)
+            best = self._best_of(det, place, same_place, policy)
             if best is not None:
                 return best  # a same-zone merge ranks before any by distance, so the grid has nothing better
         grid = self._grids.get(det.category)
-        return self._best_of(det, place, grid.near(det.lat, det.lon)) if grid else None
+        return self._best_of(det, place, grid.near(det.lat, det.lon), policy) if grid else None
 
-    def _best_of(self, det: Detection, place: tuple[str, str, str],
-                 candidates: Iterable[Lead]) -> tuple[Lead, str, float, float] | None:
-        gap_limit_ms = self.policy.merge_gap_s * 1000
+    @staticmethod
+    def _best_of(det: Detection, place: tuple[str, str, str], candidates: Iterable[Lead],
+                 policy: MergePolicy) -> tuple[Lead, str, float, float] | None:
+        gap_limit_ms = policy.merge_gap_s * 1000
         best: tuple[tuple, Lead, str, float, float] | None = None
         for lead in candidates:
             if lead.status == "closed":
@@ -189,7 +225,7 @@ class LeadBook:
             distance = haversine_m(det.lat, det.lon, lead.lat, lead.lon)
             if place in lead.places:
                 rule = "same_zone"
-            elif distance <= self.policy.merge_radius_m:
+            elif distance <= policy.merge_radius_m:
                 rule = "distance"
             else:
                 continue
@@ -226,7 +262,7 @@ class LeadBook:
     def _grid_for(self, category: str) -> Grid[Lead]:
         grid = self._grids.get(category)
         if grid is None:
-            grid = self._grids[category] = Grid(self.policy.merge_radius_m)
+            grid = self._grids[category] = Grid(self.policies.largest_radius_m)
         return grid
 
     @staticmethod

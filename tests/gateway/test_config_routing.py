@@ -6,7 +6,8 @@ import pytest
 
 from gateway.cli import subscriptions
 from gateway.config import GatewayConfigError, load_gateway_config
-from gateway.ingest import INGESTED_KINDS
+from gateway.ingest import INGESTED_KINDS, merge_policies
+from gateway.leads import MergePolicy
 from gateway.routing import Router
 
 MARKET = [[48.20, 16.37], [48.20, 16.38], [48.21, 16.38], [48.21, 16.37]]
@@ -44,7 +45,15 @@ polygon = [[48.0, 16.0], [48.0, 17.0], [49.0, 17.0], [49.0, 16.0]]
 
 @pytest.mark.parametrize("text, problem", [
     ("[dedupe]\nmerge_radius_m = -1\n", "dedupe.merge_radius_m: Input should be greater than 0"),
-    ("[dedupe]\nhorizon_s = 100\n", "dedupe: Value error, horizon_s (100) must be at least 2 x merge_gap_s"),
+    ("[dedupe]\nhorizon_s = 100\n", "dedupe: Value error, horizon_s (100) must be at least 2 x the largest "
+                                     "merge_gap_s (900)"),
+    ("[dedupe.categories.illegal_dumping]\nmerge_gap_s = 5000\n",
+     "dedupe: Value error, horizon_s (7200) must be at least 2 x the largest merge_gap_s (5000)"),
+    ("[dedupe.categories.street_vending]\nmerge_gap_s = -1\n",
+     "dedupe.categories.street_vending.merge_gap_s: Input should be greater than 0"),
+    ("[dedupe.districts.old-town.categories.street_vending]\nmin_detection = 1\n",
+     "dedupe.districts.old-town.categories.street_vending.min_detection: Extra inputs are not permitted"),
+    ("[dedupe.districts.\"Old Town\"]\nmerge_radius_m = 10\n", "dedupe.districts.Old Town.[key]: String should match"),
     ("unknown = 1\n", "unknown: Extra inputs are not permitted"),
     ("[[districts]]\nname = \"x\"\npolygon = [[0, 0], [0, 1]]\n", "districts.0.polygon: List should have at least 3"),
     ("[[districts]]\nname = \"x\"\npolygon = [[0, 0], [0, 1], [91, 1]]\n",
@@ -65,3 +74,13 @@ def test_subscriptions_cover_every_kind_for_all_districts_or_those_served(tmp_pa
     assert len(served) == 2 * len(INGESTED_KINDS)
     assert {topic.split("/")[3] for topic in served} == {"old-town", "harbour"}
     assert "$share/gateways/city/harbour/+/evidence/+" in served
+
+
+def test_the_readme_example_is_a_valid_config_and_means_what_it_says(tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("Gateway config (all optional):", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    config = config_from(tmp_path, example)
+    policies = merge_policies(config.dedupe)
+    assert policies.for_("illegal_dumping", "old-town") == MergePolicy(30, 3600, 1)
+    assert policies.for_("street_vending", "market") == MergePolicy(10, 900, 2)
+    assert policies.for_("illegal_dumping", "market") == MergePolicy(10, 3600, 2)

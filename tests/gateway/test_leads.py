@@ -3,7 +3,7 @@
 import pytest
 
 from edge.contract import Detection
-from gateway.leads import LeadBook, MergePolicy, haversine_m
+from gateway.leads import LeadBook, MergePolicies, MergePolicy, haversine_m
 
 T0 = 1_795_813_200_000
 BASE = dict(box="box-1", district="old-town", camera="north", category="street_vending", label="person",
@@ -106,3 +106,45 @@ def test_prune_forgets_groups_that_ended_before_the_cutoff_and_their_ids():
 @pytest.mark.parametrize("lat2, expected", [(48.2085, 0.0), (48.2094, 100.1)])
 def test_haversine(lat2, expected):
     assert haversine_m(48.2085, 16.3731, lat2, 16.3731) == pytest.approx(expected, abs=0.5)
+
+
+POLICIES = MergePolicies(MergePolicy(merge_radius_m=30, merge_gap_s=900, min_detections=2), {
+    ("illegal_dumping", None): {"min_detections": 1, "merge_gap_s": 3600},
+    (None, "market"): {"merge_radius_m": 10},
+    ("illegal_dumping", "market"): {"min_detections": 3},
+})
+
+
+def test_policies_go_from_the_default_to_category_to_district_to_category_within_district():
+    assert POLICIES.for_("street_vending", "old-town") == MergePolicy(30, 900, 2)
+    assert POLICIES.for_("illegal_dumping", "old-town") == MergePolicy(30, 3600, 1)
+    assert POLICIES.for_("street_vending", "market") == MergePolicy(10, 900, 2)
+    assert POLICIES.for_("illegal_dumping", "market") == MergePolicy(10, 3600, 3)
+    assert (POLICIES.largest_radius_m, POLICIES.largest_gap_s) == (30, 3600)
+
+
+def test_a_category_may_open_on_one_detection_and_wait_longer_between_them():
+    book = LeadBook(POLICIES)
+    dumped = book.add(detection(1, category="illegal_dumping", label="suitcase"))
+    assert dumped.opened and dumped.lead.status == "open"
+    later = book.add(detection(2, category="illegal_dumping", label="suitcase", ts=T0 + 2000 + 1_800_000))
+    assert later.lead is dumped.lead and later.entry.gap_s == 1801.0
+    vending = book.add(detection(3, ts=T0 + 3000))
+    assert not vending.opened and book.add(detection(4, ts=T0 + 3000 + 1_800_000)).lead is not vending.lead
+
+
+def test_a_district_may_merge_within_a_smaller_radius():
+    about_20_m_apart = 48.2085 + 20 / 111_195
+    for district, merged in (("old-town", True), ("market", False)):
+        book = LeadBook(POLICIES)
+        first = book.add(detection(1, district=district, id=f"{district}-1")).lead
+        second = book.add(detection(2, district=district, id=f"{district}-2", box="box-2", zone="kiosk",
+                                    lat=about_20_m_apart)).lead
+        assert (second is first) == merged, district
+
+
+def test_a_category_within_a_district_has_the_last_word():
+    book = LeadBook(POLICIES)
+    for n in range(1, 4):
+        merge = book.add(detection(n, category="illegal_dumping", label="suitcase", district="market"))
+        assert merge.opened == (n == 3)

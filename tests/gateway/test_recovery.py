@@ -141,3 +141,16 @@ def test_a_gateway_serving_some_districts_restores_only_theirs(make_ingest, infl
     old_town = make_ingest(serve_districts=["old-town"])
     assert [lead.district for lead in old_town.book.groups()] == ["old-town"]
     assert sorted(old_town.tracker.boxes) == ["box-1"]
+
+
+def test_per_category_settings_hold_across_a_restart(make_ingest, influx):
+    dumping = dict(category="illegal_dumping", label="suitcase", zone="verge")
+    settings = {"categories": {"illegal_dumping": {"min_detections": 1, "merge_gap_s": 3600}}}
+    first = make_ingest(dedupe=settings)
+    [opened] = of(stored(first, [detection("x1", NOW - 3_000_000, **dumping)]), "lead")
+    assert opened.fields["status"] == "open"
+    restarted = make_ingest(dedupe=settings)
+    [lead] = restarted.book.leads()
+    assert lead.status == "open"
+    [entry] = of(stored(restarted, [detection("x2", NOW - 1_000_000, seq=2, **dumping)]), "detection")
+    assert entry.tags["lead_id"] == opened.tags["lead_id"] and entry.fields["gap_s"] == 2000.0
