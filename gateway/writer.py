@@ -262,15 +262,15 @@ class WriterProcess:
         while not self._slots.acquire(timeout=0.2):
             if stop.is_set() or not self.alive:
                 return False
-        if not self.alive:
-            return False
-        self._pending.append(messages)  # before sending: the report may come back at once
-        try:
-            self._batches.send_bytes(pickle.dumps(([to_wire(p) for p in points], len(messages)), protocol=5))
-        except OSError:  # the child is gone
-            self._pending.pop()
-            return False
-        return True
+        if self.alive:
+            self._pending.append(messages)  # before sending: the report may come back at once
+            try:
+                self._batches.send_bytes(pickle.dumps(([to_wire(p) for p in points], len(messages)), protocol=5))
+                return True
+            except OSError:  # the child is gone
+                self._pending.pop()
+        self._slots.release()
+        return False
 
     def close(self, grace_s: float) -> None:
         """No more batches. The child stores what it holds, for up to ``grace_s`` seconds, then is stopped."""
