@@ -78,14 +78,24 @@ class DedupeSettings(Strict):
     districts: dict[District, DistrictOverrides] = Field(default_factory=dict, description=(
         "Per district, and per category within it; a district's settings win over a category's."))
 
+    def overrides(self) -> dict[tuple[str | None, str | None], dict[str, float | int]]:
+        """The changed settings by (category, district), None standing for any; scopes that change nothing left out."""
+        scoped: dict[tuple[str | None, str | None], MergeOverrides] = {
+            **{(category, None): override for category, override in self.categories.items()},
+            **{(None, district): override for district, override in self.districts.items()},
+            **{(category, district): within for district, override in self.districts.items()
+               for category, within in override.categories.items()},
+        }
+        changes = {scope: override.model_dump(exclude_none=True, exclude={"categories"})
+                   for scope, override in scoped.items()}
+        return {scope: change for scope, change in changes.items() if change}
+
     @model_validator(mode="after")
     def _horizon_covers_two_gaps(self):
-        gaps = [self.merge_gap_s, *(o.merge_gap_s for o in self.categories.values() if o.merge_gap_s),
-                *(o.merge_gap_s for o in self.districts.values() if o.merge_gap_s),
-                *(c.merge_gap_s for o in self.districts.values() for c in o.categories.values() if c.merge_gap_s)]
-        if self.horizon_s < 2 * max(gaps):
+        largest = max([self.merge_gap_s, *(c["merge_gap_s"] for c in self.overrides().values() if "merge_gap_s" in c)])
+        if self.horizon_s < 2 * largest:
             raise ValueError(f"horizon_s ({self.horizon_s:g}) must be at least 2 x the largest merge_gap_s "
-                             f"({max(gaps):g})")
+                             f"({largest:g})")
         return self
 
 

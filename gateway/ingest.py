@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from gateway import casework, history
-from gateway.config import DedupeSettings, GatewayConfig, MergeOverrides
+from gateway.config import DedupeSettings, GatewayConfig
 from gateway.evidence import EvidenceStore
 from gateway.influx import InfluxClient, InfluxError, InfluxUnavailable
 from gateway.leads import LeadBook, MergePolicies, MergePolicy
@@ -268,18 +268,8 @@ class Ingest:
 
 def merge_policies(dedupe: DedupeSettings) -> MergePolicies:
     """The configured defaults and their overrides by category, by district and by category within a district."""
-    def changes(override: MergeOverrides) -> dict[str, float | int]:
-        return override.model_dump(exclude_none=True, exclude={"categories"})
-
-    overrides: dict[tuple[str | None, str | None], dict[str, float | int]] = {}
-    for category, override in dedupe.categories.items():
-        overrides[(category, None)] = changes(override)
-    for district, override in dedupe.districts.items():
-        overrides[(None, district)] = changes(override)
-        for category, within in override.categories.items():
-            overrides[(category, district)] = changes(within)
     default = MergePolicy(dedupe.merge_radius_m, dedupe.merge_gap_s, dedupe.min_detections)
-    return MergePolicies(default, {scope: change for scope, change in overrides.items() if change})
+    return MergePolicies(default, dedupe.overrides())
 
 
 def _runs(numbers: list[int]) -> list[tuple[int, int]]:
