@@ -42,9 +42,7 @@ def load_groups(client: InfluxClient, since_ms: int, until_ms: int | None, polic
     With ``districts``, only groups with detections from those districts.
     """
     merge_gap_ms = int(policies.largest_gap_s * 1000)
-    window = f"time >= {ms_to_ns(since_ms)}" + (f" AND time < {ms_to_ns(until_ms)}" if until_ms else "")
-    rows = client.query_all(f"SELECT {LEDGER_COLUMNS} FROM {quote_ident('detection')} "
-                            f"WHERE {window}{district_filter(districts)}")
+    rows = ledger_rows(client, since_ms, until_ms, districts)
     by_lead: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         if row.get("lead_id") and not known(row["lead_id"]):
@@ -55,6 +53,14 @@ def load_groups(client: InfluxClient, since_ms: int, until_ms: int | None, polic
         by_lead[lead_id] = entries
     lead_rows = _lead_points(client, list(by_lead))
     return [_group(lead_id, entries, lead_rows.get(lead_id), policies) for lead_id, entries in by_lead.items()]
+
+
+def ledger_rows(client: InfluxClient, since_ms: int, until_ms: int | None,
+                districts: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The stored detections in [since_ms, until_ms) with their ledger entries (``LEDGER_COLUMNS``)."""
+    window = f"time >= {ms_to_ns(since_ms)}" + (f" AND time < {ms_to_ns(until_ms)}" if until_ms else "")
+    return client.query_all(f"SELECT {LEDGER_COLUMNS} FROM {quote_ident('detection')} "
+                            f"WHERE {window}{_district_filter(districts)}")
 
 
 def _may_reach_before(entries: list[dict[str, Any]], since_ms: int, merge_gap_ms: int) -> bool:
@@ -91,7 +97,7 @@ def _id_filter(lead_ids: list[str]) -> str:
     return f"{quote_ident('lead_id')} =~ /^(?:{'|'.join(lead_ids)})$/"
 
 
-def district_filter(districts: Sequence[str]) -> str:
+def _district_filter(districts: Sequence[str]) -> str:
     """An InfluxQL condition on the district tag, or nothing for all districts."""
     # District names match the contract's NAME_PATTERN (a-z, 0-9, _ and -): nothing to escape in a regex.
     return f" AND {quote_ident('district')} =~ /^(?:{'|'.join(districts)})$/" if districts else ""
@@ -130,7 +136,7 @@ def load_box_seqs(client: InfluxClient, since_ms: int, districts: Sequence[str] 
     best: dict[str, BoxSeqState] = {}
     for measurement in SEQ_MEASUREMENTS:
         rows = client.query(f"SELECT max({quote_ident('seq')}) FROM {quote_ident(measurement)} "
-                            f"WHERE time >= {ms_to_ns(since_ms)}{district_filter(districts)} "
+                            f"WHERE time >= {ms_to_ns(since_ms)}{_district_filter(districts)} "
                             f"GROUP BY {quote_ident('box')}, "
                             f"{quote_ident('district')}")
         for row in rows:
@@ -142,7 +148,7 @@ def load_box_seqs(client: InfluxClient, since_ms: int, districts: Sequence[str] 
 
 def load_open_gaps(client: InfluxClient, since_ms: int, districts: Sequence[str] = ()) -> list[Gap]:
     rows = client.query_all(f"SELECT * FROM {quote_ident('box_gap')} "
-                            f"WHERE time >= {ms_to_ns(since_ms)}{district_filter(districts)}")
+                            f"WHERE time >= {ms_to_ns(since_ms)}{_district_filter(districts)}")
     gaps = []
     for row in rows:
         if row.get("status") != "open":

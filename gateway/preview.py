@@ -15,10 +15,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from edge.contract import Detection
-from gateway.history import district_filter
-from gateway.influx import InfluxClient, quote_ident
+from gateway.history import ledger_rows
+from gateway.influx import InfluxClient
 from gateway.leads import LeadBook, MergePolicies
-from gateway.store import LEDGER_COLUMNS, NS_PER_MS, ms_to_ns
+from gateway.store import NS_PER_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +38,7 @@ class Difference:
 def stored_detections(client: InfluxClient, since_ms: int, until_ms: int,
                       districts: Sequence[str] = ()) -> list[Detection]:
     """The detections stored in [since_ms, until_ms), with what dedupe looks at, in event-time order."""
-    rows = client.query_all(f"SELECT {LEDGER_COLUMNS} FROM {quote_ident('detection')} "
-                            f"WHERE time >= {ms_to_ns(since_ms)} AND time < {ms_to_ns(until_ms)}"
-                            f"{district_filter(districts)}")
-    rows.sort(key=lambda row: row["time"])
+    rows = sorted(ledger_rows(client, since_ms, until_ms, districts), key=lambda row: row["time"])
     # Built without validation: these passed the contract when they arrived, and only dedupe's fields are read.
     return [Detection.model_construct(
         id=row["detection_id"], box=row["box"], district=row["district"], seq=0, ts=row["time"] // NS_PER_MS,
