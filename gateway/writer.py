@@ -214,13 +214,11 @@ class WriterProcess:
     ``on_stored`` with the messages of each stored write, in order.
     """
 
-    def __init__(self, config: GatewayConfig, on_stored: Callable[[list[Any]], None], stats: Counter,
-                 log_level: int | None = None) -> None:
+    def __init__(self, config: GatewayConfig, on_stored: Callable[[list[Any]], None], stats: Counter) -> None:
         self.max_batches = max(1, config.write_max_messages // config.batch_size) + 1
         self._config = config
         self._on_stored = on_stored
         self._stats = stats
-        self._log_level = logging.getLogger().level if log_level is None else log_level
         self._slots = threading.Semaphore(self.max_batches)
         self._pending: deque[list[Any]] = deque()
         self._ended = threading.Event()
@@ -236,7 +234,7 @@ class WriterProcess:
         reports_out, reports_in = self._context.Pipe(duplex=False)
         self._process = self._context.Process(
             target=_writer_main, name="influx-writer", daemon=True,
-            args=(self._config, self._log_level, os.getpid(), self.max_batches, batches_out, reports_in))
+            args=(self._config, logging.getLogger().level, os.getpid(), self.max_batches, batches_out, reports_in))
         self._process.start()
         batches_out.close()
         reports_in.close()
@@ -318,8 +316,9 @@ def _writer_main(config: GatewayConfig, log_level: int, parent_pid: int, max_bat
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole group; the ingest decides
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from gateway.cli import configure_logging
+
+    configure_logging(log_level)
     waiting = WriteQueue(config.write_max_messages, batches=max_batches + 1)  # never full: the ingest waits first
     threading.Thread(target=_receive, args=(batches, waiting, stop), name="batches", daemon=True).start()
     stats: Counter = Counter()
