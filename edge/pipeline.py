@@ -153,9 +153,10 @@ class CameraPipeline:
     def _find_static_blobs(self, small: Thumbnail, t_s: float, detections: Detections) -> list[StaticBlob]:
         is_mover = detections.labelled(tuple(self.static_config.mover_labels))
         movers = np.concatenate([detections.xyxy[is_mover], self.tracker.live_boxes(self._mover_ids)])
+        lingering = self.tracker.live_boxes(self._mover_ids, max_speed=self.static_config.linger_speed)
         boosters = detections.labelled(tuple(self.static_config.boost_labels))
         return self.static_finder.update(small, t_s, movers, detections.xyxy[boosters],
-                                         detections.scores[boosters])
+                                         detections.scores[boosters], lingering)
 
 
 def evidence_for(hit: RuleHit, fallback: Frame, quality: int) -> Evidence:

@@ -69,9 +69,16 @@ class IouTracker:
     def live_track_ids(self) -> set[int]:
         return set(self._ids.tolist())
 
-    def live_boxes(self, class_ids: set[int]) -> np.ndarray:
-        """Last boxes of the live tracks of these classes, missed ones included."""
-        return self._boxes[np.isin(self._classes, list(class_ids))]
+    def live_boxes(self, class_ids: set[int], max_speed: float | None = None) -> np.ndarray:
+        """Last boxes of the live tracks of these classes, missed ones included.
+
+        ``max_speed``: only tracks moving slower than this many box heights per second.
+        """
+        rows = np.isin(self._classes, list(class_ids))
+        if max_speed is not None:
+            heights = np.maximum(self._boxes[:, 3] - self._boxes[:, 1], 1.0)
+            rows &= np.hypot(self._velocity[:, 0], self._velocity[:, 1]) < max_speed * heights
+        return self._boxes[rows]
 
     def _drop_lost(self, t_s: float) -> None:
         if not len(self._ids):
