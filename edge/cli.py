@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
 
     validate = commands.add_parser("validate", help="Check box configs and print every problem with its key path.")
     validate.add_argument("files", type=Path, nargs="+")
+    validate.add_argument("--frame-size", dest="frame_sizes", action="append", type=_frame_size, default=[],
+                          metavar="[CAMERA=]WxH",
+                          help="Check pixel zones against the frames of the cameras: WxH for every camera, "
+                               "CAMERA=WxH for the cameras of that name (repeatable; a named size wins).")
     validate.set_defaults(handler=_validate)
 
     args = parser.parse_args(argv)
@@ -199,6 +203,7 @@ def _replay(args: argparse.Namespace) -> int:
     from edge.config import ConfigError, load_config
     from edge.detectors import DetectorError, detector_for
     from edge.pipeline import CameraPipeline
+    from edge.zones import ZoneOutsideFrame
 
     try:
         config = load_config(args.config)
@@ -221,6 +226,9 @@ def _replay(args: argparse.Namespace) -> int:
     except CameraError as exc:
         print(f"edge: {exc}", file=sys.stderr)
         return 2
+    except ZoneOutsideFrame as exc:
+        print(f"edge: {exc.for_camera(camera.name)}", file=sys.stderr)
+        return 2
     hits.extend(pipeline.finish(last_t))
     for hit in hits:
         row = {"t_s": round(hit.t_s, 2), "event": hit.event, "category": hit.category.value, "zone": hit.zone.name,
@@ -238,12 +246,16 @@ def _replay(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from edge.config import ConfigError, load_config
     from edge.sensors import check_sensors
+    from edge.zones import frame_problems
 
     failed = 0
+    cameras: set[str] = set()
     for path in args.files:
         try:
             config = load_config(path)
+            cameras.update(c.name for c in config.cameras)
             problems = check_sensors(config.sensors, config.sensor_profiles)
+            problems += frame_problems(config.cameras, _sizes_by_camera(args.frame_sizes, config.cameras))
         except ConfigError as exc:
             problems = exc.problems
         if problems:
@@ -253,7 +265,30 @@ def _validate(args: argparse.Namespace) -> int:
                 print(f"  {problem}")
             continue
         print(f"{path}: ok (box {config.box}, hash {config.config_hash()})")
+    for camera in sorted({name for name, _ in args.frame_sizes if name is not None} - cameras):
+        failed += 1
+        print(f"--frame-size: no camera named {camera!r} in these configs")
     return 1 if failed else 0
+
+
+FrameSize = tuple[str | None, tuple[int, int]]
+
+
+def _frame_size(text: str) -> FrameSize:
+    """``768x576`` (every camera) or ``north=768x576`` (cameras named north) as (camera, (width, height))."""
+    camera, _, size = text.rpartition("=")
+    width, x, height = size.lower().partition("x")
+    if not (x and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not [CAMERA=]WIDTHxHEIGHT, for example 768x576 or north=768x576")
+    return camera or None, (int(width), int(height))
+
+
+def _sizes_by_camera(frame_sizes: list[FrameSize], cameras) -> dict[str, tuple[int, int]]:
+    """The frame size of each camera: its own ``CAMERA=WxH``, else the last plain ``WxH``, else none."""
+    named = {camera: size for camera, size in frame_sizes if camera is not None}
+    everyone = [size for camera, size in frame_sizes if camera is None]
+    sizes = {c.name: named.get(c.name, everyone[-1] if everyone else None) for c in cameras}
+    return {name: size for name, size in sizes.items() if size is not None}
 
 
 if __name__ == "__main__":
