@@ -6,6 +6,7 @@ import argparse
 import copy
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -87,8 +88,20 @@ def _run(args: argparse.Namespace) -> int:
 VIDEO_OUTPUT_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG"}
 
 
+def _quiet_native_logs() -> None:
+    """Keep FFmpeg's and OpenCV's own log lines off the terminal; the command reports what went wrong itself.
+
+    OpenCV reads both variables when it first logs or opens a capture, so
+    setting them here is in time. An operator who wants those lines sets the
+    variables beforehand (OPENCV_FFMPEG_LOGLEVEL=32, OPENCV_LOG_LEVEL=INFO).
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+
+
 def _detect(args: argparse.Namespace) -> int:
-    from edge.camera import CameraError, file_frames
+    _quiet_native_logs()
+    from edge.camera import CameraError, file_frames, read_image
     from edge.config import TrackerConfig
     from edge.detectors import DetectorError, create_detector
     from edge.tracker import IouTracker
@@ -102,18 +115,15 @@ def _detect(args: argparse.Namespace) -> int:
         print(f"edge: {args.file} does not exist", file=sys.stderr)
         return 2
     is_image = args.file.suffix.lower() in IMAGE_SUFFIXES
-    if is_image:
-        frames = _image_as_frames(args.file)
-        if frames is None:
-            print(f"edge: {args.file} is not an image OpenCV can read", file=sys.stderr)
-            return 2
-    else:
-        frames = ((f.index, f.t_s, f.image) for f in file_frames("detect", str(args.file), args.fps, start_ms=0))
     output = _AnnotatedOutput(args.annotate, args.fps)
     # Video frames are tracked, so each box says which object it is and whether it stays put.
     tracker = None if is_image else IouTracker.from_config(TrackerConfig())
     results = []
     try:
+        if is_image:
+            frames = [(0, 0.0, read_image(str(args.file)))]
+        else:
+            frames = ((f.index, f.t_s, f.image) for f in file_frames("detect", str(args.file), args.fps, start_ms=0))
         for index, t_s, image in frames:
             dets = detector.detect(image)
             if tracker is not None:
@@ -159,13 +169,6 @@ def _box_caption(row: dict) -> str:
     return caption
 
 
-def _image_as_frames(path: Path):
-    import cv2
-
-    image = cv2.imread(str(path))
-    return None if image is None else [(0, 0.0, image)]
-
-
 class _AnnotatedOutput:
     """Where ``edge detect --annotate`` draws: a picture of the first frame, or a whole video."""
 
@@ -199,6 +202,7 @@ class _AnnotatedOutput:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    _quiet_native_logs()
     from edge.camera import CameraError, file_frames
     from edge.config import ConfigError, load_config
     from edge.detectors import DetectorError, detector_for

@@ -73,3 +73,41 @@ def test_replay_stops_at_a_pixel_zone_outside_the_frame(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 2 and captured.out == ""
     assert captured.err == ("edge: camera 'north' zone 'kiosk': point 1 (900, 40) lies outside the 768x576 frame\n")
+
+
+def cut(path: Path, data: bytes, fraction: float = 0.5) -> Path:
+    path.write_bytes(data[:int(len(data) * fraction)])
+    return path
+
+
+def broken_inputs(tmp_path: Path) -> dict[str, Path]:
+    import cv2
+    import numpy as np
+
+    noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    avi = tmp_path / "whole.avi"
+    writer = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 240))
+    for _ in range(30):
+        writer.write(noise)
+    writer.release()
+    return {
+        "truncated JPEG": cut(tmp_path / "cut.jpg", cv2.imencode(".jpg", noise)[1].tobytes()),
+        "truncated PNG": cut(tmp_path / "cut.png", cv2.imencode(".png", noise)[1].tobytes()),
+        "MP4 without its index": cut(tmp_path / "cut.mp4", CLIP.read_bytes()),   # the moov box is at the end
+        "truncated AVI": cut(tmp_path / "cut.avi", avi.read_bytes()),
+    }
+
+
+@pytest.mark.model
+def test_detect_refuses_broken_files_in_one_line_with_nothing_from_the_decoders(tmp_path):
+    import subprocess
+    import sys
+
+    for what, path in broken_inputs(tmp_path).items():
+        # --json prints only at the end, so stdout stays empty unless FFmpeg writes there (as it does
+        # through OpenCV's log callback once OPENCV_FFMPEG_LOGLEVEL is set).
+        run = subprocess.run([sys.executable, "-m", "edge.cli", "detect", str(path), "--json"],
+                             capture_output=True, text=True)
+        assert run.returncode == 2 and run.stdout == "", (what, run.stdout)
+        assert run.stderr.startswith("edge: ") and run.stderr.count("\n") == 1, (what, run.stderr)
+        assert path.name in run.stderr and ("truncated" in run.stderr or "corrupt" in run.stderr), run.stderr
