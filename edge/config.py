@@ -191,6 +191,10 @@ class DwellRuleConfig(Strict):
     support_labels: list[str] = Field(default_factory=list,
                                       description="Labels that, seen in the same zone, raise an incident's score.")
     support_boost: float = Field(0.15, ge=0, le=1, description="Score added while a support label is in the zone.")
+    leave_s: float = Field(2.0, ge=0, description="A stay ends when its object is seen outside the zone this long.")
+    min_moves: int = Field(0, ge=0, description="Times the object must be seen to move in place (pixels changing "
+                                                "within its box, a second apart) before it is reported; "
+                                                "rejects fixed things taken for people. 0: no check.")
 
 
 STATIC_OBJECT_LABEL = "static_object"
@@ -210,7 +214,8 @@ class StaticObjectConfig(Strict):
     base_score: float = Field(0.5, ge=0, le=1, description="Score of a blob no detector label supports.")
     mover_overlap: float = Field(0.3, ge=0, le=1, description="Blobs this much covered by a person or vehicle are skipped.")
     mover_margin: float = Field(0.5, ge=0, le=5, description="Person and vehicle boxes are widened by this share of their size on each side, so an object still attended by whoever brought it is not yet left.")
-    occlusion_s: float = Field(15.0, gt=0, description="A left object hidden this long by passers-by is still the same object.")
+    occlusion_s: float = Field(30.0, gt=0, description="A left object hidden this long by passers-by is still the "
+                                                       "same object; its clock runs on and it is checked when seen again.")
     mover_labels: list[str] = Field(
         default_factory=lambda: ["person", "bicycle", "car", "motorcycle", "bus", "truck", "dog"],
         description="Labels whose boxes are never left objects.")
@@ -238,8 +243,11 @@ class TrackerConfig(Strict):
                                                                    "share of the box height from where it settled.")
 
 
+VENDING_MIN_MOVES = 2   # a vendor who stands still still moves; a cone taken for a person never does
+
+
 def _default_vending() -> DwellRuleConfig:
-    return DwellRuleConfig(labels=["person"], dwell_s=60.0,
+    return DwellRuleConfig(labels=["person"], dwell_s=60.0, min_moves=VENDING_MIN_MOVES,
                            support_labels=["umbrella", "dining table", "chair", "bench", "suitcase", "handbag",
                                            "backpack", "bicycle", "motorcycle", "potted plant", "bowl", "cup",
                                            "bottle", "banana", "apple", "orange"])
@@ -252,6 +260,15 @@ def _default_dumping() -> DwellRuleConfig:
 class RulesConfig(Strict):
     street_vending: DwellRuleConfig = Field(default_factory=_default_vending)
     illegal_dumping: DwellRuleConfig = Field(default_factory=_default_dumping)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _vending_checks_for_life(cls, raw: object) -> object:
+        """A [rules.street_vending] table that does not say min_moves gets the vending default, not 0."""
+        if isinstance(raw, dict) and isinstance(raw.get("street_vending"), dict) \
+                and "min_moves" not in raw["street_vending"]:
+            raw = {**raw, "street_vending": {**raw["street_vending"], "min_moves": VENDING_MIN_MOVES}}
+        return raw
 
     def for_zone_type(self, zone_type: str) -> tuple[Category, DwellRuleConfig]:
         if zone_type == "no_vending":

@@ -22,6 +22,7 @@ from edge.detections import Detections
 from edge.detectors import Detector
 from edge.evidence import Evidence, annotate, encode_jpeg
 from edge.filters import LabelFilters
+from edge.liveness import LivenessMeter
 from edge.motion import MotionDetector
 from edge.rules import DwellRules, RuleHit
 from edge.staticobjects import StaticBlob, StaticObjectFinder
@@ -73,6 +74,7 @@ class CameraPipeline:
         if any(z.type == "dumping_hotspot" for z in self.camera.zones) and self.static_config.enabled:
             self.static_finder = StaticObjectFinder(self.static_config)
         self._mover_ids = {i for i, name in enumerate(labels) if name in self.static_config.mover_labels}
+        self.liveness = LivenessMeter(tuple(self.rules_config.street_vending.labels))
         self.rules: DwellRules | None = None
         self.filters: LabelFilters | None = None
         self._last_detections = Detections.empty(labels)
@@ -84,6 +86,7 @@ class CameraPipeline:
         """Apply new zones, filters and thresholds; tracks and ongoing stays are kept."""
         self.camera = camera
         self.rules_config = rules_config
+        self.liveness = LivenessMeter(tuple(rules_config.street_vending.labels))
         self.motion.reconfigure(camera.motion)
         if self.rules is not None and self.filters is not None:
             zones = self._zones(self.filters.width, self.filters.height)
@@ -100,12 +103,18 @@ class CameraPipeline:
         if self.static_finder is not None:
             detections = with_static_blobs(detections, self._static_blobs(small, frame.t_s, detections))
         tracked = self.tracker.update(detections, frame.t_s)
-        hits = self.rules.update(tracked, frame.t_s, self.tracker.live_track_ids(), attach=frame)
+        moves = self.liveness.update(tracked, frame.image, frame.t_s) if self._watches_vending else None
+        hits = self.rules.update(tracked, frame.t_s, self.tracker.live_track_ids(), attach=frame, moves=moves)
         self.frames += 1
         return FrameResult(frame, tracked, hits, detector_ms, ran)
 
     def finish(self, t_s: float) -> list[RuleHit]:
         return [] if self.rules is None else self.rules.finish(t_s)
+
+    @property
+    def _watches_vending(self) -> bool:
+        return self.rules_config.street_vending.min_moves > 0 and any(
+            z.type == "no_vending" for z in self.camera.zones)
 
     @property
     def mean_detector_ms(self) -> float:
@@ -134,7 +143,8 @@ class CameraPipeline:
         return detections, detector_ms, True
 
     def _static_blobs(self, small: Thumbnail, t_s: float, detections: Detections) -> list[StaticBlob]:
-        if self._last_static_t is not None and t_s - self._last_static_t < self.static_config.interval_s:
+        if (not self.static_finder.warming_up and self._last_static_t is not None
+                and t_s - self._last_static_t < self.static_config.interval_s):
             return self._last_blobs
         self._last_static_t = t_s
         self._last_blobs = self._find_static_blobs(small, t_s, detections)

@@ -2,8 +2,16 @@
 
 ``street_vending`` watches people in ``no_vending`` zones; ``illegal_dumping``
 watches objects in ``dumping_hotspot`` zones. An incident goes through
-``new`` -> ``update`` (at most every ``update_s``) -> ``end`` (object gone
-or moved out of the zone).
+``new`` -> ``update`` (at most every ``update_s``) -> ``end`` (object gone,
+moved away from its spot, or seen outside the zone for ``leave_s``).
+
+A stay is one track's time near one spot of one zone. It ends when the
+track is gone, moves off its spot, or is seen outside the zone for longer
+than ``leave_s`` (a foot point jittering over the zone's edge is not
+leaving); someone who comes back later starts a new stay, judged on its own.
+Where the rule asks for ``min_moves``, a stay is only reported once its
+object has been seen to move that often since the stay began (see
+``edge.liveness``): fixed things the detector takes for people never do.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ class _Stay:
     bbox_px: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     reported_s: float | None = None
     last_seen_s: float = 0.0
+    moves_at_start: int = 0
     support: float = 0.0
     best_score: float = -1.0
     best: object = None
@@ -74,8 +83,13 @@ class DwellRules:
         self.rules = rules
         self.zones = zones
 
-    def update(self, tracked: Detections, t_s: float, live_tracks: set[int], attach: object = None) -> list[RuleHit]:
-        """Hits of this frame; ``attach`` is kept with a stay's best observation (e.g. the frame)."""
+    def update(self, tracked: Detections, t_s: float, live_tracks: set[int], attach: object = None,
+               moves: dict[int, int] | None = None) -> list[RuleHit]:
+        """Hits of this frame; ``attach`` is kept with a stay's best observation (e.g. the frame).
+
+        ``moves``: moves seen so far per track id (``edge.liveness``); None when
+        not measured, which skips the rules' ``min_moves`` check.
+        """
         hits: list[RuleHit] = []
         seen: set[tuple[str, int]] = set()
         feet = tracked.foot_points()
@@ -89,23 +103,27 @@ class DwellRules:
             for i in np.flatnonzero(inside):
                 key = (zone.name, int(tracked.track_ids[i]))
                 seen.add(key)
-                hit = self._observe(key, zone, category, rule, tracked, i, feet[i], t_s, support, attach)
+                hit = self._observe(key, zone, category, rule, tracked, i, feet[i], t_s, support, attach, moves)
                 if hit:
                     hits.append(hit)
-        hits.extend(self._end_stays(seen, live_tracks, t_s))
+        present = set() if tracked.track_ids is None else set(tracked.track_ids.tolist())
+        hits.extend(self._end_stays(seen, live_tracks, t_s, present))
         return hits
 
     def _observe(self, key, zone: Zone, category: Category, rule: DwellRuleConfig, tracked: Detections, i: int,
-                 foot: np.ndarray, t_s: float, support: float, attach: object) -> RuleHit | None:
+                 foot: np.ndarray, t_s: float, support: float, attach: object,
+                 moves: dict[int, int] | None) -> RuleHit | None:
         stay = self._stays.get(key)
         drift_limit = rule.stationary_px * self.frame_width
+        track_moves = None if moves is None else moves.get(key[1], 0)
         if stay is None or math.dist(foot, stay.anchor) > drift_limit:
+            fresh = _Stay(foot.copy(), t_s, tracked.label_of(i), moves_at_start=track_moves or 0)
             if stay is not None and stay.reported_s is not None:
                 # Moved away from its spot: the reported incident ends, a new stay starts.
                 ended = self._hit(category, "end", zone, key[1], stay, t_s)
-                self._stays[key] = _Stay(foot.copy(), t_s, tracked.label_of(i))
+                self._stays[key] = fresh
                 return ended
-            stay = self._stays[key] = _Stay(foot.copy(), t_s, tracked.label_of(i))
+            stay = self._stays[key] = fresh
         score = float(tracked.scores[i])
         stay.scores.append(score)
         stay.bbox_px = tuple(float(v) for v in tracked.xyxy[i])
@@ -117,6 +135,8 @@ class DwellRules:
         threshold = max(rule.min_score, self.thresholds(stay.label, foot))
         if t_s - stay.since_s < dwell or median(stay.scores) < threshold:
             return None
+        if track_moves is not None and track_moves - stay.moves_at_start < rule.min_moves:
+            return None
         if stay.reported_s is None:
             stay.reported_s = t_s
             return self._hit(category, "new", zone, key[1], stay, t_s)
@@ -125,22 +145,31 @@ class DwellRules:
             return self._hit(category, "update", zone, key[1], stay, t_s)
         return None
 
-    def _end_stays(self, seen: set, live_tracks: set[int], t_s: float) -> list[RuleHit]:
-        """A stay ends when its track is gone; a live track missed for a frame keeps it."""
+    def _end_stays(self, seen: set, live_tracks: set[int], t_s: float, present: set[int]) -> list[RuleHit]:
+        """End the stays whose track is gone, or was seen outside the zone for longer than ``leave_s``.
+
+        A live track missed by the detector for a moment keeps its stay.
+        """
         hits = []
         for key in list(self._stays):
-            if key in seen or key[1] in live_tracks:
+            if key in seen:
                 continue
-            stay = self._stays.pop(key)
+            zone = next(z for z in self.zones if z.name == key[0])
+            category, rule = self.rules.for_zone_type(zone.config.type)
+            stay = self._stays[key]
+            if key[1] in present:
+                if t_s - stay.last_seen_s <= rule.leave_s:
+                    continue
+            elif key[1] in live_tracks:
+                continue
+            del self._stays[key]
             if stay.reported_s is not None:
-                zone = next(z for z in self.zones if z.name == key[0])
-                category, _ = self.rules.for_zone_type(zone.config.type)
                 hits.append(self._hit(category, "end", zone, key[1], stay, t_s))
         return hits
 
     def finish(self, t_s: float) -> list[RuleHit]:
         """End every reported stay (the source ended)."""
-        return self._end_stays(set(), set(), t_s)
+        return self._end_stays(set(), set(), t_s, set())
 
     @staticmethod
     def _hit(category: Category, event: str, zone: Zone, track_id: int, stay: _Stay, t_s: float) -> RuleHit:
