@@ -82,7 +82,7 @@ class Box:
         spool_path = spool_path or config.spool.path
         self.remote = RemoteConfig(file_table or {}, config_dir or Path.cwd(),
                                    spool_path.with_name("remote-config.json"))
-        self._lock = threading.Lock()   # guards config changes against the camera threads
+        self._lock = threading.RLock()   # guards config changes against the camera threads
         self.config = config
         self.config_hash = config.config_hash()
         self.detector = None if config.detector is None else detector_for(config.detector)
@@ -246,9 +246,12 @@ class Box:
             return
         if not payload:
             return  # a cleared retained config: nothing to apply
-        decision = self._fitting_frames(self.remote.decide(payload))
+        decision = self.remote.decide(payload)
+        with self._lock:  # no camera sets its zones up between the check and the change
+            decision = self._fitting_frames(decision)
+            if decision.accepted:
+                self._apply(decision.config)
         if decision.accepted:
-            self._apply(decision.config)
             self.remote.remember(payload)
             log.info("config.accepted hash=%s", self.config_hash)
         else:

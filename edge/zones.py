@@ -93,7 +93,7 @@ def points_outside(polygon: list[Point], width: int, height: int) -> list[tuple[
     return [(i, (x, y)) for i, (x, y) in enumerate(polygon) if not (0 <= x <= width and 0 <= y <= height)]
 
 
-def check_in_frame(config: ZoneConfig, width: int, height: int, camera: str | None = None) -> None:
+def check_in_frame(config: ZoneConfig, width: int, height: int) -> None:
     """Raise ZoneOutsideFrame if a pixel zone has any vertex outside a width x height frame.
 
     Any vertex, not only a zone wholly outside: a zone that sticks out was
@@ -104,7 +104,7 @@ def check_in_frame(config: ZoneConfig, width: int, height: int, camera: str | No
     if config.coords == "pixel":
         outside = points_outside(config.polygon, width, height)
         if outside:
-            raise ZoneOutsideFrame(config.name, outside, width, height, camera)
+            raise ZoneOutsideFrame(config.name, outside, width, height)
 
 
 def frame_problems(cameras: list[CameraConfig], sizes: dict[str, tuple[int, int]]) -> list[str]:
