@@ -6,6 +6,7 @@ import argparse
 import copy
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -60,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
 
     validate = commands.add_parser("validate", help="Check box configs and print every problem with its key path.")
     validate.add_argument("files", type=Path, nargs="+")
+    validate.add_argument("--frame-size", dest="frame_sizes", action="append", type=_frame_size, default=[],
+                          metavar="[CAMERA=]WxH",
+                          help="Check pixel zones against the frames of the cameras: WxH for every camera, "
+                               "CAMERA=WxH for the cameras of that name (repeatable; a named size wins).")
     validate.set_defaults(handler=_validate)
 
     args = parser.parse_args(argv)
@@ -95,8 +100,20 @@ def _run(args: argparse.Namespace) -> int:
 VIDEO_OUTPUT_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG"}
 
 
+def _quiet_native_logs() -> None:
+    """Keep FFmpeg's and OpenCV's own log lines off the terminal; the command reports what went wrong itself.
+
+    OpenCV reads both variables when it first logs or opens a capture, so
+    setting them here is in time. An operator who wants those lines sets the
+    variables beforehand (OPENCV_FFMPEG_LOGLEVEL=32, OPENCV_LOG_LEVEL=INFO).
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+
+
 def _detect(args: argparse.Namespace) -> int:
-    from edge.camera import CameraError, file_frames
+    _quiet_native_logs()
+    from edge.camera import CameraError, file_frames, read_image
     from edge.config import TrackerConfig
     from edge.detectors import DetectorError, create_detector
     from edge.tracker import IouTracker
@@ -110,18 +127,15 @@ def _detect(args: argparse.Namespace) -> int:
         print(f"edge: {args.file} does not exist", file=sys.stderr)
         return 2
     is_image = args.file.suffix.lower() in IMAGE_SUFFIXES
-    if is_image:
-        frames = _image_as_frames(args.file)
-        if frames is None:
-            print(f"edge: {args.file} is not an image OpenCV can read", file=sys.stderr)
-            return 2
-    else:
-        frames = ((f.index, f.t_s, f.image) for f in file_frames("detect", str(args.file), args.fps, start_ms=0))
     output = _AnnotatedOutput(args.annotate, args.fps)
     # Video frames are tracked, so each box says which object it is and whether it stays put.
     tracker = None if is_image else IouTracker.from_config(TrackerConfig())
     results = []
     try:
+        if is_image:
+            frames = [(0, 0.0, read_image(str(args.file)))]
+        else:
+            frames = ((f.index, f.t_s, f.image) for f in file_frames("detect", str(args.file), args.fps, start_ms=0))
         for index, t_s, image in frames:
             dets = detector.detect(image)
             if tracker is not None:
@@ -167,13 +181,6 @@ def _box_caption(row: dict) -> str:
     return caption
 
 
-def _image_as_frames(path: Path):
-    import cv2
-
-    image = cv2.imread(str(path))
-    return None if image is None else [(0, 0.0, image)]
-
-
 class _AnnotatedOutput:
     """Where ``edge detect --annotate`` draws: a picture of the first frame, or a whole video."""
 
@@ -207,10 +214,12 @@ class _AnnotatedOutput:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    _quiet_native_logs()
     from edge.camera import CameraError
     from edge.config import ConfigError, load_config
     from edge.detectors import DetectorError, detector_for
     from edge.replay import camera_of, replay
+    from edge.zones import ZoneOutsideFrame
 
     try:
         config = load_config(args.config)
@@ -221,7 +230,7 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     try:
         result = replay(args.video, config, camera, detector)
-    except CameraError as exc:
+    except (CameraError, ZoneOutsideFrame) as exc:
         print(f"edge: {exc}", file=sys.stderr)
         return 2
     for hit in result.hits:
@@ -238,10 +247,12 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    _quiet_native_logs()
     from edge.camera import CameraError
     from edge.config import ConfigError, load_config
     from edge.detectors import DetectorError
     from edge.evaluate import evaluate, find_clips, format_table, report
+    from edge.zones import ZoneOutsideFrame
 
     logging.getLogger("edge.camera").setLevel(logging.WARNING)  # a line per clip's end would break the progress bar
     try:
@@ -261,7 +272,7 @@ def _eval(args: argparse.Namespace) -> int:
         finally:
             progress.done()
             runner.save()
-    except (ConfigError, DetectorError, CameraError) as exc:
+    except (ConfigError, DetectorError, CameraError, ZoneOutsideFrame) as exc:
         print(f"edge: {exc}", file=sys.stderr)
         return 2
     result = report(scores)
@@ -332,12 +343,16 @@ class _Progress:
 def _validate(args: argparse.Namespace) -> int:
     from edge.config import ConfigError, load_config
     from edge.sensors import check_sensors
+    from edge.zones import frame_problems
 
     failed = 0
+    cameras: set[str] = set()
     for path in args.files:
         try:
             config = load_config(path)
+            cameras.update(c.name for c in config.cameras)
             problems = check_sensors(config.sensors, config.sensor_profiles)
+            problems += frame_problems(config.cameras, _sizes_by_camera(args.frame_sizes, config.cameras))
         except ConfigError as exc:
             problems = exc.problems
         if problems:
@@ -347,7 +362,30 @@ def _validate(args: argparse.Namespace) -> int:
                 print(f"  {problem}")
             continue
         print(f"{path}: ok (box {config.box}, hash {config.config_hash()})")
+    for camera in sorted({name for name, _ in args.frame_sizes if name is not None} - cameras):
+        failed += 1
+        print(f"--frame-size: no camera named {camera!r} in these configs")
     return 1 if failed else 0
+
+
+FrameSize = tuple[str | None, tuple[int, int]]
+
+
+def _frame_size(text: str) -> FrameSize:
+    """``768x576`` (every camera) or ``north=768x576`` (cameras named north) as (camera, (width, height))."""
+    camera, _, size = text.rpartition("=")
+    width, x, height = size.lower().partition("x")
+    if not (x and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not [CAMERA=]WIDTHxHEIGHT, for example 768x576 or north=768x576")
+    return camera or None, (int(width), int(height))
+
+
+def _sizes_by_camera(frame_sizes: list[FrameSize], cameras) -> dict[str, tuple[int, int]]:
+    """The frame size of each camera: its own ``CAMERA=WxH``, else the last plain ``WxH``, else none."""
+    named = {camera: size for camera, size in frame_sizes if camera is not None}
+    everyone = [size for camera, size in frame_sizes if camera is None]
+    sizes = {c.name: named.get(c.name, everyone[-1] if everyone else None) for c in cameras}
+    return {name: size for name, size in sizes.items() if size is not None}
 
 
 if __name__ == "__main__":

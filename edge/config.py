@@ -16,6 +16,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge.contract import NAME_PATTERN, Category
+from edge.detectors import registered_families
 from edge.sensors.config import SensorList
 
 CONFIG_VERSION = 1
@@ -62,8 +63,16 @@ class SpoolConfig(Strict):
     max_mb: float = Field(512.0, gt=0, description="Size beyond which telemetry is dropped first.")
 
 
+# The detector types are the plugin families the registry found, so an unknown
+# type fails validation at ``detector.type`` with the known ones listed, and a
+# new plugin file is the only step to allow another. Every family takes the
+# same settings today; a family with settings of its own would turn this into
+# a discriminated union of per-plugin models.
+DetectorType = Literal[tuple(registered_families())]  # type: ignore[valid-type]
+
+
 class DetectorConfig(Strict):
-    type: str = Field("nanodet", description="Detector plugin (see edge/detectors/).")
+    type: DetectorType = Field("nanodet", description="Detector plugin (see edge/detectors/).")
     model: Path = Field(description="ONNX model file; its model card sits next to it.")
     threads: int = Field(2, ge=1, le=64, description="onnxruntime intra-op threads.")
     min_score: float = Field(0.35, ge=0.0, le=1.0, description="Detections below this score are dropped.")

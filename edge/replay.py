@@ -15,6 +15,7 @@ from edge.config import BoxConfig, CameraConfig, ConfigError
 from edge.detectors import Detector
 from edge.pipeline import CameraPipeline
 from edge.rules import RuleHit
+from edge.zones import ZoneOutsideFrame
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ def replay(video: Path, config: BoxConfig, camera: CameraConfig, detector: Detec
     """Every rule hit the camera's pipeline reports on ``video``, the end of the recording included.
 
     ``progress`` is called now and then with the share of the video done.
-    Raises CameraError when the video cannot be read.
+    Raises CameraError when the video cannot be read, ZoneOutsideFrame
+    (naming the camera) when a pixel zone does not fit its frames.
     """
     pipeline = CameraPipeline(camera, config.rules, detector, config.static_objects, config.tracker)
     frames = file_frames(camera.name, str(video), camera.fps, start_ms=0)
@@ -50,7 +52,10 @@ def replay(video: Path, config: BoxConfig, camera: CameraConfig, detector: Detec
     hits: list[RuleHit] = []
     last_t = 0.0
     for frame in frames:
-        hits.extend(pipeline.process(frame).hits)
+        try:
+            hits.extend(pipeline.process(frame).hits)
+        except ZoneOutsideFrame as exc:
+            raise exc.for_camera(camera.name) from None
         last_t = frame.t_s
         if progress is not None and total_s and pipeline.frames % 10 == 0:
             progress(min(1.0, last_t / total_s))
