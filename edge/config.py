@@ -192,6 +192,8 @@ class DwellRuleConfig(Strict):
                                       description="Labels that, seen in the same zone, raise an incident's score.")
     support_boost: float = Field(0.15, ge=0, le=1, description="Score added while a support label is in the zone.")
     leave_s: float = Field(2.0, ge=0, description="A stay ends when its object is seen outside the zone this long.")
+    regain_s: float = Field(10.0, ge=0, description="A stay whose object the detector lost is taken up again by an "
+                                                    "object found on the same spot within this time.")
     min_moves: int = Field(0, ge=0, description="Times the object must be seen to move in place (pixels changing "
                                                 "within its box, a second apart) before it is reported; "
                                                 "rejects fixed things taken for people. 0: no check.")

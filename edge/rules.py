@@ -6,9 +6,14 @@ watches objects in ``dumping_hotspot`` zones. An incident goes through
 moved away from its spot, or seen outside the zone for ``leave_s``).
 
 A stay is one track's time near one spot of one zone. It ends when the
-track is gone, moves off its spot, or is seen outside the zone for longer
-than ``leave_s`` (a foot point jittering over the zone's edge is not
-leaving); someone who comes back later starts a new stay, judged on its own.
+track is gone, or is seen off its spot or outside the zone for longer than
+``leave_s`` (a foot point jittering over the zone's edge, or a box swollen
+for a moment by a passer-by, is not leaving); someone who comes back later
+starts a new stay, judged on its own. When the tracker gives a person on the
+spot a new id (a passer-by brushed past), the stay of the new id inherits the
+old one's time when the old track ends; a stay whose track was lost (the
+detector missed the person for a while) is taken up again by a track found
+on the same spot within ``regain_s``.
 Where the rule asks for ``min_moves``, a stay is only reported once its
 object has been seen to move that often since the stay began (see
 ``edge.liveness``): fixed things the detector takes for people never do.
@@ -28,6 +33,11 @@ from edge.config import DwellRuleConfig, RulesConfig
 from edge.contract import Category
 from edge.detections import Detections
 from edge.zones import Zone
+
+
+MIN_HELD_S = 2.0   # a stay seen for less than this is never carried on by another track
+HELD_SHARE = 0.4   # nor one whose spot was seen taken for less than this share of its time
+MAX_SEEN_STEP_S = 1.0   # a gap between two sightings counts as seen up to this long
 
 
 @dataclass(frozen=True)
@@ -50,13 +60,24 @@ class _Stay:
     """One track's uninterrupted stay near one spot of one zone."""
 
     anchor: np.ndarray             # foot point where the stay began
-    since_s: float
+    since_s: float                 # when the spot was first taken (inherited stays: by an earlier track)
     label: str
     scores: deque = field(default_factory=lambda: deque(maxlen=25))
     bbox_px: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     reported_s: float | None = None
     last_seen_s: float = 0.0
-    moves_at_start: int = 0
+    moves: int = 0                 # moves seen since the stay began, across track hand-overs
+    track_moves: int = 0           # the current track's own count when last looked at
+    away_since_s: float | None = None
+    seen_s: float = 0.0            # time someone was seen on the spot since the stay began
+
+    def held(self, t_s: float) -> bool:
+        """Was the spot taken most of the time, so a later track may carry the stay on?
+
+        A vendor the detector often misses still is; passers-by who cross a busy
+        spot one after another are not.
+        """
+        return self.seen_s >= max(MIN_HELD_S, HELD_SHARE * (t_s - self.since_s))
     support: float = 0.0
     best_score: float = -1.0
     best: object = None
@@ -75,6 +96,7 @@ class DwellRules:
     frame_width: int
     thresholds: Callable[[str, np.ndarray], float] = lambda label, foot: 0.0
     _stays: dict[tuple[str, int], _Stay] = field(default_factory=dict)
+    _orphans: list[tuple[str, _Stay, float]] = field(default_factory=list)   # zone, stay, when its track ended
 
     def reconfigure(self, rules: RulesConfig, zones: list[Zone]) -> None:
         """New thresholds and zones; stays in zones that still exist go on."""
@@ -113,17 +135,27 @@ class DwellRules:
     def _observe(self, key, zone: Zone, category: Category, rule: DwellRuleConfig, tracked: Detections, i: int,
                  foot: np.ndarray, t_s: float, support: float, attach: object,
                  moves: dict[int, int] | None) -> RuleHit | None:
-        stay = self._stays.get(key)
         drift_limit = rule.stationary_px * self.frame_width
         track_moves = None if moves is None else moves.get(key[1], 0)
+        stay = self._stays.get(key)
+        if stay is None:
+            stay = self._regain(key, foot, drift_limit, t_s, rule.regain_s, track_moves or 0)
+        if stay is not None and math.dist(foot, stay.anchor) > drift_limit:
+            # Off its spot: a box swollen by a passer-by for a moment is not moving away.
+            if stay.away_since_s is None:
+                stay.away_since_s = t_s
+            if t_s - stay.away_since_s <= rule.leave_s:
+                return None
         if stay is None or math.dist(foot, stay.anchor) > drift_limit:
-            fresh = _Stay(foot.copy(), t_s, tracked.label_of(i), moves_at_start=track_moves or 0)
+            fresh = _Stay(foot.copy(), t_s, tracked.label_of(i), track_moves=track_moves or 0)
             if stay is not None and stay.reported_s is not None:
                 # Moved away from its spot: the reported incident ends, a new stay starts.
                 ended = self._hit(category, "end", zone, key[1], stay, t_s)
                 self._stays[key] = fresh
                 return ended
             stay = self._stays[key] = fresh
+        stay.away_since_s = None
+        stay.seen_s += min(t_s - stay.last_seen_s, MAX_SEEN_STEP_S) if stay.last_seen_s else 0.0
         score = float(tracked.scores[i])
         stay.scores.append(score)
         stay.bbox_px = tuple(float(v) for v in tracked.xyxy[i])
@@ -133,9 +165,12 @@ class DwellRules:
             stay.best_score, stay.best, stay.best_bbox_px = score + support, attach, stay.bbox_px
         dwell = zone.config.dwell_s or rule.dwell_s
         threshold = max(rule.min_score, self.thresholds(stay.label, foot))
+        if track_moves is not None:
+            stay.moves += max(0, track_moves - stay.track_moves)
+            stay.track_moves = track_moves
         if t_s - stay.since_s < dwell or median(stay.scores) < threshold:
             return None
-        if track_moves is not None and track_moves - stay.moves_at_start < rule.min_moves:
+        if track_moves is not None and stay.moves < rule.min_moves:
             return None
         if stay.reported_s is None:
             stay.reported_s = t_s
@@ -144,6 +179,44 @@ class DwellRules:
             stay.reported_s = t_s
             return self._hit(category, "update", zone, key[1], stay, t_s)
         return None
+
+    def _regain(self, key: tuple[str, int], foot: np.ndarray, drift_limit: float, t_s: float, regain_s: float,
+                track_moves: int) -> _Stay | None:
+        """A new track on the spot of a stay whose track was lost less than ``regain_s`` ago takes it over.
+
+        A vendor the detector misses for a few seconds loses the track; when they are
+        found again on the same spot, their time there goes on.
+        """
+        self._orphans = [o for o in self._orphans if t_s - o[2] <= regain_s]
+        found = [(math.dist(foot, stay.anchor), n) for n, (zone, stay, _) in enumerate(self._orphans)
+                 if zone == key[0] and math.dist(foot, stay.anchor) <= drift_limit]
+        if not found:
+            return None
+        _, stay, _ = self._orphans.pop(min(found)[1])
+        stay.track_moves = track_moves
+        self._stays[key] = stay
+        return stay
+
+    def _adopt(self, key: tuple[str, int], stay: _Stay, drift_limit: float, t_s: float) -> bool:
+        """Hand a stay whose track is gone to the stay closest to its spot, if any is on it.
+
+        A passer-by who brushes past a vendor can leave the tracker with a new id for
+        the vendor; when the old track ends, the vendor's time on the spot, its moves and
+        whether it was reported carry over to the new track's stay.
+        """
+        heirs = [(math.dist(other.anchor, stay.anchor), other_key) for other_key, other in self._stays.items()
+                 if other_key[0] == key[0] and other_key != key and math.dist(other.anchor, stay.anchor) <= drift_limit]
+        if not heirs or not stay.held(t_s):
+            return False
+        heir = self._stays[min(heirs)[1]]
+        heir.since_s = min(heir.since_s, stay.since_s)
+        heir.moves += stay.moves
+        heir.seen_s += stay.seen_s
+        if heir.reported_s is None:
+            heir.reported_s = stay.reported_s
+        if stay.best_score > heir.best_score:
+            heir.best_score, heir.best, heir.best_bbox_px = stay.best_score, stay.best, stay.best_bbox_px
+        return True
 
     def _end_stays(self, seen: set, live_tracks: set[int], t_s: float, present: set[int]) -> list[RuleHit]:
         """End the stays whose track is gone, or was seen outside the zone for longer than ``leave_s``.
@@ -163,6 +236,11 @@ class DwellRules:
             elif key[1] in live_tracks:
                 continue
             del self._stays[key]
+            if key[1] not in present:
+                if self._adopt(key, stay, rule.stationary_px * self.frame_width, t_s):
+                    continue
+                if stay.held(t_s):
+                    self._orphans.append((key[0], stay, t_s))
             if stay.reported_s is not None:
                 hits.append(self._hit(category, "end", zone, key[1], stay, t_s))
         return hits
