@@ -215,7 +215,7 @@ class StaticObjectConfig(Strict):
     max_area: float = Field(0.05, gt=0, le=1, description="Largest blob, as a fraction of the frame.")
     base_score: float = Field(0.5, ge=0, le=1, description="Score of a blob no detector label supports.")
     mover_overlap: float = Field(0.3, ge=0, le=1, description="Blobs this much covered by a person or vehicle are skipped.")
-    mover_margin: float = Field(0.5, ge=0, le=5, description="Boxes of people and vehicles that linger are widened by this share of their size on each side, so an object still attended by whoever brought it is not yet left.")
+    mover_margin: float = Field(0.1, ge=0, le=5, description="Boxes of people and vehicles that linger are widened by this share of their size on each side, so an object still attended by whoever brought it (at their feet) is not yet left.")
     linger_speed: float = Field(0.25, gt=0, description="A person or vehicle moving slower than this many box heights per second lingers (may be attending an object); faster ones pass by.")
     occlusion_s: float = Field(30.0, gt=0, description="A left object hidden this long by passers-by is still the "
                                                        "same object; its clock runs on and it is checked when seen again.")

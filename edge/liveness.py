@@ -5,8 +5,8 @@ frame, and it stands as still as a vendor. What gives it away is that its
 pixels never change: a real person shifts their weight, turns their head,
 moves their hands. Once a second, each watched track's box is compared with
 the same region a second earlier; a change in enough of its pixels counts as
-one move. Samples where another tracked object overlaps the region are
-skipped, so passers-by do not lend a fixed object their motion. A track
+one move. Samples where another tracked person or vehicle overlaps the
+region are skipped, so passers-by do not lend a fixed object their motion. A track
 whose box wanders off the region it was compared in starts a new region.
 """
 
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from edge.config import STATIC_OBJECT_LABEL
 from edge.detections import Detections
 from edge.nms import pairwise_intersections
 
@@ -67,7 +68,9 @@ class LivenessMeter:
         return alive
 
     def _sample(self, watch: _Watch, tracked: Detections, i: int, image: np.ndarray, t_s: float) -> None:
-        others = np.delete(tracked.xyxy, i, axis=0)
+        moving = ~tracked.labelled((STATIC_OBJECT_LABEL,))
+        moving[i] = False
+        others = tracked.xyxy[moving]
         patch = _patch(image, watch.region)
         area = float((watch.region[2] - watch.region[0]) * (watch.region[3] - watch.region[1]))
         covered = len(others) and pairwise_intersections(watch.region[None].astype(np.float32),

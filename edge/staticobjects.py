@@ -33,8 +33,8 @@ vehicle nobody detected is too large to be a left object; a blob touching
 the edge of the picture may be a piece of something larger outside it and is
 not judged. From then on it is held: its box stays fixed,
 and while passers-by hide it (their boxes cover it) it is neither reported
-nor dropped, only checked again when it is visible; its clock, kept by the
-tracker and the dwell rule, runs on. It is dropped when it is seen gone
+nor dropped, only checked again when it is visible (nobody's box on it and
+nothing moving over it); its clock, kept by the dwell rule, runs on. It is dropped when it is seen gone
 twice, or hidden for longer than ``occlusion_s``.
 """
 
@@ -53,6 +53,9 @@ from edge.thumbnail import Thumbnail
 OBJECT_EDGE_RATIO = 1.3       # outline in the frame / outline in the scene model from which a blob is an object
 SAME_STRUCTURE = 0.6          # correlation of frame and scene gradients above which nothing new is there
 TEMPLATE_MARGIN_PX = 2        # thumbnail pixels around a held object compared with its picture
+OBJECT_ID_BASE = 1 << 40      # left objects' ids, apart from the tracker's
+COVERED = 0.6                 # share of a held box under a person or vehicle box above which it is not seen
+MOVING_SHARE = 0.2            # share of a held box changing right now above which it cannot be judged
 GONE_LOOKS = 2                # visible looks without the object before it counts as taken away
 JOIN_PX = 7                   # thumbnail pixels: pieces of one thing closer than this are judged as one
 BLUR_PX = 3                   # thumbnail pixels a person's box is widened by when it is left out of the scene
@@ -68,12 +71,14 @@ GAIN_STEP = 0.03              # overall brightness changes smaller than this are
 class StaticBlob:
     xyxy: tuple[float, float, float, float]   # pixels of the full frame
     score: float
+    object_id: int = 0                         # the same for one object as long as it is held
 
 
 @dataclass
 class _Held:
     """An object that arrived and stayed, in thumbnail pixels."""
 
+    id: int
     box: np.ndarray                  # x1, y1, x2, y2 (thumbnail), fixed once left
     first_s: float
     template: np.ndarray             # how the object looked when found (grey, box plus a margin)
@@ -99,10 +104,15 @@ class StaticObjectFinder:
     _last_s: float = 0.0
     _scale: float = 1.0
     _held: list[_Held] = field(default_factory=list)
+    _next_id: int = OBJECT_ID_BASE
 
     @property
     def warming_up(self) -> bool:
         return self._long is None
+
+    def held_ids(self) -> set[int]:
+        """Ids of the objects held now, hidden ones included."""
+        return {held.id for held in self._held}
 
     def update(self, small: Thumbnail, t_s: float, movers: np.ndarray,
                boosters: np.ndarray, booster_scores: np.ndarray, lingering: np.ndarray | None = None) -> list[StaticBlob]:
@@ -131,10 +141,10 @@ class StaticObjectFinder:
         static = (differs_long & ~differs_short).astype(np.uint8)
         static = cv2.morphologyEx(static, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
         static = cv2.morphologyEx(static, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
-        self._add_new_objects(grey, static, differs_long, t_s)
         lingering_small = movers_small if lingering is None else \
             np.asarray(lingering, dtype=np.float32).reshape(-1, 4) / self._scale
-        visible = self._judge_held(grey, movers_small, lingering_small, t_s)
+        self._add_new_objects(grey, static, lingering_small, t_s)
+        visible = self._judge_held(grey, differs_short, movers_small, lingering_small, t_s)
         self._learn(grey, dt, movers_small)
         return [self._blob(held, boosters, booster_scores) for held in visible]
 
@@ -184,7 +194,7 @@ class StaticObjectFinder:
         for held in self._held:
             held.box = held.box + np.float32([total[0], total[1], total[0], total[1]])
 
-    def _add_new_objects(self, grey: np.ndarray, static: np.ndarray, differs_long: np.ndarray, t_s: float) -> None:
+    def _add_new_objects(self, grey: np.ndarray, static: np.ndarray, lingering: np.ndarray, t_s: float) -> None:
         """Blobs that belong to no held object: heal ghosts, hold the rest."""
         if not cv2.countNonZero(static):
             return
@@ -212,13 +222,28 @@ class StaticObjectFinder:
             if len(held_boxes) and (pairwise_intersections(box[None], held_boxes)[0]
                                     / np.maximum(_areas(held_boxes).clip(max=w * h), 1e-9)).max() >= 0.5:
                 continue
+            if self._grow_held(box, grey, lingering):
+                continue
             mask = labels[ly:ly + h, lx:lx + w] == label
             if edges is None:
                 edges = _gradient(grey), _gradient(self._long)
             if not _adds_outline(mask, edges, x, y):
                 self._heal(grey, mask, x, y)
                 continue
-            self._held.append(_Held(box, t_s, _patch(grey, box).copy(), self._level(), last_visible_s=t_s))
+            self._next_id += 1
+            self._held.append(_Held(self._next_id, box, t_s, _patch(grey, box).copy(), self._level(), last_visible_s=t_s))
+
+    def _grow_held(self, box: np.ndarray, grey: np.ndarray, lingering: np.ndarray) -> bool:
+        """A piece appearing right beside a held object, with nobody standing on it, is more of that object."""
+        if len(lingering) and _overlap_fraction(box, lingering).max() > self.config.mover_overlap:
+            return False
+        near = box + np.float32([-JOIN_PX, -JOIN_PX, JOIN_PX, JOIN_PX])
+        for held in self._held:
+            if pairwise_intersections(near[None], held.box[None])[0, 0] > 0:
+                held.box = np.concatenate([np.minimum(held.box[:2], box[:2]), np.maximum(held.box[2:], box[2:])])
+                held.template, held.level = _patch(grey, held.box).copy(), self._level()
+                return True
+        return False
 
     def _drop_parts_of(self, large: np.ndarray, x0: int, y0: int) -> None:
         """Forget held objects that turned out to be pieces of something too large (a car that parked)."""
@@ -247,24 +272,25 @@ class StaticObjectFinder:
         looks_like_scene = float(np.abs(now - _patch(self._long, held.box)).mean())
         return looks_like_object < looks_like_scene
 
-    def _judge_held(self, grey: np.ndarray, movers: np.ndarray, lingering: np.ndarray,
+    def _judge_held(self, grey: np.ndarray, differs_short: np.ndarray, movers: np.ndarray, lingering: np.ndarray,
                     t_s: float) -> list[_Held]:
         """Held objects seen in place this frame; drop those taken away or hidden too long."""
         widened = self._widened(lingering)
         visible, kept = [], []
         for held in self._held:
-            hidden = len(movers) and _overlap_fraction(held.box, movers).max() > self.config.mover_overlap
-            if hidden:
-                if t_s - held.last_visible_s <= self.config.occlusion_s:
+            covered = _overlap_fraction(held.box, movers).max() if len(movers) else 0.0
+            if covered > COVERED or not self._still_there(held, grey):
+                hidden = covered > self.config.mover_overlap or _patch(differs_short, held.box).mean() > MOVING_SHARE
+                if hidden:        # not seen, but someone stands or walks in front of it: ask again later
+                    if t_s - held.last_visible_s <= self.config.occlusion_s:
+                        kept.append(held)
+                    continue
+                held.gone_looks += 1
+                if held.gone_looks < GONE_LOOKS:
                     kept.append(held)
                 continue
-            present = self._still_there(held, grey)
-            held.gone_looks = 0 if present else held.gone_looks + 1
-            if held.gone_looks >= GONE_LOOKS:
-                continue
+            held.gone_looks = 0
             kept.append(held)
-            if not present:
-                continue
             held.last_visible_s = t_s
             attended = len(widened) and _overlap_fraction(held.box, widened).max() > self.config.mover_overlap
             if not held.left and attended:
@@ -300,7 +326,7 @@ class StaticObjectFinder:
             ious = pairwise_iou(box[None], np.asarray(boosters, dtype=np.float32).reshape(-1, 4))[0]
             if ious.max() > 0.2:
                 score = max(score, float(booster_scores[ious.argmax()]))
-        return StaticBlob(tuple(float(v) for v in box), score)
+        return StaticBlob(tuple(float(v) for v in box), score, held.id)
 
 
 def _patch(image: np.ndarray, box: np.ndarray) -> np.ndarray:
