@@ -35,6 +35,7 @@ from edge.detections import Detections
 from edge.zones import Zone
 
 
+NEAR_SHARE = 0.5   # boxes grown by this share of their size that touch belong to one incident
 MIN_HELD_S = 2.0   # a stay seen for less than this is never carried on by another track
 HELD_SHARE = 0.4   # nor one whose spot was seen taken for less than this share of its time
 MAX_SEEN_STEP_S = 1.0   # a gap between two sightings counts as seen up to this long
@@ -174,11 +175,29 @@ class DwellRules:
             return None
         if stay.reported_s is None:
             stay.reported_s = t_s
+            if self._reported_nearby(key, stay):
+                return None       # more of an incident already reported (a second piece of one dumped heap)
             return self._hit(category, "new", zone, key[1], stay, t_s)
         if t_s - stay.reported_s >= rule.update_s:
             stay.reported_s = t_s
             return self._hit(category, "update", zone, key[1], stay, t_s)
         return None
+
+    def _reported_nearby(self, key: tuple[str, int], stay: _Stay) -> bool:
+        """Does a reported stay of the same zone have a box touching this one's (each grown by half its size)?"""
+        def grown(box):
+            x1, y1, x2, y2 = box
+            dx, dy = (x2 - x1) * NEAR_SHARE, (y2 - y1) * NEAR_SHARE
+            return x1 - dx, y1 - dy, x2 + dx, y2 + dy
+
+        a = grown(stay.bbox_px)
+        for other_key, other in self._stays.items():
+            if other_key == key or other_key[0] != key[0] or other.reported_s is None or other is stay:
+                continue
+            b = grown(other.bbox_px)
+            if min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1]):
+                return True
+        return False
 
     def _regain(self, key: tuple[str, int], foot: np.ndarray, drift_limit: float, t_s: float, regain_s: float,
                 track_moves: int) -> _Stay | None:

@@ -288,3 +288,13 @@ def test_a_vending_table_without_min_moves_gets_the_vending_default():
     assert RulesConfig(street_vending={"labels": ["person"], "dwell_s": 10.0}).street_vending.min_moves == 2
     assert RulesConfig(street_vending={"labels": ["person"], "dwell_s": 10.0, "min_moves": 0}).street_vending.min_moves == 0
     assert RulesConfig().illegal_dumping.min_moves == 0
+
+
+def test_two_pieces_of_one_dumped_heap_are_one_incident_two_heaps_apart_are_two():
+    rules = RulesConfig(illegal_dumping={"labels": ["car"], "dwell_s": 5.0})
+    dumping = DwellRules(rules, [zone_for_frame(zone(type="dumping_hotspot"), 100, 100)], 100)
+    pieces = [(t * 1.0, dets((40, 50, 46, 56, 0.9, 2), (50, 50, 58, 57, 0.9, 2))) for t in range(8)]
+    assert [h.event for h in run_rules(dumping, IouTracker(), pieces)] == ["new"]
+    dumping = DwellRules(rules, [zone_for_frame(zone(type="dumping_hotspot"), 100, 100)], 100)
+    apart = [(t * 1.0, dets((28, 30, 34, 36, 0.9, 2), (64, 64, 70, 70, 0.9, 2))) for t in range(8)]
+    assert [h.event for h in run_rules(dumping, IouTracker(), apart)] == ["new", "new"]
