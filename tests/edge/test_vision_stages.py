@@ -292,9 +292,11 @@ def test_a_vending_table_without_min_moves_gets_the_vending_default():
 
 def test_two_pieces_of_one_dumped_heap_are_one_incident_two_heaps_apart_are_two():
     rules = RulesConfig(illegal_dumping={"labels": ["car"], "dwell_s": 5.0})
-    dumping = DwellRules(rules, [zone_for_frame(zone(type="dumping_hotspot"), 100, 100)], 100)
+    hotspot = ZoneConfig(name="verge", type="dumping_hotspot", polygon=[(0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8)],
+                         lat=48.2, lon=16.3)
+    dumping = DwellRules(rules, [zone_for_frame(hotspot, 100, 100)], 100)
     pieces = [(t * 1.0, dets((40, 50, 46, 56, 0.9, 2), (50, 50, 58, 57, 0.9, 2))) for t in range(8)]
     assert [h.event for h in run_rules(dumping, IouTracker(), pieces)] == ["new"]
-    dumping = DwellRules(rules, [zone_for_frame(zone(type="dumping_hotspot"), 100, 100)], 100)
+    dumping = DwellRules(rules, [zone_for_frame(hotspot, 100, 100)], 100)
     apart = [(t * 1.0, dets((28, 30, 34, 36, 0.9, 2), (64, 64, 70, 70, 0.9, 2))) for t in range(8)]
     assert [h.event for h in run_rules(dumping, IouTracker(), apart)] == ["new", "new"]
