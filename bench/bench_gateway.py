@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from devstack.services import InfluxDB, Mosquitto  # noqa: E402
-from edge.contract import Detection, Kind, Topic  # noqa: E402
+from contract import Detection, Kind, Topic  # noqa: E402
 from gateway.influx import InfluxClient, InfluxError  # noqa: E402
 from gateway.leads import LeadBook, lead_id_for  # noqa: E402
 

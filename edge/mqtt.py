@@ -1,4 +1,4 @@
-"""The box's MQTT link: the only edge module that imports paho.
+"""The box's MQTT link: the only edge module that imports paho (the client itself is built by ``common.mqtt``).
 
 The link says whether it is connected, publishes what it is given and reports
 each broker acknowledgement (PUBACK) by message id. It keeps no queue of its
@@ -9,30 +9,21 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.properties import Properties
-from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.enums import MQTTErrorCode
 
-from edge.contract import STATUS_OFFLINE, STATUS_ONLINE, BrokerAddress, Kind, Topic
+from common.mqtt import BrokerAddress, Credentials, build_client, connect
+from contract import STATUS_OFFLINE, STATUS_ONLINE, Kind, Topic
 
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
 
-@dataclass(frozen=True)
-class Credentials:
-    username: str | None = None
-    password: str | None = None
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
+__all__ = ["BoxLink", "Credentials"]
 
 
 class BoxLink:
@@ -52,16 +43,10 @@ class BoxLink:
         self._on_message = on_message
         self._subscriptions = subscriptions
         self._connected = threading.Event()
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=box, protocol=paho.MQTTv5)
+        self._client = build_client(box, self.address, credentials)
         self._client.max_inflight_messages_set(window)
         self._client.max_queued_messages_set(window)
         self._client.will_set(self.status_topic, STATUS_OFFLINE, qos=1, retain=True)
-        if credentials.username:
-            self._client.username_pw_set(credentials.username, credentials.password)
-        if self.address.tls:
-            self._client.tls_set(ca_certs=credentials.ca_file, certfile=credentials.cert_file,
-                                 keyfile=credentials.key_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_publish = self._handle_publish
@@ -78,11 +63,7 @@ class BoxLink:
         return self._connected.wait(timeout)
 
     def start(self) -> None:
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        self._client.connect_async(self.address.host, self.address.port, keepalive=self._keepalive_s,
-                                   clean_start=False, properties=properties)
-        self._client.loop_start()
+        connect(self._client, self.address, keepalive_s=self._keepalive_s, session_expiry_s=SESSION_EXPIRY_S)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
         """The message id, or None when paho refused the message (offline or window full)."""

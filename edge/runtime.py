@@ -9,10 +9,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.backoff import Backoff
+from common.backoff import Backoff
 from edge.camera import Frame, open_camera
 from edge.config import BoxConfig, CameraConfig
-from edge.contract import CameraHealth, ConfigAck, Health, Kind, Position, SensorReading, SerialPortHealth, Topic
+from contract import CameraHealth, ConfigAck, Health, Kind, Position, SensorReading, SerialPortHealth, Topic
 from edge.detectors import detector_for
 from edge.messages import detection_message, new_message_id
 from edge.mqtt import Credentials

@@ -7,13 +7,13 @@ import gc
 import getpass
 import json
 import logging
-import os
 import signal
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from common.logs import configure_logging
 from gateway.config import GatewayConfig, GatewayConfigError, load_gateway_config
 
 EXIT_USAGE = 2
@@ -86,15 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(level: int | str) -> None:
-    """The gateway's log lines, in its own process and in its writer process alike."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # The format names no source line, thread or process: spare every record looking them up.
-    logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level.upper())
@@ -146,11 +137,8 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
         client.close()
         return 0
     _tune_gc()
-    password = os.environ.get(config.mqtt.password_env) if config.mqtt.password_env else None
     link = GatewayLink(config.mqtt.url, config.mqtt.client_id, subscriptions(config), ingest.offer,
-                       username=config.mqtt.username, password=password,
-                       ca_file=str(config.mqtt.ca_file) if config.mqtt.ca_file else None,
-                       receive_maximum=receive_maximum(config))
+                       credentials=config.mqtt.credentials(), receive_maximum=receive_maximum(config))
     try:
         ingest.start_writer(link.ack_all)  # ready before the first message arrives
     except RuntimeError as exc:
@@ -175,7 +163,7 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
 
 def subscriptions(config: GatewayConfig) -> list[str]:
     """Shared subscriptions for every ingested kind, from all districts or from those the gateway serves."""
-    from edge.contract import shared_subscription
+    from contract import shared_subscription
     from gateway.ingest import INGESTED_KINDS
 
     return [shared_subscription(config.mqtt.share_group, kind, district)

@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TypeVar
 
+from common.backoff import Waits
 from gateway import casework, history
 from gateway.config import DedupeSettings, GatewayConfig
 from gateway.evidence import EvidenceStore
@@ -41,8 +42,8 @@ from gateway.pipeline import Checked, Pipeline, check
 from gateway.routing import Router
 from gateway.seqgaps import SeqTracker
 from gateway import store
-from gateway.writer import Backoff, InfluxWriter, WriterProcess
-from edge.contract import Kind
+from gateway.writer import InfluxWriter, WriterProcess
+from contract import Kind
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +257,7 @@ class Ingest:
         return self.writer.write_until_stored(points)
 
     def _retrying(self, what: str, read: Callable[[], T]) -> T:
-        backoff = Backoff(self.config.retry)
+        backoff = Waits(self.config.retry.backoff())
         while not self._stop.is_set():
             try:
                 return read()

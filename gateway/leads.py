@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from edge.contract import Detection
+from contract import Detection
 from gateway.geo import Grid, haversine_m
 
 __all__ = ["Lead", "LeadBook", "LedgerEntry", "Merge", "MergePolicies", "MergePolicy", "haversine_m", "lead_id_for"]

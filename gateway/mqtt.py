@@ -23,6 +23,7 @@ reconnects and writing, and changes only the receive side:
 
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 import threading
@@ -31,13 +32,10 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.exception import MalformedPacket
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from edge.contract import BrokerAddress
+from common.mqtt import BrokerAddress, Credentials, build_client, connect
 
 log = logging.getLogger(__name__)
 
@@ -209,19 +207,14 @@ class GatewayLink:
 
     def __init__(self, url: str, client_id: str, subscriptions: list[str],
                  on_messages: Callable[[list[Incoming]], None],
-                 *, username: str | None = None, password: str | None = None, ca_file: str | None = None,
-                 keepalive_s: int = 30, receive_maximum: int = 1000) -> None:
+                 *, credentials: Credentials = Credentials(), keepalive_s: int = 30,
+                 receive_maximum: int = 1000) -> None:
         self.address = BrokerAddress.parse(url)
         self.subscriptions = subscriptions
         self._connected = threading.Event()
         self._receive_maximum = receive_maximum
-        self._client = _Client(on_messages, callback_api_version=CallbackAPIVersion.VERSION2,
-                               client_id=client_id, protocol=paho.MQTTv5, manual_ack=True)
-        if username:
-            self._client.username_pw_set(username, password)
-        if self.address.tls:
-            self._client.tls_set(ca_certs=ca_file)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client = build_client(client_id, self.address, credentials,
+                                    factory=functools.partial(_Client, on_messages), manual_ack=True)
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
@@ -235,13 +228,8 @@ class GatewayLink:
         return self._connected.wait(timeout)
 
     def start(self) -> None:
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        # Bounds how many unacknowledged messages the broker sends us at once.
-        properties.ReceiveMaximum = self._receive_maximum
-        self._client.connect_async(self.address.host, self.address.port, keepalive=self._keepalive_s,
-                                   clean_start=False, properties=properties)
-        self._client.loop_start()
+        connect(self._client, self.address, keepalive_s=self._keepalive_s, session_expiry_s=SESSION_EXPIRY_S,
+                receive_maximum=self._receive_maximum)
 
     def ack(self, message: Incoming) -> None:
         if message.qos > 0:

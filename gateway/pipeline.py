@@ -16,7 +16,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
-from edge.contract import Detection, Health, Kind, SensorReading
+from contract import Detection, Health, Kind, SensorReading
 from gateway import store
 from gateway.evidence import EvidenceStore, PendingEvidence
 from gateway.leads import Lead, LeadBook

@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from edge.contract import Detection
+from contract import Detection
 from gateway.history import ledger_rows
 from gateway.influx import InfluxClient
 from gateway.leads import LeadBook, MergePolicies

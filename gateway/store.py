@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from edge.contract import NAME_PATTERN, Detection, Health, SensorReading
+from contract import NAME_PATTERN, Detection, Health, SensorReading
 from gateway.influx import InfluxClient, quote_ident, quote_string
 from gateway.leads import Lead, LedgerEntry
 from gateway.lineprotocol import Point

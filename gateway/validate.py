@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from edge.contract import (
+from contract import (
     ConfigAck,
     ContractError,
     Detection,

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from common.backoff import Waits
+from common.logs import configure_logging
 from gateway import store
 from gateway.config import GatewayConfig, RetrySettings
 from gateway.influx import InfluxClient, InfluxError, InfluxRejected, InfluxUnavailable
@@ -50,19 +52,6 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 60.0
 _END = b""                    # on the batch pipe: no more batches
 _PR_SET_PDEATHSIG = 1
-
-
-class Backoff:
-    """Doubling waits between tries, from ``initial_s`` up to ``max_s``; all zero switches waiting off."""
-
-    def __init__(self, settings: RetrySettings) -> None:
-        self.settings = settings
-        self.next_s = settings.initial_s
-
-    def wait(self, stop: threading.Event) -> None:
-        if self.next_s > 0:
-            stop.wait(self.next_s)
-        self.next_s = min(max(self.next_s * 2, self.settings.initial_s), self.settings.max_s)
 
 
 # --------------------------------------------------------------------------- writing
@@ -83,7 +72,7 @@ class InfluxWriter:
         """True once InfluxDB holds the points (or their dead letters); False if stopped first."""
         if not points:
             return True
-        backoff = Backoff(self.retry)
+        backoff = Waits(self.retry.backoff())
         while not self.stop.is_set():
             try:
                 self.client.write(points)
@@ -108,7 +97,7 @@ class InfluxWriter:
         return True
 
     def _write_or_dead_letter(self, point: Point) -> bool:
-        backoff = Backoff(self.retry)
+        backoff = Waits(self.retry.backoff())
         attempt: Point | None = point
         while attempt is not None:
             if self.stop.is_set():
@@ -139,7 +128,7 @@ class InfluxWriter:
             self.client.create_database()
         except InfluxError as exc:
             log.warning("influx.create_database_failed error=%s", exc)
-            Backoff(self.retry).wait(self.stop)
+            Waits(self.retry.backoff()).wait(self.stop)
 
 
 # --------------------------------------------------------------------------- joining batches
@@ -316,8 +305,6 @@ def _writer_main(config: GatewayConfig, log_level: int, parent_pid: int, max_bat
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole group; the ingest decides
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    from gateway.cli import configure_logging
-
     configure_logging(log_level)
     waiting = WriteQueue(config.write_max_messages, batches=max_batches + 1)  # never full: the ingest waits first
     threading.Thread(target=_receive, args=(batches, waiting, stop), name="batches", daemon=True).start()

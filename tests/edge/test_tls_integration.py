@@ -10,7 +10,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devstack.services import Mosquitto, TlsListener
-from edge.contract import Kind, Topic
+from contract import Kind, Topic
 from edge.mqtt import Credentials
 from edge.outbox import Outbox
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from devstack.services import InfluxDB
-from edge.contract import Detection, Kind, Topic, shared_subscription
+from contract import Detection, Kind, Topic, shared_subscription
 from gateway.mqtt import GatewayLink
 
 pytestmark = pytest.mark.integration

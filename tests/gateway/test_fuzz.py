@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.contract import Detection, Kind, Topic
+from contract import Detection, Kind, Topic
 from gateway.mqtt import Incoming
 from gateway.pipeline import check
 from gateway.validate import Rejected

@@ -10,7 +10,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.contract import Detection, Kind, Topic
+from contract import Detection, Kind, Topic
 from gateway.influx import InfluxClient
 
 pytestmark = pytest.mark.integration

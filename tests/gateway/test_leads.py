@@ -2,7 +2,7 @@
 
 import pytest
 
-from edge.contract import Detection
+from contract import Detection
 from gateway.leads import LeadBook, MergePolicies, MergePolicy, haversine_m
 
 T0 = 1_795_813_200_000

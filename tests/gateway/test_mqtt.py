@@ -15,6 +15,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from devstack.services import Mosquitto, TlsListener
+from common.mqtt import Credentials
 from gateway.mqtt import READ_BURST, GatewayLink, Incoming, _BufferedSocket, _Client
 
 
@@ -189,8 +190,8 @@ def test_a_burst_arrives_whole_over_tls(tmp_path):
             if len(state.received) == 1500:
                 done.set()
 
-        link = GatewayLink(broker.tls_url, "tls-gateway", [f"{prefix}/+/detection"], on_messages, ca_file=str(ca),
-                           receive_maximum=2000)
+        link = GatewayLink(broker.tls_url, "tls-gateway", [f"{prefix}/+/detection"], on_messages,
+                           credentials=Credentials(ca_file=str(ca)), receive_maximum=2000)
         link.start()
         try:
             assert link.wait_connected(10)

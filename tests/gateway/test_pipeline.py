@@ -5,7 +5,7 @@ import json
 import time
 from collections import Counter
 
-from edge.contract import Detection, Health, Kind, SensorReading, Topic
+from contract import Detection, Health, Kind, SensorReading, Topic
 from gateway.evidence import EvidenceStore
 from gateway.leads import LeadBook
 from gateway.lineprotocol import encode_point
@@ -159,7 +159,7 @@ def test_dead_letters_keep_bad_topics_out_of_the_tag_set(tmp_path):
 
 
 def test_health_with_serial_ports_position_and_drops_becomes_flat_fields(tmp_path):
-    from edge.contract import Position, SerialPortHealth
+    from contract import Position, SerialPortHealth
 
     h = Harness(tmp_path)
     message = Health(box="box-1", district="old-town", seq=1, ts=T0, uptime_s=5.0, config="abcdef12",

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from edge.contract import Detection, Kind, Topic
+from contract import Detection, Kind, Topic
 from gateway.ingest import merge_policies
 from gateway.config import DedupeSettings
 from gateway.mqtt import Incoming

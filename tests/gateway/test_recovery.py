@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from edge.contract import Detection, Health, Kind, Topic
+from contract import Detection, Health, Kind, Topic
 from gateway import casework
 from gateway.mqtt import Incoming
 
