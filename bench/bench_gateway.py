@@ -46,10 +46,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from devstack.services import InfluxDB, Mosquitto  # noqa: E402
 from contract import Detection, Kind, Topic  # noqa: E402
-from gateway.influx import InfluxClient, InfluxError  # noqa: E402
-from gateway.leads import LeadBook, lead_id_for  # noqa: E402
+from devstack.services import InfluxDB, Mosquitto  # noqa: E402
+from gateway.dedupe.leads import LeadBook, lead_id_for  # noqa: E402
+from gateway.store.influx import InfluxClient, InfluxError  # noqa: E402
 
 DETECTION_TOPIC_FILTER = "city/+/+/detection"
 POLL_S = 0.05

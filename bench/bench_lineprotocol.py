@@ -19,7 +19,7 @@ from functools import partial
 from influxdb_client import Point as ClientPoint
 from influxdb_client import WritePrecision
 
-from gateway.lineprotocol import Point, encode_points
+from gateway.store.lineprotocol import Point, encode_points
 
 CAMERAS = [f"cam-{n:03d}" for n in range(40)]
 ZONES = ["market st", "5th & main", "alley,rear", "plaza", "bus stop=12"]

@@ -102,13 +102,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _influx_client(config: GatewayConfig):
-    from gateway.writer import influx_client
+    from gateway.store.writer import influx_client
 
     return influx_client(config)
 
 
 def _now_ms() -> int:
-    from gateway.store import now_ms
+    from gateway.store.schema import now_ms
 
     return now_ms()
 
@@ -117,9 +117,9 @@ def _now_ms() -> int:
 
 
 def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway.influx import InfluxError
-    from gateway.ingest import Ingest, Stopped
-    from gateway.mqtt import GatewayLink
+    from gateway.store.influx import InfluxError
+    from gateway.ingest.batches import Ingest, Stopped
+    from gateway.transport.link import GatewayLink
 
     log = logging.getLogger("gateway")
     client = _influx_client(config)
@@ -164,7 +164,7 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
 def subscriptions(config: GatewayConfig) -> list[str]:
     """Shared subscriptions for every ingested kind, from all districts or from those the gateway serves."""
     from contract import shared_subscription
-    from gateway.ingest import INGESTED_KINDS
+    from gateway.ingest.batches import INGESTED_KINDS
 
     return [shared_subscription(config.mqtt.share_group, kind, district)
             for district in config.serve_districts or ["+"] for kind in INGESTED_KINDS]
@@ -186,8 +186,8 @@ def _tune_gc() -> None:
 
 
 def _leads_list(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway.influx import InfluxError
-    from gateway.store import list_leads
+    from gateway.store.influx import InfluxError
+    from gateway.store.schema import list_leads
 
     try:
         with _influx_client(config) as client:
@@ -200,8 +200,8 @@ def _leads_list(args: argparse.Namespace, config: GatewayConfig) -> int:
 
 
 def _leads_show(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway import casework
-    from gateway.evidence import EvidenceStore
+    from gateway.desk import casework
+    from gateway.store.evidence import EvidenceStore
 
     def read(client) -> dict[str, Any]:
         record = casework.read_lead(client, args.lead_id)
@@ -222,7 +222,7 @@ def _leads_show(args: argparse.Namespace, config: GatewayConfig) -> int:
 
 
 def _leads_claim(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway import casework
+    from gateway.desk import casework
 
     return _casework_command(
         config, lambda client: casework.claim(client, args.lead_id, args.by, _now_ms()),
@@ -230,7 +230,7 @@ def _leads_claim(args: argparse.Namespace, config: GatewayConfig) -> int:
 
 
 def _leads_close(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway import casework
+    from gateway.desk import casework
 
     def close(client):
         by = args.by
@@ -243,8 +243,8 @@ def _leads_close(args: argparse.Namespace, config: GatewayConfig) -> int:
 
 
 def _casework_command(config: GatewayConfig, action, describe) -> int:
-    from gateway.casework import CaseworkError
-    from gateway.influx import InfluxError
+    from gateway.desk.casework import CaseworkError
+    from gateway.store.influx import InfluxError
 
     try:
         with _influx_client(config) as client:
@@ -263,8 +263,8 @@ def _casework_command(config: GatewayConfig, action, describe) -> int:
 
 
 def _boxes(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway.boxes import list_boxes
-    from gateway.influx import InfluxError
+    from gateway.desk.boxes import list_boxes
+    from gateway.store.influx import InfluxError
 
     since = _now_ms() - int(config.seq_lookback_s * 1000)
     try:
@@ -278,9 +278,9 @@ def _boxes(args: argparse.Namespace, config: GatewayConfig) -> int:
 
 
 def _preview(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway.influx import InfluxError
-    from gateway.ingest import merge_policies
-    from gateway.preview import compare, stored_detections
+    from gateway.store.influx import InfluxError
+    from gateway.dedupe.policies import merge_policies
+    from gateway.desk.preview import compare, stored_detections
 
     if args.hours <= 0:
         print("gateway: --hours must be more than 0", file=sys.stderr)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from gateway.config import GatewayConfig
-from gateway.influx import InfluxClient
-from gateway.ingest import Ingest
-from gateway.store import PRECISION
+from gateway.ingest.batches import Ingest
+from gateway.store.influx import InfluxClient
+from gateway.store.schema import PRECISION
 
 ROOT = Path(__file__).resolve().parents[2]
 

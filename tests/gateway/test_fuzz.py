@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contract import Detection, Kind, Topic
-from gateway.mqtt import Incoming
-from gateway.pipeline import check
-from gateway.validate import Rejected
+from gateway.ingest.pipeline import check
+from gateway.ingest.validate import Rejected
+from gateway.transport.incoming import Incoming
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from contract import Detection, Kind, Topic
-from gateway.influx import InfluxClient
+from gateway.store.influx import InfluxClient
 
 pytestmark = pytest.mark.integration
 

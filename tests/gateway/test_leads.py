@@ -3,7 +3,7 @@
 import pytest
 
 from contract import Detection
-from gateway.leads import LeadBook, MergePolicies, MergePolicy, haversine_m
+from gateway.dedupe.leads import LeadBook, MergePolicies, MergePolicy, haversine_m
 
 T0 = 1_795_813_200_000
 BASE = dict(box="box-1", district="old-town", camera="north", category="street_vending", label="person",

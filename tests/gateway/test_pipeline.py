@@ -6,13 +6,13 @@ import time
 from collections import Counter
 
 from contract import Detection, Health, Kind, SensorReading, Topic
-from gateway.evidence import EvidenceStore
-from gateway.leads import LeadBook
-from gateway.lineprotocol import encode_point
-from gateway.mqtt import Incoming
-from gateway.pipeline import Pipeline, check
-from gateway.routing import Router
-from gateway.seqgaps import SeqTracker
+from gateway.dedupe.leads import LeadBook
+from gateway.dedupe.routing import Router
+from gateway.dedupe.seqgaps import SeqTracker
+from gateway.ingest.pipeline import Pipeline, check
+from gateway.store.evidence import EvidenceStore
+from gateway.store.lineprotocol import encode_point
+from gateway.transport.incoming import Incoming
 
 NOW = int(time.time() * 1000)
 T0 = NOW - 600_000

@@ -6,10 +6,10 @@ import time
 import pytest
 
 from contract import Detection, Kind, Topic
-from gateway.ingest import merge_policies
 from gateway.config import DedupeSettings
-from gateway.mqtt import Incoming
-from gateway.preview import compare, stored_detections
+from gateway.dedupe.policies import merge_policies
+from gateway.desk.preview import compare, stored_detections
+from gateway.transport.incoming import Incoming
 
 pytestmark = pytest.mark.integration
 

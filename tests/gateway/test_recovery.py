@@ -5,8 +5,8 @@ import time
 import pytest
 
 from contract import Detection, Health, Kind, Topic
-from gateway import casework
-from gateway.mqtt import Incoming
+from gateway.desk import casework
+from gateway.transport.incoming import Incoming
 
 pytestmark = pytest.mark.integration
 

@@ -41,11 +41,11 @@ from typing import Any
 
 from common.backoff import Waits
 from common.logs import configure_logging
-from gateway import store
 from gateway.config import GatewayConfig, RetrySettings
-from gateway.influx import InfluxClient, InfluxError, InfluxRejected, InfluxUnavailable
-from gateway.lineprotocol import EncodedPoint, Point, encode_point
-from gateway.validate import Rejected
+from gateway.store import schema
+from gateway.store.influx import InfluxClient, InfluxError, InfluxRejected, InfluxUnavailable
+from gateway.store.lineprotocol import EncodedPoint, Point, encode_point
+from gateway.store.schema import Rejected
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class InfluxWriter:
         except Exception as exc:  # noqa: BLE001 - any encoding failure is the reason itself
             text = f"{point.measurement} (unencodable: {exc})"
         refused = Rejected(f"(influx)/{point.measurement}", f"InfluxDB refused the point: {reason}", text.encode())
-        return store.rejected_point(refused, int(self.clock() * 1000), self.stats["rejected_by_influx"])
+        return schema.rejected_point(refused, int(self.clock() * 1000), self.stats["rejected_by_influx"])
 
     def _create_database(self) -> None:
         try:
@@ -351,4 +351,4 @@ def influx_client(config: GatewayConfig) -> InfluxClient:
     password = os.environ.get(settings.password_env) if settings.password_env else None
     token = os.environ.get(settings.token_env) if settings.token_env else None
     return InfluxClient(settings.url, settings.db, username=settings.username, password=password, token=token,
-                        ca_file=str(settings.ca_file) if settings.ca_file else None, precision=store.PRECISION)
+                        ca_file=str(settings.ca_file) if settings.ca_file else None, precision=schema.PRECISION)

@@ -28,7 +28,7 @@ from typing import Any, Self
 
 import httpx
 
-from gateway.lineprotocol import LineProtocolError, Point, encode_points
+from gateway.store.lineprotocol import LineProtocolError, Point, encode_points
 
 __all__ = [
     "InfluxClient",

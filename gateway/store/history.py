@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.influx import InfluxClient, quote_ident
-from gateway.leads import Lead, LedgerEntry, MergePolicies, restored_lead
-from gateway.seqgaps import Gap, parse_ranges
-from gateway.store import LEDGER_COLUMNS, NS_PER_MS, ms_to_ns
+from gateway.dedupe.leads import Lead, LedgerEntry, MergePolicies, restored_lead
+from gateway.dedupe.seqgaps import Gap, parse_ranges
+from gateway.store.influx import InfluxClient, quote_ident
+from gateway.store.schema import LEDGER_COLUMNS, NS_PER_MS, LeadEvent, ms_to_ns
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +156,19 @@ def load_open_gaps(client: InfluxClient, since_ms: int, districts: Sequence[str]
         gaps.append(Gap(row["box"], row["district"], row["from_seq"], row["to_seq"], row["time"] // NS_PER_MS,
                         parse_ranges(row.get("ranges", ""))))
     return gaps
+
+
+@dataclass(frozen=True, slots=True)
+class SeenEvent:
+    lead_id: str
+    time_ns: int
+    event: LeadEvent
+
+
+def events_since(client: InfluxClient, since_ms: int) -> list[SeenEvent]:
+    """Case-staff changes written at or after ``since_ms``, oldest first."""
+    rows = client.query_all(f"SELECT * FROM {quote_ident('lead_event')} WHERE time >= {ms_to_ns(since_ms)}")
+    events = [SeenEvent(row["lead_id"], row["time"], LeadEvent(
+        row.get("event", ""), row.get("from_status", ""), row.get("to_status", ""), row.get("by", ""),
+        row.get("at", row["time"] // NS_PER_MS), row.get("outcome"), row.get("note"))) for row in rows]
+    return sorted(events, key=lambda e: e.time_ns)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from contract import Detection
-from gateway.geo import Grid, haversine_m
+from gateway.dedupe.geo import Grid, haversine_m
 
 __all__ = ["Lead", "LeadBook", "LedgerEntry", "Merge", "MergePolicies", "MergePolicy", "haversine_m", "lead_id_for"]
 

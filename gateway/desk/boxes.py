@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.history import SEQ_MEASUREMENTS
-from gateway.influx import InfluxClient, quote_ident
-from gateway.store import NS_PER_MS, ms_to_ns
+from gateway.store.history import SEQ_MEASUREMENTS
+from gateway.store.influx import InfluxClient, quote_ident
+from gateway.store.schema import NS_PER_MS, ms_to_ns
 
 
 def list_boxes(client: InfluxClient, since_ms: int) -> list[dict[str, Any]]:

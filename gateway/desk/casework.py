@@ -3,7 +3,7 @@
 Every change writes the lead point again (same tags and time, so InfluxDB
 overwrites the changed fields and keeps the rest) together with a
 ``lead_event`` audit point. The running gateway reads ``lead_event`` to learn
-about changes (``events_since``), so a closed lead takes no more detections.
+about changes (``gateway.store.history.events_since``), so a closed lead takes no more detections.
 
 Transitions: open -> claimed -> closed, or open -> closed. Nothing leaves
 ``closed``.
@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.influx import InfluxClient, quote_ident, quote_string
-from gateway.lineprotocol import Point
-from gateway.store import LEAD_FIELDS, LEDGER_COLUMNS, NS_PER_MS, LeadEvent, lead_event_point, ms_to_ns
+from gateway.store.influx import InfluxClient, quote_ident, quote_string
+from gateway.store.lineprotocol import Point
+from gateway.store.schema import LEAD_FIELDS, LEDGER_COLUMNS, LeadEvent, lead_event_point
 
 OUTCOMES = ("confirmed", "rejected", "duplicate", "resolved")
 LEAD_ID_PATTERN = re.compile(r"^L[0-9a-f]{11}$")
@@ -93,19 +93,3 @@ def close(client: InfluxClient, lead_id: str, outcome: str, by: str, note: str |
 def _write_change(client: InfluxClient, lead: LeadRecord, event: LeadEvent, fields: dict[str, Any]) -> None:
     lead_point = Point("lead", lead.tags, {**fields, "updated_at": event.at_ms}, lead.time_ns)
     client.write([lead_point, lead_event_point(lead.lead_id, event)])
-
-
-@dataclass(frozen=True, slots=True)
-class SeenEvent:
-    lead_id: str
-    time_ns: int
-    event: LeadEvent
-
-
-def events_since(client: InfluxClient, since_ms: int) -> list[SeenEvent]:
-    """Case-staff changes written at or after ``since_ms``, oldest first."""
-    rows = client.query_all(f"SELECT * FROM {quote_ident('lead_event')} WHERE time >= {ms_to_ns(since_ms)}")
-    events = [SeenEvent(row["lead_id"], row["time"], LeadEvent(
-        row.get("event", ""), row.get("from_status", ""), row.get("to_status", ""), row.get("by", ""),
-        row.get("at", row["time"] // NS_PER_MS), row.get("outcome"), row.get("note"))) for row in rows]
-    return sorted(events, key=lambda e: e.time_ns)

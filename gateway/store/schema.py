@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from contract import NAME_PATTERN, Detection, Health, SensorReading
-from gateway.influx import InfluxClient, quote_ident, quote_string
-from gateway.leads import Lead, LedgerEntry
-from gateway.lineprotocol import Point
-from gateway.seqgaps import Gap, format_ranges
-from gateway.validate import Rejected
+from gateway.dedupe.leads import Lead, LedgerEntry
+from gateway.dedupe.seqgaps import Gap, format_ranges
+from gateway.store.influx import InfluxClient, quote_ident, quote_string
+from gateway.store.lineprotocol import Point
 
 PRECISION = "ns"
 NS_PER_MS = 1_000_000
@@ -30,6 +29,15 @@ LEDGER_COLUMNS = ('"id" AS "detection_id", "n", "rule", "distance_m", "gap_s", "
 LEAD_FIELDS = ("status", "detections", "score", "first_seen", "last_seen", "lat", "lon", "boxes", "evidence",
                "team", "route", "claimed_by", "outcome", "note", "updated_at")
 _NAME_RE = re.compile(NAME_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message refused by the contract (or a point by InfluxDB), kept as a dead letter: why, and the raw bytes."""
+
+    topic: str
+    reason: str
+    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)

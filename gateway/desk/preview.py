@@ -15,10 +15,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from contract import Detection
-from gateway.history import ledger_rows
-from gateway.influx import InfluxClient
-from gateway.leads import LeadBook, MergePolicies
-from gateway.store import NS_PER_MS
+from gateway.dedupe.leads import LeadBook, MergePolicies
+from gateway.store.history import ledger_rows
+from gateway.store.influx import InfluxClient
+from gateway.store.schema import NS_PER_MS
 
 
 @dataclass(frozen=True, slots=True)

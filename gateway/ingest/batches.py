@@ -31,19 +31,20 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from common.backoff import Waits
-from gateway import casework, history
-from gateway.config import DedupeSettings, GatewayConfig
-from gateway.evidence import EvidenceStore
-from gateway.influx import InfluxClient, InfluxError, InfluxUnavailable
-from gateway.leads import LeadBook, MergePolicies, MergePolicy
-from gateway.lineprotocol import Point
-from gateway.mqtt import READ_BURST, Incoming
-from gateway.pipeline import Checked, Pipeline, check
-from gateway.routing import Router
-from gateway.seqgaps import SeqTracker
-from gateway import store
-from gateway.writer import InfluxWriter, WriterProcess
 from contract import Kind
+from gateway.config import GatewayConfig
+from gateway.dedupe.leads import LeadBook
+from gateway.dedupe.policies import merge_policies
+from gateway.dedupe.routing import Router
+from gateway.dedupe.seqgaps import SeqTracker
+from gateway.ingest.pipeline import Checked, Pipeline, check
+from gateway.store import history
+from gateway.store import schema
+from gateway.store.evidence import EvidenceStore
+from gateway.store.influx import InfluxClient, InfluxError, InfluxUnavailable
+from gateway.store.lineprotocol import Point
+from gateway.store.writer import InfluxWriter, WriterProcess
+from gateway.transport.incoming import READ_BURST, Incoming
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ class Ingest:
             return
         started_ms = self.now_ms()
         try:
-            events = casework.events_since(self.client, self._events_from_ms - EVENT_SLACK_MS)
+            events = history.events_since(self.client, self._events_from_ms - EVENT_SLACK_MS)
         except InfluxError as exc:
             log.warning("lead.status_refresh_failed error=%s", exc)
             return
@@ -216,7 +217,7 @@ class Ingest:
                                  outcome=seen.event.outcome)
             log.info("lead.status_learned lead=%s status=%s by=%s", seen.lead_id, to_status, seen.event.by)
         self._events_from_ms = started_ms
-        horizon_ns = store.ms_to_ns(started_ms - 2 * EVENT_SLACK_MS)
+        horizon_ns = schema.ms_to_ns(started_ms - 2 * EVENT_SLACK_MS)
         self._events_applied = {key for key in self._events_applied if key[1] >= horizon_ns}
 
     def load_history_for(self, checked: list[Checked]) -> None:
@@ -265,12 +266,6 @@ class Ingest:
                 log.warning("influx.unavailable during=%s retry_in_s=%.1f error=%s", what, backoff.next_s, exc)
             backoff.wait(self._stop)
         raise Stopped(what)
-
-
-def merge_policies(dedupe: DedupeSettings) -> MergePolicies:
-    """The configured defaults and their overrides by category, by district and by category within a district."""
-    default = MergePolicy(dedupe.merge_radius_m, dedupe.merge_gap_s, dedupe.min_detections)
-    return MergePolicies(default, dedupe.overrides())
 
 
 def _runs(numbers: list[int]) -> list[tuple[int, int]]:
