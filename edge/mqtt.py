@@ -15,7 +15,8 @@ from collections.abc import Callable
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 
-from common.mqtt import BrokerAddress, Credentials, build_client, connect
+from common.broker import BrokerAddress, Credentials
+from common.mqtt import build_client, connect
 from contract import STATUS_OFFLINE, STATUS_ONLINE, Kind, Topic
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import Field, ValidationError, model_validator
 
 from common.backoff import Backoff
-from common.mqtt import BrokerSettings
+from common.broker import BrokerSettings
 from common.validation import Strict, validation_problems
 from contract import NAME_PATTERN
 
@@ -45,6 +45,9 @@ class MqttSettings(BrokerSettings):
         "gateways", description=(
             "Shared-subscription group. Gateways in one group that take the same districts get their messages in "
             "turn, so split a city between gateways with serve_districts, not by the group alone."))
+    fast_receive: bool = Field(True, description=(
+        "Use the fast receive path where the installed paho supports it; false (or STREETWATCH_MQTT_PLAIN=1) "
+        "uses plain paho."))
 
 
 Category = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]

@@ -44,6 +44,7 @@ from common.logs import configure_logging
 from gateway.config import GatewayConfig, RetrySettings
 from gateway.store import schema
 from gateway.store.influx import InfluxClient, InfluxError, InfluxRejected, InfluxUnavailable
+from gateway.store.influxdb import influx_client
 from gateway.store.lineprotocol import EncodedPoint, Point, encode_point
 from gateway.store.schema import Rejected
 
@@ -343,12 +344,3 @@ def _die_with(parent_pid: int) -> None:
         pass  # not Linux: the closed batch pipe still stops the writer
     if os.getppid() != parent_pid:
         os._exit(1)
-
-
-def influx_client(config: GatewayConfig) -> InfluxClient:
-    """The InfluxDB client the configuration describes (passwords and tokens from the environment)."""
-    settings = config.influx
-    password = os.environ.get(settings.password_env) if settings.password_env else None
-    token = os.environ.get(settings.token_env) if settings.token_env else None
-    return InfluxClient(settings.url, settings.db, username=settings.username, password=password, token=token,
-                        ca_file=str(settings.ca_file) if settings.ca_file else None, precision=schema.PRECISION)

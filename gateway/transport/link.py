@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable
 import paho.mqtt.client as paho
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from common.mqtt import BrokerAddress, Credentials, build_client, connect
+from common.broker import BrokerAddress, Credentials
+from common.mqtt import build_client, connect
 from gateway.transport import fastread
 from gateway.transport.incoming import Incoming
 

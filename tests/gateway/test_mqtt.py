@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from common.mqtt import Credentials
+from common.broker import Credentials
 from devstack.services import Mosquitto, TlsListener
 from gateway.transport import fastread
 from gateway.transport.fastread import FastClient, _BufferedSocket

@@ -2,7 +2,7 @@
 
 import pytest
 
-from common.mqtt import BrokerAddress, BrokerAddressError, BrokerSettings, Credentials
+from common.broker import BrokerAddress, BrokerAddressError, BrokerSettings, Credentials
 
 
 @pytest.mark.parametrize(
