@@ -10,7 +10,9 @@ publish window, the gateway's manual acknowledgement) stays with that side.
 
 from __future__ import annotations
 
+import logging
 import ssl
+import threading
 from collections.abc import Callable
 
 import paho.mqtt.client as paho
@@ -19,6 +21,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from common.broker import BrokerAddress, Credentials
+
+log = logging.getLogger(__name__)
 
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
@@ -49,3 +53,37 @@ def connect(client: paho.Client, address: BrokerAddress, *, keepalive_s: int, se
     client.connect_async(address.host, address.port, keepalive=keepalive_s, clean_start=False,
                          properties=properties)
     client.loop_start()
+
+
+class SessionState:
+    """Whether a link is connected, and it tells the truth: set on an accepted CONNACK only, cleared on a disconnect.
+
+    Both sides' links inherit it; their paho ``on_connect`` starts with ``if not self._accepted(...): return``
+    and their ``on_disconnect`` is ``_handle_disconnect``.
+    """
+
+    def __init__(self, address: BrokerAddress) -> None:
+        self.address = address
+        self._connected = threading.Event()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def _accepted(self, flags, reason_code) -> bool:
+        """Log the broker's answer to CONNECT; False when it refused (then the link is not connected)."""
+        if reason_code.is_failure:
+            log.warning("mqtt.connect_refused broker=%s:%d reason=%s", self.address.host, self.address.port,
+                        reason_code)
+            return False
+        log.info("mqtt.connected broker=%s:%d session_present=%s", self.address.host, self.address.port,
+                 flags.session_present)
+        return True
+
+    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self._connected.is_set():
+            log.warning("mqtt.disconnected reason=%s", reason_code)
+        self._connected.clear()

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 from collections.abc import Callable
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 
 from common.broker import BrokerAddress, Credentials
-from common.mqtt import build_client, connect
+from common.mqtt import SessionState, build_client, connect
 from contract import STATUS_OFFLINE, STATUS_ONLINE, Kind, Topic
 
 log = logging.getLogger(__name__)
@@ -27,7 +26,7 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 __all__ = ["BoxLink", "Credentials"]
 
 
-class BoxLink:
+class BoxLink(SessionState):
     """Persistent MQTT 5 session for one box, with its ``status`` will."""
 
     def __init__(self, url: str, district: str, box: str, *, credentials: Credentials = Credentials(),
@@ -36,14 +35,13 @@ class BoxLink:
                  on_refused: Callable[[int], None] = lambda mid: None,
                  on_message: Callable[[str, bytes], None] | None = None,
                  subscriptions: tuple[str, ...] = ()) -> None:
-        self.address = BrokerAddress.parse(url)
+        super().__init__(BrokerAddress.parse(url))
         self.status_topic = str(Topic(district, box, Kind.STATUS))
         self._on_ack = on_ack
         self._on_refused = on_refused
         self.generation = 0  # +1 per successful connect
         self._on_message = on_message
         self._subscriptions = subscriptions
-        self._connected = threading.Event()
         self._client = build_client(box, self.address, credentials)
         self._client.max_inflight_messages_set(window)
         self._client.max_queued_messages_set(window)
@@ -55,13 +53,6 @@ class BoxLink:
         self._client.on_message = self._handle_message
         self._keepalive_s = keepalive_s
         self._own_mids: set[int] = set()
-
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
-
-    def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
 
     def start(self) -> None:
         connect(self._client, self.address, keepalive_s=self._keepalive_s, session_expiry_s=SESSION_EXPIRY_S)
@@ -91,21 +82,13 @@ class BoxLink:
             pass
 
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            log.warning("mqtt.connect_refused broker=%s:%d reason=%s", self.address.host, self.address.port, reason_code)
+        if not self._accepted(flags, reason_code):
             return
-        log.info("mqtt.connected broker=%s:%d session_present=%s", self.address.host, self.address.port,
-                 flags.session_present)
         self._own_mids.add(client.publish(self.status_topic, STATUS_ONLINE, qos=1, retain=True).mid)
         if self._subscriptions:
             client.subscribe([(topic, 1) for topic in self._subscriptions])
         self.generation += 1
         self._connected.set()
-
-    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self._connected.is_set():
-            log.warning("mqtt.disconnected reason=%s", reason_code)
-        self._connected.clear()
 
     def _handle_message(self, client, userdata, message) -> None:
         if self._on_message is not None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -24,7 +23,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from common.broker import BrokerAddress, Credentials
-from common.mqtt import build_client, connect
+from common.mqtt import SessionState, build_client, connect
 from gateway.transport import fastread
 from gateway.transport.incoming import Incoming
 
@@ -43,7 +42,7 @@ def use_fast_path(fast: bool | None = None) -> bool:
     return wanted
 
 
-class GatewayLink:
+class GatewayLink(SessionState):
     """Persistent MQTT 5 session with manual acknowledgement.
 
     ``on_messages`` gets the messages in the order received, on paho's network thread, as lists: on the
@@ -55,11 +54,10 @@ class GatewayLink:
                  on_messages: Callable[[list[Incoming]], None],
                  *, credentials: Credentials = Credentials(), keepalive_s: int = 30,
                  receive_maximum: int = 1000, fast: bool | None = None) -> None:
-        self.address = BrokerAddress.parse(url)
+        super().__init__(BrokerAddress.parse(url))
         self.subscriptions = subscriptions
         self.fast = use_fast_path(fast)
         self._on_messages = on_messages
-        self._connected = threading.Event()
         self._receive_maximum = receive_maximum
         factory = functools.partial(fastread.FastClient, on_messages) if self.fast else paho.Client
         self._client = build_client(client_id, self.address, credentials, factory=factory, manual_ack=True)
@@ -67,13 +65,6 @@ class GatewayLink:
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
         self._keepalive_s = keepalive_s
-
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
-
-    def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
 
     def start(self) -> None:
         connect(self._client, self.address, keepalive_s=self._keepalive_s, session_expiry_s=SESSION_EXPIRY_S,
@@ -97,19 +88,11 @@ class GatewayLink:
         self._client.loop_stop()
 
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            log.warning("mqtt.connect_refused broker=%s:%d reason=%s", self.address.host, self.address.port, reason_code)
+        if not self._accepted(flags, reason_code):
             return
-        log.info("mqtt.connected broker=%s:%d session_present=%s", self.address.host, self.address.port,
-                 flags.session_present)
         options = SubscribeOptions(qos=1)
         client.subscribe([(topic, options) for topic in self.subscriptions])
         self._connected.set()
-
-    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self._connected.is_set():
-            log.warning("mqtt.disconnected reason=%s", reason_code)
-        self._connected.clear()
 
     def _handle_message(self, client, userdata, message) -> None:
         incoming = Incoming(message.topic, bytes(message.payload), message.mid, message.qos, time.time())
