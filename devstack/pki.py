@@ -27,3 +27,11 @@ def make_cert(folder: Path, name: str, ca: tuple[Path, Path], ip: str | None = N
     openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]), "-CAcreateserial",
             "-days", "2", "-extfile", str(extensions), "-out", str(cert))
     return cert, key
+
+
+def make_pki(folder: Path, client: str) -> dict[str, tuple[Path, Path]]:
+    """A CA (``ca``), a broker certificate for 127.0.0.1 (``server``), a client certificate named ``client``
+    (``client``), and an unrelated CA (``other_ca``): each as (certificate, key)."""
+    ca = make_ca(folder, "city-ca")
+    return {"ca": ca, "server": make_cert(folder, "broker", ca, ip="127.0.0.1"),
+            "client": make_cert(folder, client, ca), "other_ca": make_ca(folder, "other-ca")}

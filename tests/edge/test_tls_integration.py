@@ -7,7 +7,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devstack.pki import make_ca, make_cert
+from devstack.pki import make_pki
 from devstack.services import Mosquitto, TlsListener
 from contract import Kind, Topic
 from edge.mqtt import Credentials
@@ -18,10 +18,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pki")
-    ca = make_ca(folder, "city-ca")
-    return {"ca": ca, "server": make_cert(folder, "broker", ca, ip="127.0.0.1"),
-            "client": make_cert(folder, "box-1", ca), "other_ca": make_ca(folder, "other-ca")}
+    return make_pki(tmp_path_factory.mktemp("pki"), "box-1")
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from devstack.pki import make_ca, make_cert
+from devstack.pki import make_pki
 from devstack.services import Mosquitto, TlsListener
 from gateway.config import MqttSettings
 from gateway.transport.incoming import Incoming
@@ -20,9 +20,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pki")
-    ca = make_ca(folder, "city-ca")
-    return {"ca": ca, "server": make_cert(folder, "broker", ca, ip="127.0.0.1"),
-            "client": make_cert(folder, "gateway-1", ca), "folder": folder}
+    return {**make_pki(folder, "gateway-1"), "folder": folder}
 
 
 @pytest.fixture
