@@ -100,7 +100,7 @@ def main() -> None:
         ours = best_rate(partial(encode_points, points), args.points, args.repeat)
         theirs = best_rate(partial(encode_with_client, client_points), args.points, args.repeat)
         print(f"{label}:")
-        print(f"  gateway.lineprotocol: {ours:12,.0f} points/s")
+        print(f"  gateway.store.lineprotocol: {ours:12,.0f} points/s")
         print(f"  influxdb-client:      {theirs:12,.0f} points/s")
         print(f"  ratio (ours / influxdb-client): {ours / theirs:.1f}x")
 

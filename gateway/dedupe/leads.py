@@ -12,7 +12,7 @@ A lead that case staff closed takes no more detections: a detection near it
 starts a new group.
 
 The book holds only what it is given; rebuilding it after a restart, and
-reading back groups for late detections, is ``gateway.history``'s job.
+reading back groups for late detections, is ``gateway.ingest.restore``'s job.
 """
 
 from __future__ import annotations

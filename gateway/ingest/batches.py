@@ -104,7 +104,7 @@ class Ingest:
         self._stop.set()
 
     def restore(self) -> None:
-        """Rebuild the dedupe and seq state from InfluxDB; retries until it answers or the gateway stops."""
+        """Rebuild the dedupe and seq state from the store; retries until it answers or the gateway stops."""
         now = self.now_ms()
         since = now - self._horizon_ms
         districts = self.config.serve_districts

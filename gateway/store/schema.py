@@ -81,7 +81,7 @@ def lead_point(lead: Lead, *, with_status: bool) -> Point:
     """The gateway's view of a lead.
 
     ``status`` is written only when the lead opens: after that it belongs to
-    case staff (``gateway.casework``), and the gateway must never undo a claim
+    case staff (``gateway.desk.casework``), and the gateway must never undo a claim
     or a close by writing its own older idea of it.
     """
     fields: dict[str, Any] = {
