@@ -75,12 +75,14 @@ class GatewayLink(SessionState):
             self._client.ack(message.mid, message.qos)
 
     def ack_all(self, messages: Iterable[Incoming]) -> None:
-        """Acknowledge a batch: on the fast path QoS 1 in one write, otherwise one by one."""
+        """Acknowledge a batch: on the fast path QoS 1 in one write and QoS 2 one by one, otherwise one by one."""
         if self.fast:
             self._client.ack_many(message.mid for message in messages if message.qos == 1)
-        for message in messages:
-            if message.qos == 2 or (message.qos == 1 and not self.fast):
-                self._client.ack(message.mid, message.qos)
+            acked_one_by_one = [message for message in messages if message.qos == 2]
+        else:
+            acked_one_by_one = [message for message in messages if message.qos > 0]
+        for message in acked_one_by_one:
+            self._client.ack(message.mid, message.qos)
 
     def stop(self) -> None:
         self._connected.clear()  # a disconnection asked for is no news worth a warning
