@@ -17,6 +17,7 @@ from contract.payloads import (
     MAX_CLOCK_SKEW_MS,
     MAX_EVIDENCE_BYTES,
     MAX_JSON_BYTES,
+    MAX_REASON_CHARS,
     RESERVED_SENSOR_VALUES,
     SHA256_PATTERN,
     VERSION,
@@ -46,7 +47,7 @@ from contract.topics import (
 )
 
 __all__ = [
-    "ID_PATTERN", "MAX_CLOCK_SKEW_MS", "MAX_EVIDENCE_BYTES", "MAX_JSON_BYTES", "NAME_PATTERN",
+    "ID_PATTERN", "MAX_CLOCK_SKEW_MS", "MAX_EVIDENCE_BYTES", "MAX_JSON_BYTES", "MAX_REASON_CHARS", "NAME_PATTERN",
     "RESERVED_SENSOR_VALUES", "SHA256_PATTERN", "STATUS_OFFLINE", "STATUS_ONLINE", "TOPIC_ROOT", "VERSION",
     "CameraHealth", "Category", "ConfigAck", "ContractError", "Detection", "Health", "Kind", "Message", "Position",
     "SensorReading", "SerialPortHealth", "Topic", "check_evidence", "decode_status", "describe_validation_error",

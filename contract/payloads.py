@@ -135,12 +135,18 @@ class SensorReading(Message):
         return values
 
 
+MAX_REASON_CHARS = 256
+Reason = Annotated[str, Field(min_length=1, max_length=MAX_REASON_CHARS, pattern=r"^[^\x00-\x1f]+$")]
+
+
 class CameraHealth(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     state: Literal["running", "reconnecting", "down", "ended"]
     fps: NonNegative
     detector_ms: NonNegative = 0.0
+    reason: Reason | None = Field(None, description="Why a down camera is down, for example a pixel zone outside "
+                                                   "its frame; the box cuts it to MAX_REASON_CHARS.")
 
 
 class SerialPortHealth(BaseModel):

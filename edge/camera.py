@@ -14,17 +14,25 @@ A live source is read by its own thread that keeps only the newest frame, so
 a slow consumer always gets a recent frame and never a backlog. A source
 that fails is reported through its state and the log; no exception reaches
 the caller of ``frames()``.
+
+A video file that gives clearly fewer frames than its container declares is
+truncated or corrupt: ``file_frames`` raises CameraError at its end, and a
+camera on it goes ``down``. ``read_image`` reads a picture file, refusing
+one that is truncated or does not decode.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import cv2
@@ -38,10 +46,14 @@ log = logging.getLogger(__name__)
 # fails a read or an open instead of blocking the reader for good.
 OPEN_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 10.0
+# A video file may give a few frames fewer than its container declares (the
+# count is estimated from the duration when the container has none); only a
+# larger shortfall means it was cut short or is corrupt.
+FRAME_COUNT_SLACK = 0.02
 
 
 class CameraError(RuntimeError):
-    """A camera source cannot be opened."""
+    """A camera source cannot be opened, or a file is truncated or corrupt."""
 
 
 @dataclass(frozen=True)
@@ -106,9 +118,16 @@ def _open_capture(source: str) -> cv2.VideoCapture:
         raise CameraError(f"cannot open: camera source {redacted(source)!r}: {exc.err}") from None
     if not capture.isOpened():
         capture.release()
-        reason = "no such file" if not is_live(source) and not os.path.exists(source) else "cannot open"
-        raise CameraError(f"{reason}: camera source {redacted(source)!r}")
+        raise CameraError(f"{_open_failure(source)}: camera source {redacted(source)!r}")
     return capture
+
+
+def _open_failure(source: str) -> str:
+    if is_live(source):
+        return "cannot open"
+    if not os.path.exists(source):
+        return "no such file"
+    return "cannot open (truncated, corrupt or not a video)"
 
 
 def _new_capture(source: str) -> cv2.VideoCapture:
@@ -132,6 +151,7 @@ def _video_file_frames(camera: str, source: str, fps: float, start_ms: int | Non
     while True:
         capture = _open_capture(source)
         source_fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         local = 0
         try:
             while True:
@@ -151,9 +171,22 @@ def _video_file_frames(camera: str, source: str, fps: float, start_ms: int | Non
                 yield Frame(camera, index - 1, t_s, start_ms + int(t_s * 1000), image)
         finally:
             capture.release()
+        _check_whole(source, local, declared)
         if not loop or local == 0:
             return
         offset_s += local / source_fps
+
+
+def _check_whole(source: str, read: int, declared: int) -> None:
+    """Raise CameraError if a file gave clearly fewer frames than its container declares.
+
+    FFmpeg stops at a cut or a corrupt stretch and OpenCV reports that as
+    the end of the file: the missing frames are the only sign that reaches
+    the caller.
+    """
+    if declared > 0 and read < declared * (1 - FRAME_COUNT_SLACK) - 1:
+        raise CameraError(f"truncated or corrupt: camera source {redacted(source)!r} gave {read} of the "
+                          f"{declared} frames its container declares")
 
 
 def file_frames(camera: str, source: str, fps: float, start_ms: int | None = None,
@@ -172,6 +205,74 @@ def file_frames(camera: str, source: str, fps: float, start_ms: int | None = Non
         count = frame.index + 1
         yield frame
     log.info("camera.ended camera=%s frames=%d", camera, count)
+
+
+JPEG_START = b"\xff\xd8"
+JPEG_END = b"\xff\xd9"
+START_OF_SCAN = 0xDA
+
+
+def jpeg_is_complete(data: bytes) -> bool:
+    """Whether a JPEG's image data is followed by its end marker (EOI).
+
+    The segments before the first scan are stepped over by their lengths, so
+    the EOI of an EXIF thumbnail inside them does not count. In scan data a
+    0xFF byte is always followed by 0x00 or a marker, so an FF D9 after the
+    first scan is the image's own end. Bytes after it (a Motion Photo's
+    video, a vendor trailer) are allowed.
+    """
+    pos = len(JPEG_START)
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        if data[pos + 1] == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if data[pos + 1] == START_OF_SCAN:
+            return data.find(JPEG_END, pos + 2 + length) != -1
+        pos += 2 + length
+    return False
+
+
+@contextmanager
+def _native_stderr_discarded() -> Iterator[None]:
+    """Send what C libraries print to the process's stderr (fd 2) to /dev/null meanwhile.
+
+    For single-threaded commands only: anything else writing to stderr in
+    the meantime is lost too.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def read_image(path: str) -> np.ndarray:
+    """A picture file as a BGR frame; raises CameraError unless it is whole and decodes.
+
+    libjpeg and libpng print their complaints ("Premature end of JPEG file",
+    "libpng error: Read Error") straight to stderr, not through OpenCV's log,
+    so no log level silences them: they are discarded, and the caller reports
+    the problem in one line instead. A JPEG cut short may still decode, its
+    missing rows grey, with only that warning to tell (``cv2.imread`` takes
+    it; whether ``cv2.imdecode`` does depends on the OpenCV version); so a
+    JPEG is refused when its image data has no end marker, before decoding.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise CameraError(f"cannot read {path}: {exc.strerror}") from None
+    if data.startswith(JPEG_START) and not jpeg_is_complete(data):
+        raise CameraError(f"{path} is a truncated or corrupt JPEG: its image data has no end marker")
+    with _native_stderr_discarded():
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise CameraError(f"{path} is not an image OpenCV can read (truncated, corrupt or of another format)")
+    return image
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import argparse
 import copy
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -46,8 +47,24 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--json", action="store_true", help="Print one JSON object per incident message.")
     replay.set_defaults(handler=_replay)
 
+    evaluate = commands.add_parser(
+        "eval", help="Score the rules on annotated recordings: recall, precision, start-time error, false incidents.")
+    evaluate.add_argument("folder", type=Path, help="Evaluation folder: one ground-truth TOML per clip (see README).")
+    evaluate.add_argument("--config", type=Path,
+                          help="Box config to judge on every clip, instead of the one each clip names.")
+    evaluate.add_argument("--split", choices=("tune", "holdout"), help="Only the clips of this part of the set.")
+    evaluate.add_argument("--clips", nargs="+", metavar="NAME", help="Only these clips (ground-truth file stems).")
+    evaluate.add_argument("--cache", type=Path, metavar="DIR",
+                          help="Keep the detector's boxes per frame here; later runs skip the model for frames seen.")
+    evaluate.add_argument("--json", action="store_true", help="Print the report as JSON.")
+    evaluate.set_defaults(handler=_eval)
+
     validate = commands.add_parser("validate", help="Check box configs and print every problem with its key path.")
     validate.add_argument("files", type=Path, nargs="+")
+    validate.add_argument("--frame-size", dest="frame_sizes", action="append", type=_frame_size, default=[],
+                          metavar="[CAMERA=]WxH",
+                          help="Check pixel zones against the frames of the cameras: WxH for every camera, "
+                               "CAMERA=WxH for the cameras of that name (repeatable; a named size wins).")
     validate.set_defaults(handler=_validate)
 
     args = parser.parse_args(argv)
@@ -83,8 +100,20 @@ def _run(args: argparse.Namespace) -> int:
 VIDEO_OUTPUT_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG"}
 
 
+def _quiet_native_logs() -> None:
+    """Keep FFmpeg's and OpenCV's own log lines off the terminal; the command reports what went wrong itself.
+
+    OpenCV reads both variables when it first logs or opens a capture, so
+    setting them here is in time. An operator who wants those lines sets the
+    variables beforehand (OPENCV_FFMPEG_LOGLEVEL=32, OPENCV_LOG_LEVEL=INFO).
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+
+
 def _detect(args: argparse.Namespace) -> int:
-    from edge.camera import CameraError, file_frames
+    _quiet_native_logs()
+    from edge.camera import CameraError, file_frames, read_image
     from edge.config import TrackerConfig
     from edge.detectors import DetectorError, create_detector
     from edge.tracker import IouTracker
@@ -98,18 +127,15 @@ def _detect(args: argparse.Namespace) -> int:
         print(f"edge: {args.file} does not exist", file=sys.stderr)
         return 2
     is_image = args.file.suffix.lower() in IMAGE_SUFFIXES
-    if is_image:
-        frames = _image_as_frames(args.file)
-        if frames is None:
-            print(f"edge: {args.file} is not an image OpenCV can read", file=sys.stderr)
-            return 2
-    else:
-        frames = ((f.index, f.t_s, f.image) for f in file_frames("detect", str(args.file), args.fps, start_ms=0))
     output = _AnnotatedOutput(args.annotate, args.fps)
     # Video frames are tracked, so each box says which object it is and whether it stays put.
     tracker = None if is_image else IouTracker.from_config(TrackerConfig())
     results = []
     try:
+        if is_image:
+            frames = [(0, 0.0, read_image(str(args.file)))]
+        else:
+            frames = ((f.index, f.t_s, f.image) for f in file_frames("detect", str(args.file), args.fps, start_ms=0))
         for index, t_s, image in frames:
             dets = detector.detect(image)
             if tracker is not None:
@@ -155,13 +181,6 @@ def _box_caption(row: dict) -> str:
     return caption
 
 
-def _image_as_frames(path: Path):
-    import cv2
-
-    image = cv2.imread(str(path))
-    return None if image is None else [(0, 0.0, image)]
-
-
 class _AnnotatedOutput:
     """Where ``edge detect --annotate`` draws: a picture of the first frame, or a whole video."""
 
@@ -195,34 +214,26 @@ class _AnnotatedOutput:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from edge.camera import CameraError, file_frames
+    _quiet_native_logs()
+    from edge.camera import CameraError
     from edge.config import ConfigError, load_config
     from edge.detectors import DetectorError, detector_for
-    from edge.pipeline import CameraPipeline
+    from edge.replay import camera_of, replay
+    from edge.zones import ZoneOutsideFrame
 
     try:
         config = load_config(args.config)
-        if not config.cameras:
-            raise ConfigError(str(args.config), ["cameras: this box has no camera to replay"])
-        camera = next((c for c in config.cameras if c.name == (args.camera or config.cameras[0].name)), None)
-        if camera is None:
-            raise ConfigError(str(args.config), [f"cameras: no camera named {args.camera!r}"])
+        camera = camera_of(config, args.camera, str(args.config))
         detector = detector_for(config.detector)
     except (ConfigError, DetectorError) as exc:
         print(f"edge: {exc}", file=sys.stderr)
         return 2
-    pipeline = CameraPipeline(camera, config.rules, detector, config.static_objects, config.tracker)
-    hits = []
-    last_t = 0.0
     try:
-        for frame in file_frames(camera.name, str(args.video), camera.fps, start_ms=0):
-            hits.extend(pipeline.process(frame).hits)
-            last_t = frame.t_s
-    except CameraError as exc:
+        result = replay(args.video, config, camera, detector)
+    except (CameraError, ZoneOutsideFrame) as exc:
         print(f"edge: {exc}", file=sys.stderr)
         return 2
-    hits.extend(pipeline.finish(last_t))
-    for hit in hits:
+    for hit in result.hits:
         row = {"t_s": round(hit.t_s, 2), "event": hit.event, "category": hit.category.value, "zone": hit.zone.name,
                "track": hit.track_id, "label": hit.label, "score": round(hit.score, 3), "dwell_s": round(hit.dwell_s, 1),
                "bbox": [round(v, 1) for v in hit.bbox_px]}
@@ -230,20 +241,118 @@ def _replay(args: argparse.Namespace) -> int:
               f"{row['t_s']:>8.1f}s {row['event']:<6} {row['category']:<16} {row['zone']:<14} track {row['track']:<5} "
               f"{row['label']:<14} score {row['score']:.2f} dwell {row['dwell_s']:.0f}s")
     if not args.json:
-        print(f"{sum(h.event == 'new' for h in hits)} incident(s) in {pipeline.frames} frames "
-              f"({pipeline.mean_detector_ms:.0f} ms detector per frame)")
+        print(f"{sum(h.event == 'new' for h in result.hits)} incident(s) in {result.frames} frames "
+              f"({result.mean_detector_ms:.0f} ms detector per frame)")
     return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    _quiet_native_logs()
+    from edge.camera import CameraError
+    from edge.config import ConfigError, load_config
+    from edge.detectors import DetectorError
+    from edge.evaluate import evaluate, find_clips, format_table, report
+    from edge.zones import ZoneOutsideFrame
+
+    logging.getLogger("edge.camera").setLevel(logging.WARNING)  # a line per clip's end would break the progress bar
+    try:
+        clips = find_clips(args.folder)
+        if args.split:
+            clips = [c for c in clips if c.truth.split == args.split]
+        if args.clips:
+            unknown = sorted(set(args.clips) - {c.name for c in clips})
+            if unknown:
+                raise ConfigError(str(args.folder), [f"--clips: no clip named {name!r}" for name in unknown])
+            clips = [c for c in clips if c.name in args.clips]
+        override = load_config(args.config) if args.config else None
+        runner = _EvalRunner(args.cache)
+        progress = _Progress(len(clips))
+        try:
+            scores = evaluate(clips, runner, override, progress)
+        finally:
+            progress.done()
+            runner.save()
+    except (ConfigError, DetectorError, CameraError, ZoneOutsideFrame) as exc:
+        print(f"edge: {exc}", file=sys.stderr)
+        return 2
+    result = report(scores)
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0
+
+
+class _EvalRunner:
+    """Replays a clip; one detector per [detector] table, optionally answering from a cache."""
+
+    def __init__(self, cache: Path | None) -> None:
+        self.cache = cache
+        self.detectors: dict[str, object] = {}
+        self.cached: list = []
+
+    def __call__(self, clip, config, progress):
+        from edge.camera import CameraError
+        from edge.replay import camera_of, replay
+
+        camera = camera_of(config, clip.truth.camera, str(clip.path))
+        if not clip.video.is_file():
+            raise CameraError(f"{clip.path.name}: clip {clip.video} does not exist")
+        result = replay(clip.video, config, camera, self._detector(config), progress)
+        return result.hits, result.duration_s, camera.name
+
+    def _detector(self, config):
+        from edge.detectors import detector_for
+        from edge.detectors.cache import CachedDetector
+
+        key = config.detector.model_dump_json()
+        if key not in self.detectors:
+            detector = detector_for(config.detector)
+            if self.cache:
+                detector = CachedDetector(detector, self.cache)
+                self.cached.append(detector)
+            self.detectors[key] = detector
+        return self.detectors[key]
+
+    def save(self) -> None:
+        for detector in self.cached:
+            detector.save()
+
+
+class _Progress:
+    """One line on stderr per clip; redrawn in place with a bar on a terminal."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.tty = sys.stderr.isatty()
+        self.last: tuple[int, int] | None = None
+
+    def __call__(self, index: int, clip, share: float) -> None:
+        step = (index, int(share * 20))
+        if step == self.last:
+            return
+        if self.tty:
+            bar = "#" * step[1] + "-" * (20 - step[1])
+            print(f"\r[{index + 1}/{self.total}] [{bar}] {clip.name:<40}", end="", file=sys.stderr, flush=True)
+        elif self.last is None or self.last[0] != index:
+            print(f"[{index + 1}/{self.total}] {clip.name}", file=sys.stderr, flush=True)
+        self.last = step
+
+    def done(self) -> None:
+        if self.tty and self.last is not None:
+            print(file=sys.stderr)
 
 
 def _validate(args: argparse.Namespace) -> int:
     from edge.config import ConfigError, load_config
     from edge.sensors import check_sensors
+    from edge.zones import frame_problems
 
     failed = 0
+    cameras: set[str] = set()
     for path in args.files:
         try:
             config = load_config(path)
+            cameras.update(c.name for c in config.cameras)
             problems = check_sensors(config.sensors, config.sensor_profiles)
+            problems += frame_problems(config.cameras, _sizes_by_camera(args.frame_sizes, config.cameras))
         except ConfigError as exc:
             problems = exc.problems
         if problems:
@@ -253,7 +362,30 @@ def _validate(args: argparse.Namespace) -> int:
                 print(f"  {problem}")
             continue
         print(f"{path}: ok (box {config.box}, hash {config.config_hash()})")
+    for camera in sorted({name for name, _ in args.frame_sizes if name is not None} - cameras):
+        failed += 1
+        print(f"--frame-size: no camera named {camera!r} in these configs")
     return 1 if failed else 0
+
+
+FrameSize = tuple[str | None, tuple[int, int]]
+
+
+def _frame_size(text: str) -> FrameSize:
+    """``768x576`` (every camera) or ``north=768x576`` (cameras named north) as (camera, (width, height))."""
+    camera, _, size = text.rpartition("=")
+    width, x, height = size.lower().partition("x")
+    if not (x and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not [CAMERA=]WIDTHxHEIGHT, for example 768x576 or north=768x576")
+    return camera or None, (int(width), int(height))
+
+
+def _sizes_by_camera(frame_sizes: list[FrameSize], cameras) -> dict[str, tuple[int, int]]:
+    """The frame size of each camera: its own ``CAMERA=WxH``, else the last plain ``WxH``, else none."""
+    named = {camera: size for camera, size in frame_sizes if camera is not None}
+    everyone = [size for camera, size in frame_sizes if camera is None]
+    sizes = {c.name: named.get(c.name, everyone[-1] if everyone else None) for c in cameras}
+    return {name: size for name, size in sizes.items() if size is not None}
 
 
 if __name__ == "__main__":

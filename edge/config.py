@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from common.validation import Strict, validation_problems
 from contract import NAME_PATTERN, Category
+from edge.detectors import registered_families
 from edge.sensors.config import SensorList
 
 CONFIG_VERSION = 1
@@ -59,8 +60,16 @@ class SpoolConfig(Strict):
     max_mb: float = Field(512.0, gt=0, description="Size beyond which telemetry is dropped first.")
 
 
+# The detector types are the plugin families the registry found, so an unknown
+# type fails validation at ``detector.type`` with the known ones listed, and a
+# new plugin file is the only step to allow another. Every family takes the
+# same settings today; a family with settings of its own would turn this into
+# a discriminated union of per-plugin models.
+DetectorType = Literal[tuple(registered_families())]  # type: ignore[valid-type]
+
+
 class DetectorConfig(Strict):
-    type: str = Field("nanodet", description="Detector plugin (see edge/detectors/).")
+    type: DetectorType = Field("nanodet", description="Detector plugin (see edge/detectors/).")
     model: Path = Field(description="ONNX model file; its model card sits next to it.")
     threads: int = Field(2, ge=1, le=64, description="onnxruntime intra-op threads.")
     min_score: float = Field(0.35, ge=0.0, le=1.0, description="Detections below this score are dropped.")
@@ -179,6 +188,12 @@ class DwellRuleConfig(Strict):
     support_labels: list[str] = Field(default_factory=list,
                                       description="Labels that, seen in the same zone, raise an incident's score.")
     support_boost: float = Field(0.15, ge=0, le=1, description="Score added while a support label is in the zone.")
+    leave_s: float = Field(2.0, ge=0, description="A stay ends when its object is seen outside the zone this long.")
+    regain_s: float = Field(10.0, ge=0, description="A stay whose object the detector lost is taken up again by an "
+                                                    "object found on the same spot within this time.")
+    min_moves: int = Field(0, ge=0, description="Times the object must be seen to move in place (pixels changing "
+                                                "within its box, a second apart) before it is reported; "
+                                                "rejects fixed things taken for people. 0: no check.")
 
 
 STATIC_OBJECT_LABEL = "static_object"
@@ -197,8 +212,10 @@ class StaticObjectConfig(Strict):
     max_area: float = Field(0.05, gt=0, le=1, description="Largest blob, as a fraction of the frame.")
     base_score: float = Field(0.5, ge=0, le=1, description="Score of a blob no detector label supports.")
     mover_overlap: float = Field(0.3, ge=0, le=1, description="Blobs this much covered by a person or vehicle are skipped.")
-    mover_margin: float = Field(0.5, ge=0, le=5, description="Person and vehicle boxes are widened by this share of their size on each side, so an object still attended by whoever brought it is not yet left.")
-    occlusion_s: float = Field(15.0, gt=0, description="A left object hidden this long by passers-by is still the same object.")
+    mover_margin: float = Field(0.1, ge=0, le=5, description="Boxes of people and vehicles that linger are widened by this share of their size on each side, so an object still attended by whoever brought it (at their feet) is not yet left.")
+    linger_speed: float = Field(0.25, gt=0, description="A person or vehicle moving slower than this many box heights per second lingers (may be attending an object); faster ones pass by.")
+    occlusion_s: float = Field(30.0, gt=0, description="A left object hidden this long by passers-by is still the "
+                                                       "same object; its clock runs on and it is checked when seen again.")
     mover_labels: list[str] = Field(
         default_factory=lambda: ["person", "bicycle", "car", "motorcycle", "bus", "truck", "dog"],
         description="Labels whose boxes are never left objects.")
@@ -226,8 +243,11 @@ class TrackerConfig(Strict):
                                                                    "share of the box height from where it settled.")
 
 
+VENDING_MIN_MOVES = 2   # a vendor who stands still still moves; a cone taken for a person never does
+
+
 def _default_vending() -> DwellRuleConfig:
-    return DwellRuleConfig(labels=["person"], dwell_s=60.0,
+    return DwellRuleConfig(labels=["person"], dwell_s=60.0, min_moves=VENDING_MIN_MOVES,
                            support_labels=["umbrella", "dining table", "chair", "bench", "suitcase", "handbag",
                                            "backpack", "bicycle", "motorcycle", "potted plant", "bowl", "cup",
                                            "bottle", "banana", "apple", "orange"])
@@ -240,6 +260,15 @@ def _default_dumping() -> DwellRuleConfig:
 class RulesConfig(Strict):
     street_vending: DwellRuleConfig = Field(default_factory=_default_vending)
     illegal_dumping: DwellRuleConfig = Field(default_factory=_default_dumping)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _vending_checks_for_life(cls, raw: object) -> object:
+        """A [rules.street_vending] table that does not say min_moves gets the vending default, not 0."""
+        if isinstance(raw, dict) and isinstance(raw.get("street_vending"), dict) \
+                and "min_moves" not in raw["street_vending"]:
+            raw = {**raw, "street_vending": {**raw["street_vending"], "min_moves": VENDING_MIN_MOVES}}
+        return raw
 
     def for_zone_type(self, zone_type: str) -> tuple[Category, DwellRuleConfig]:
         if zone_type == "no_vending":

@@ -1,7 +1,7 @@
 """One camera's vision pipeline: frame -> detections -> tracks -> rule hits.
 
     motion gate -> detector (or the last detections, when nothing moved)
-      -> label filters -> left-object blobs -> tracker -> zone rules -> hits
+      -> label filters -> tracker (+ left objects, with the finder's ids) -> zone rules -> hits
 
 The detector runs when something moves, and every ``motion.recheck_s``
 regardless, so objects that stay still (a stall, a dumped mattress) are
@@ -22,6 +22,7 @@ from edge.detections import Detections
 from edge.detectors import Detector
 from edge.evidence import Evidence, annotate, encode_jpeg
 from edge.filters import LabelFilters
+from edge.liveness import LivenessMeter
 from edge.motion import MotionDetector
 from edge.rules import DwellRules, RuleHit
 from edge.staticobjects import StaticBlob, StaticObjectFinder
@@ -39,17 +40,20 @@ class FrameResult:
     detector_ran: bool
 
 
-def with_static_blobs(detections: Detections, blobs: list[StaticBlob]) -> Detections:
-    """Detector boxes plus left-object blobs, the blobs under their own label."""
-    labels = (*detections.labels, STATIC_OBJECT_LABEL)
+def with_left_objects(tracked: Detections, blobs: list[StaticBlob]) -> Detections:
+    """Tracked detector boxes plus the left objects, under their own label and the finder's own ids."""
+    labels = (*tracked.labels, STATIC_OBJECT_LABEL)
+    track_ids = tracked.track_ids if tracked.track_ids is not None else np.zeros(0, dtype=np.int64)
+    stationary = tracked.stationary if tracked.stationary is not None else np.zeros(len(tracked), dtype=bool)
     if not blobs:
-        return Detections(detections.xyxy, detections.scores, detections.class_ids, labels=labels)
+        return Detections(tracked.xyxy, tracked.scores, tracked.class_ids, track_ids, labels, stationary)
     return Detections(
-        xyxy=np.concatenate([detections.xyxy, np.asarray([b.xyxy for b in blobs], dtype=np.float32)]),
-        scores=np.concatenate([detections.scores, np.asarray([b.score for b in blobs], dtype=np.float32)]),
-        class_ids=np.concatenate([detections.class_ids,
-                                  np.full(len(blobs), len(detections.labels), dtype=np.int32)]),
+        xyxy=np.concatenate([tracked.xyxy, np.asarray([b.xyxy for b in blobs], dtype=np.float32)]),
+        scores=np.concatenate([tracked.scores, np.asarray([b.score for b in blobs], dtype=np.float32)]),
+        class_ids=np.concatenate([tracked.class_ids, np.full(len(blobs), len(tracked.labels), dtype=np.int32)]),
+        track_ids=np.concatenate([track_ids, np.asarray([b.object_id for b in blobs], dtype=np.int64)]),
         labels=labels,
+        stationary=np.concatenate([stationary, np.ones(len(blobs), dtype=bool)]),
     )
 
 
@@ -66,13 +70,13 @@ class CameraPipeline:
 
     def __post_init__(self) -> None:
         labels = self.detector.labels
-        static_class = len(labels)
-        self.tracker = IouTracker.from_config(self.tracker_config, {static_class: self.static_config.occlusion_s})
+        self.tracker = IouTracker.from_config(self.tracker_config)
         self.motion = MotionDetector(self.camera.motion)
         self.static_finder: StaticObjectFinder | None = None
         if any(z.type == "dumping_hotspot" for z in self.camera.zones) and self.static_config.enabled:
             self.static_finder = StaticObjectFinder(self.static_config)
         self._mover_ids = {i for i, name in enumerate(labels) if name in self.static_config.mover_labels}
+        self.liveness = LivenessMeter(tuple(self.rules_config.street_vending.labels))
         self.rules: DwellRules | None = None
         self.filters: LabelFilters | None = None
         self._last_detections = Detections.empty(labels)
@@ -84,6 +88,7 @@ class CameraPipeline:
         """Apply new zones, filters and thresholds; tracks and ongoing stays are kept."""
         self.camera = camera
         self.rules_config = rules_config
+        self.liveness = LivenessMeter(tuple(rules_config.street_vending.labels))
         self.motion.reconfigure(camera.motion)
         if self.rules is not None and self.filters is not None:
             zones = self._zones(self.filters.width, self.filters.height)
@@ -97,15 +102,24 @@ class CameraPipeline:
         small = thumbnail(frame.image)
         detections, detector_ms, ran = self._detect_if_needed(frame, small)
         detections = self.filters.apply(detections)
-        if self.static_finder is not None:
-            detections = with_static_blobs(detections, self._static_blobs(small, frame.t_s, detections))
+        blobs = [] if self.static_finder is None else self._static_blobs(small, frame.t_s, detections)
         tracked = self.tracker.update(detections, frame.t_s)
-        hits = self.rules.update(tracked, frame.t_s, self.tracker.live_track_ids(), attach=frame)
+        live = self.tracker.live_track_ids()
+        if self.static_finder is not None:    # left objects keep the finder's ids, through every occlusion
+            tracked = with_left_objects(tracked, blobs)
+            live |= self.static_finder.held_ids()
+        moves = self.liveness.update(tracked, frame.image, frame.t_s) if self._watches_vending else None
+        hits = self.rules.update(tracked, frame.t_s, live, attach=frame, moves=moves)
         self.frames += 1
         return FrameResult(frame, tracked, hits, detector_ms, ran)
 
     def finish(self, t_s: float) -> list[RuleHit]:
         return [] if self.rules is None else self.rules.finish(t_s)
+
+    @property
+    def _watches_vending(self) -> bool:
+        return self.rules_config.street_vending.min_moves > 0 and any(
+            z.type == "no_vending" for z in self.camera.zones)
 
     @property
     def mean_detector_ms(self) -> float:
@@ -134,7 +148,8 @@ class CameraPipeline:
         return detections, detector_ms, True
 
     def _static_blobs(self, small: Thumbnail, t_s: float, detections: Detections) -> list[StaticBlob]:
-        if self._last_static_t is not None and t_s - self._last_static_t < self.static_config.interval_s:
+        if (not self.static_finder.warming_up and self._last_static_t is not None
+                and t_s - self._last_static_t < self.static_config.interval_s):
             return self._last_blobs
         self._last_static_t = t_s
         self._last_blobs = self._find_static_blobs(small, t_s, detections)
@@ -143,9 +158,10 @@ class CameraPipeline:
     def _find_static_blobs(self, small: Thumbnail, t_s: float, detections: Detections) -> list[StaticBlob]:
         is_mover = detections.labelled(tuple(self.static_config.mover_labels))
         movers = np.concatenate([detections.xyxy[is_mover], self.tracker.live_boxes(self._mover_ids)])
+        lingering = self.tracker.live_boxes(self._mover_ids, max_speed=self.static_config.linger_speed)
         boosters = detections.labelled(tuple(self.static_config.boost_labels))
         return self.static_finder.update(small, t_s, movers, detections.xyxy[boosters],
-                                         detections.scores[boosters])
+                                         detections.scores[boosters], lingering)
 
 
 def evidence_for(hit: RuleHit, fallback: Frame, quality: int) -> Evidence:

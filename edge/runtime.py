@@ -1,4 +1,10 @@
-"""The box process: cameras -> pipelines -> outbox (spool -> MQTT), plus health and live config."""
+"""The box process: cameras -> pipelines -> outbox (spool -> MQTT), plus health and live config.
+
+A camera whose pixel zones do not fit its frame is an error found at its
+first frame: that camera is closed and reported ``down`` with the reason in
+the health message, and the other cameras go on. A live config change whose
+pixel zones do not fit a camera's known frame size is rejected.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +18,26 @@ from pathlib import Path
 from common.backoff import Backoff
 from edge.camera import Frame, open_camera
 from edge.config import BoxConfig, CameraConfig
-from contract import CameraHealth, ConfigAck, Health, Kind, Position, SensorReading, SerialPortHealth, Topic
+from contract import (
+    MAX_REASON_CHARS,
+    CameraHealth,
+    ConfigAck,
+    Health,
+    Kind,
+    Position,
+    SensorReading,
+    SerialPortHealth,
+    Topic,
+)
 from edge.detectors import detector_for
 from edge.messages import detection_message, new_message_id
 from edge.mqtt import Credentials
 from edge.outbox import Outbox
 from edge.pipeline import CameraPipeline, evidence_for
-from edge.remote import RemoteConfig
+from edge.remote import Decision, RemoteConfig
 from edge.rules import RuleHit
 from edge.sensors import SensorHub
+from edge.zones import ZoneOutsideFrame, frame_problems
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +45,24 @@ log = logging.getLogger(__name__)
 @dataclass
 class CameraState:
     state: str = "running"
+    reason: str = ""            # why the camera is down; empty in any other state
     frames: int = 0
+    frame_size: tuple[int, int] | None = None   # (width, height) of its frames, once one came
     started: float = field(default_factory=time.monotonic)
 
     def fps(self) -> float:
         elapsed = time.monotonic() - self.started
         return self.frames / elapsed if elapsed > 0 else 0.0
+
+    def change(self, state: str, reason: str = "") -> None:
+        """Only a down camera keeps its reason: it is what the health message says about it."""
+        self.state = state
+        self.reason = reason if state == "down" else ""
+
+    def health(self, detector_ms: float) -> CameraHealth:
+        reason = " ".join(self.reason.split())[:MAX_REASON_CHARS] or None
+        return CameraHealth(state=self.state, fps=round(self.fps(), 2), detector_ms=round(detector_ms, 2),
+                            reason=reason)
 
 
 def read_password(config: BoxConfig) -> str | None:
@@ -53,7 +82,7 @@ class Box:
         spool_path = spool_path or config.spool.path
         self.remote = RemoteConfig(file_table or {}, config_dir or Path.cwd(),
                                    spool_path.with_name("remote-config.json"))
-        self._lock = threading.Lock()   # guards config changes against the camera threads
+        self._lock = threading.RLock()   # guards config changes against the camera threads
         self.config = config
         self.config_hash = config.config_hash()
         self.detector = None if config.detector is None else detector_for(config.detector)
@@ -115,19 +144,34 @@ class Box:
         backoff = Backoff(first_s=camera.reconnect.first_s, max_s=camera.reconnect.max_s,
                           down_after=camera.reconnect.down_after)
         source = open_camera(camera.name, camera.source, camera.fps, realtime=camera.realtime, loop=camera.loop,
-                             backoff=backoff, on_state=lambda change: setattr(state, "state", change.state.value), stop=self._stop)
+                             backoff=backoff, on_state=lambda change: state.change(change.state.value, change.reason),
+                             stop=self._stop)
         state.state = source.state.value
+        frames = source.frames()
+        try:
+            last = self._feed(frames, state, pipeline)
+        except ZoneOutsideFrame as exc:
+            frames.close()  # first, so that the source's own 'ended' does not replace the reason below
+            log.error("camera.zone_outside_frame camera=%s zone=%s frame=%dx%d points=%s", camera.name, exc.zone,
+                      exc.width, exc.height, exc.points)
+            state.change("down", str(exc))
+            return
+        if last is not None:
+            for hit in pipeline.finish(last.t_s):
+                self._put_hit(hit, last)
+
+    def _feed(self, frames, state: CameraState, pipeline: CameraPipeline) -> Frame | None:
+        """Pass frames through the pipeline and their hits to the outbox; the last frame."""
         last: Frame | None = None
-        for frame in source.frames():
+        for frame in frames:
+            state.frame_size = (frame.width, frame.height)
             with self._lock:  # one onnxruntime session serves every camera
                 result = pipeline.process(frame)
             state.frames += 1
             last = frame
             for hit in result.hits:
                 self._put_hit(hit, frame)
-        if last is not None:
-            for hit in pipeline.finish(last.t_s):
-                self._put_hit(hit, last)
+        return last
 
     def _put_hit(self, hit: RuleHit, frame: Frame) -> None:
         message_id = new_message_id()
@@ -170,9 +214,7 @@ class Box:
     # ----------------------------------------------------------------- health
 
     def _put_health(self) -> None:
-        cameras = {name: CameraHealth(state=s.state, fps=round(s.fps(), 2),
-                                      detector_ms=round(self._pipelines[name].mean_detector_ms, 2))
-                   for name, s in self.cameras.items()}
+        cameras = {name: s.health(self._pipelines[name].mean_detector_ms) for name, s in self.cameras.items()}
         depth, oldest_s = self.outbox.depth(), round(self.outbox.oldest_age_s(), 1)
         dropped = self.outbox.spool.dropped() or None
         config_hash = self.config_hash
@@ -205,8 +247,11 @@ class Box:
         if not payload:
             return  # a cleared retained config: nothing to apply
         decision = self.remote.decide(payload)
+        with self._lock:  # no camera sets its zones up between the check and the change
+            decision = self._fitting_frames(decision)
+            if decision.accepted:
+                self._apply(decision.config)
         if decision.accepted:
-            self._apply(decision.config)
             self.remote.remember(payload)
             log.info("config.accepted hash=%s", self.config_hash)
         else:
@@ -215,6 +260,14 @@ class Box:
                         status="accepted" if decision.accepted else "rejected",
                         reason=decision.reason[:4096], config=self.config_hash)
         self.outbox.put_raw(Topic(self.config.district, self.config.box, Kind.CONFIG_ACK), ack.encode())
+
+    def _fitting_frames(self, decision: Decision) -> Decision:
+        """A change whose pixel zones do not fit a camera's frame is rejected, naming each zone."""
+        if not decision.accepted:
+            return decision
+        sizes = {name: s.frame_size for name, s in self.cameras.items() if s.frame_size is not None}
+        problems = frame_problems(decision.config.cameras, sizes)
+        return Decision(None, "; ".join(problems)) if problems else decision
 
     def _apply(self, config: BoxConfig) -> None:
         """Switch to a validated config without a restart; the camera threads see it from their next frame."""

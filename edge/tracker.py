@@ -22,6 +22,7 @@ from edge.detections import Detections, foot_points
 from edge.nms import pairwise_iou
 
 VELOCITY_SMOOTHING = 0.5
+LINGER_S = 1.0     # seconds on one spot before a slow track counts as lingering
 
 
 @dataclass
@@ -69,9 +70,20 @@ class IouTracker:
     def live_track_ids(self) -> set[int]:
         return set(self._ids.tolist())
 
-    def live_boxes(self, class_ids: set[int]) -> np.ndarray:
-        """Last boxes of the live tracks of these classes, missed ones included."""
-        return self._boxes[np.isin(self._classes, list(class_ids))]
+    def live_boxes(self, class_ids: set[int], max_speed: float | None = None) -> np.ndarray:
+        """Last boxes of the live tracks of these classes, missed ones included.
+
+        ``max_speed``: only tracks seen just now that have been seen on one spot for
+        a second and move slower than this many box heights per second (a new
+        track's speed is not known yet, a lost one's place is stale).
+        """
+        rows = np.isin(self._classes, list(class_ids))
+        if max_speed is not None:
+            heights = np.maximum(self._boxes[:, 3] - self._boxes[:, 1], 1.0)
+            rows &= np.hypot(self._velocity[:, 0], self._velocity[:, 1]) < max_speed * heights
+            now = self._last_seen.max(initial=0.0)
+            rows &= (now - self._last_seen <= LINGER_S / 2) & (self._last_seen - self._settled_s >= LINGER_S)
+        return self._boxes[rows]
 
     def _drop_lost(self, t_s: float) -> None:
         if not len(self._ids):

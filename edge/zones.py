@@ -1,4 +1,10 @@
-"""Zones: polygons on a camera's image, judged at the bottom-centre of a box."""
+"""Zones: polygons on a camera's image, judged at the bottom-centre of a box.
+
+A pixel zone (``coords = "pixel"``) must lie in the frame it is used on:
+``zone_for_frame`` raises ``ZoneOutsideFrame`` at a camera's first frame
+otherwise, and ``frame_problems`` checks zones against a frame size before
+any frame is seen (``edge validate --frame-size``, live config changes).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.config import ZoneConfig
+from edge.config import CameraConfig, Point, ZoneConfig
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,80 @@ def edges_contain(edges: tuple[np.ndarray, ...], points: np.ndarray) -> np.ndarr
     return ((crosses & (x < x_at_y)).sum(axis=1) % 2) == 1
 
 
+class ZoneOutsideFrame(ValueError):
+    """A pixel zone has vertices outside the frame it is used on.
+
+    Carries what the box logs and reports: the zone, the camera when the
+    caller knows it, the offending vertices as ``(index, (x, y))`` and the
+    frame size.
+    """
+
+    def __init__(self, zone: str, points: list[tuple[int, Point]], width: int, height: int,
+                 camera: str | None = None) -> None:
+        self.zone = zone
+        self.points = points
+        self.width = width
+        self.height = height
+        self.camera = camera
+        where = f"camera {camera!r} zone {zone!r}" if camera else f"zone {zone!r}"
+        super().__init__(f"{where}: {self.outside}")
+
+    def for_camera(self, camera: str) -> ZoneOutsideFrame:
+        """The same error, naming the camera the zone belongs to."""
+        return ZoneOutsideFrame(self.zone, self.points, self.width, self.height, camera)
+
+    @property
+    def outside(self) -> str:
+        """``point 3 (900, 40) lies outside the 768x576 frame``, naming every offending point."""
+        listed = ", ".join(f"{i} ({x:g}, {y:g})" for i, (x, y) in self.points)
+        if len(self.points) == 1:
+            return f"point {listed} lies outside the {self.width}x{self.height} frame"
+        return f"points {listed} lie outside the {self.width}x{self.height} frame"
+
+
+def points_outside(polygon: list[Point], width: int, height: int) -> list[tuple[int, Point]]:
+    """The vertices, with their index, that lie outside [0, width] x [0, height].
+
+    The borders belong to the frame, as 0 and 1 do for relative polygons
+    (a relative 1.0 becomes ``width``).
+    """
+    return [(i, (x, y)) for i, (x, y) in enumerate(polygon) if not (0 <= x <= width and 0 <= y <= height)]
+
+
+def check_in_frame(config: ZoneConfig, width: int, height: int) -> None:
+    """Raise ZoneOutsideFrame if a pixel zone has any vertex outside a width x height frame.
+
+    Any vertex, not only a zone wholly outside: a zone that sticks out was
+    drawn on a picture of another size (a 1920x1080 still for a 1280x720
+    stream, say), so even its part inside the frame is not the area meant.
+    Relative zones always fit; their points were checked to lie in 0..1.
+    """
+    if config.coords == "pixel":
+        outside = points_outside(config.polygon, width, height)
+        if outside:
+            raise ZoneOutsideFrame(config.name, outside, width, height)
+
+
+def frame_problems(cameras: list[CameraConfig], sizes: dict[str, tuple[int, int]]) -> list[str]:
+    """``cameras.I.zones.J.polygon: point K (x, y) lies outside the WxH frame`` for each zone that does not fit.
+
+    ``sizes`` maps camera names to their frame size (width, height); cameras
+    without one are not checked.
+    """
+    problems = []
+    for i, camera in enumerate(cameras):
+        size = sizes.get(camera.name)
+        for j, zone in enumerate(camera.zones if size else []):
+            try:
+                check_in_frame(zone, *size)
+            except ZoneOutsideFrame as exc:
+                problems.append(f"cameras.{i}.zones.{j}.polygon: {exc.outside}")
+    return problems
+
+
 def zone_for_frame(config: ZoneConfig, width: int, height: int) -> Zone:
+    """The zone in pixels of a width x height frame; a pixel zone that does not fit raises ZoneOutsideFrame."""
+    check_in_frame(config, width, height)
     polygon = np.asarray(config.polygon, dtype=np.float64)
     if config.coords == "relative":
         polygon = polygon * np.array([width, height])

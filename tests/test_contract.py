@@ -34,6 +34,21 @@ def test_golden_health_round_trips_byte_for_byte():
     assert message.encode() == golden("health_v1.json")
 
 
+def test_golden_health_of_a_camera_down_carries_the_reason():
+    message = Health.decode(golden("health_v1_camera_down.json"))
+    assert message.encode() == golden("health_v1_camera_down.json")
+    assert message.cameras["south"].reason.startswith("zone 'kiosk': point 1")
+    assert message.cameras["north"].reason is None
+
+
+@pytest.mark.parametrize("reason", ["", "two\nlines", "x" * 257])
+def test_a_camera_reason_is_one_short_line(reason):
+    raw = json.loads(golden("health_v1_camera_down.json"))
+    raw["cameras"]["south"]["reason"] = reason
+    with pytest.raises(ContractError, match="cameras.south.reason"):
+        Health.decode(json.dumps(raw).encode())
+
+
 def _with(**changes) -> bytes:
     raw = json.loads(golden("detection_v1.json"))
     for key, value in changes.items():

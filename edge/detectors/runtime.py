@@ -1,14 +1,21 @@
-"""The onnxruntime session every ONNX plugin uses, and what its tensors look like."""
+"""The onnxruntime session every ONNX plugin uses, and what its tensors look like.
+
+onnxruntime is imported when a session is opened, not with this module: the
+box config imports the plugins to learn the detector types, and validating a
+config must not load an inference engine.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import onnxruntime as ort
+from typing import TYPE_CHECKING
 
 from edge.detectors.base import DetectorError
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 # A dimension the model leaves open (symbolic or unknown) is None; so is a
 # dimension the caller does not care about in an expected shape.
@@ -29,6 +36,8 @@ class TensorSpec:
 
 
 def open_session(model_path: Path, threads: int) -> ort.InferenceSession:
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     # The box runs several cameras; intra-op threads are the knob, inter-op
     # parallelism only adds scheduling overhead for these sequential graphs.

@@ -144,6 +144,8 @@ def health_point(h: Health) -> Point:
         fields[f"{name}_state"] = cam.state
         fields[f"{name}_fps"] = float(cam.fps)
         fields[f"{name}_detector_ms"] = float(cam.detector_ms)
+        if cam.reason is not None:
+            fields[f"{name}_reason"] = cam.reason
     for kind, count in (h.spool_dropped or {}).items():
         fields[f"spool_dropped_{kind}"] = count
     for port in h.serial or []:

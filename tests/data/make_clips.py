@@ -6,14 +6,18 @@
 Writes:
 - vtest_cut.mp4: the first 20 s of vtest.avi, unchanged apart from re-encoding.
 - campus_demo.mp4: the first 60 s at 5 fps, with two incidents made from the
-  clip's own pixels, because the real footage has none: a man seen standing
-  in frame 0 is cut out and stands on the grass beside the path from 0 s to
-  45 s (a vendor); the yellow cloth lying on the lawn is copied onto the
-  lower-right verge from 15 s on (dumped waste).
+  clip's own pixels, because the real footage has none: a man who stands on
+  the road for about 6 s later in the video (frames 550-612: he gestures and
+  shifts his weight) stands on the grass beside the path from 0 s to 45 s (a
+  vendor) - each of his real frames is cut out with its own soft mask, the
+  63 frames are played forward and backward for as long as he stays, with a
+  slight sway and a soft shadow at his feet; the yellow cloth lying on the
+  lawn is copied onto the lower-right verge from 15 s on (dumped waste).
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -24,8 +28,11 @@ VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 HERE = Path(__file__).resolve().parent
 FPS = 10
 
-PERSON_BOX = (246, 214, 290, 314)        # the standing man in frame 0 (x1, y1, x2, y2)
-PERSON_FEET_AT = (140, 345)              # where the clone stands
+PERSON_FRAMES = range(550, 613)          # a man in black standing on the road, frames 550-612
+PERSON_BOX = (630, 294, 684, 420)        # around him in those frames (x1, y1, x2, y2)
+PERSON_FEET = (656, 410)                 # his feet there
+PERSON_FEET_AT = (140, 345)              # where the vendor stands
+PERSON_SCALE = (37 + 0.165 * 345) / (37 + 0.165 * 410)   # standing height on vtest's ground plane
 PERSON_UNTIL_S = 45.0
 CLOTH_BOX = (62, 490, 164, 532)          # the yellow cloth on the lawn
 CLOTH_AT = (560, 500)                    # top-left corner of the copy
@@ -75,6 +82,45 @@ def paste(frame: np.ndarray, patch: np.ndarray, alpha: np.ndarray, top_left: tup
     return out
 
 
+def person_frames(frames: list[np.ndarray], background: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The standing man in each of PERSON_FRAMES, cut out with its own soft mask and scaled."""
+    cuts = []
+    for index in PERSON_FRAMES:
+        patch, alpha = cut_out(frames[index], background, PERSON_BOX, threshold=110)   # not his shadow
+        mask = (alpha[..., 0] > 0.5).astype(np.uint8)
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(mask, contours, -1, 1, thickness=-1)           # fill holes (a dark coat on grey)
+        mask = cv2.erode(mask, np.ones((2, 2), np.uint8))              # no road-grey rim
+        alpha = cv2.GaussianBlur(mask.astype(np.float32), (5, 5), 0)
+        size = (round(patch.shape[1] * PERSON_SCALE), round(patch.shape[0] * PERSON_SCALE))
+        cuts.append((cv2.resize(patch, size, interpolation=cv2.INTER_AREA),
+                     cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)[..., None]))
+    return cuts
+
+
+def paste_person(frame: np.ndarray, cuts: list, t_s: float) -> np.ndarray:
+    """The vendor at time t_s: his real frames played forward and backward, with a slight sway."""
+    period = 2 * (len(cuts) - 1)
+    k = int(round(t_s * FPS)) % period
+    patch, alpha = cuts[k if k < len(cuts) else period - k]
+    dx = 1.3 * math.sin(2 * math.pi * t_s / 3.7) + 0.6 * math.sin(2 * math.pi * t_s / 1.9 + 1.0)
+    dy = 0.4 * math.sin(2 * math.pi * t_s / 2.3)
+    shift = np.float32([[1, 0, dx % 1.0], [0, 1, dy % 1.0]])
+    size = (patch.shape[1], patch.shape[0])
+    patch = cv2.warpAffine(patch, shift, size, borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(alpha, shift, size)[..., None]
+    feet_x, feet_y = PERSON_FEET_AT
+    x = int(math.floor(feet_x + (PERSON_BOX[0] - PERSON_FEET[0]) * PERSON_SCALE + dx))
+    y = int(math.floor(feet_y + (PERSON_BOX[1] - PERSON_FEET[1]) * PERSON_SCALE + dy))
+    # a soft shadow on the grass at his feet
+    out = frame.copy()
+    yy, xx = np.mgrid[feet_y - 12:feet_y + 8, feet_x - 30:feet_x + 30].astype(np.float32)
+    shade = 0.3 * np.exp(-1.4 * (((xx - feet_x - dx) / 17) ** 2 + ((yy - feet_y + 1) / 4.5) ** 2))
+    region = out[feet_y - 12:feet_y + 8, feet_x - 30:feet_x + 30].astype(np.float32)
+    out[feet_y - 12:feet_y + 8, feet_x - 30:feet_x + 30] = (region * (1 - shade[..., None])).astype(np.uint8)
+    return paste(out, patch, alpha, (x, y))
+
+
 def lawn_colour_reference(patch: np.ndarray) -> np.ndarray:
     """A patch of plain lawn: the median colour of the patch's border."""
     border = np.concatenate([patch[0], patch[-1], patch[:, 0], patch[:, -1]])
@@ -89,9 +135,7 @@ def main() -> int:
     write_clip(HERE / "vtest_cut.mp4", frames[: 20 * FPS], FPS)
 
     background = np.median(np.stack(frames[::13]), axis=0).astype(np.uint8)
-    person, person_alpha = cut_out(frames[0], background, PERSON_BOX, threshold=60)
-    feet_x = PERSON_FEET_AT[0] - (PERSON_BOX[2] - PERSON_BOX[0]) // 2
-    feet_y = PERSON_FEET_AT[1] - (PERSON_BOX[3] - PERSON_BOX[1])
+    person = person_frames(frames, background)
     x1, y1, x2, y2 = CLOTH_BOX
     cloth_patch = frames[0][y1:y2, x1:x2]
     cloth, cloth_alpha = cut_out(cloth_patch, lawn_colour_reference(cloth_patch), (0, 0, x2 - x1, y2 - y1),
@@ -102,7 +146,7 @@ def main() -> int:
         t_s = index / FPS
         frame = frames[index]
         if t_s < PERSON_UNTIL_S:
-            frame = paste(frame, person, person_alpha, (feet_x, feet_y))
+            frame = paste_person(frame, person, t_s)
         if t_s >= CLOTH_FROM_S:
             frame = paste(frame, cloth, cloth_alpha, CLOTH_AT)
         demo.append(frame)

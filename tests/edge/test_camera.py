@@ -14,7 +14,17 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.camera import NO_RETRY, Backoff, CameraError, SourceState, file_frames, open_camera, redacted
+from edge.camera import (
+    NO_RETRY,
+    Backoff,
+    CameraError,
+    SourceState,
+    file_frames,
+    jpeg_is_complete,
+    open_camera,
+    read_image,
+    redacted,
+)
 
 RUNNING, RECONNECTING, DOWN, ENDED = (SourceState.RUNNING, SourceState.RECONNECTING, SourceState.DOWN,
                                       SourceState.ENDED)
@@ -241,3 +251,60 @@ def test_passwords_in_urls_are_not_logged():
     assert redacted("rtsp://admin:secret@cam.local:554/s1") == "rtsp://admin:***@cam.local:554/s1"
     assert redacted("rtsp://cam.local/s1") == "rtsp://cam.local/s1"
     assert redacted("/data/clip.mp4") == "/data/clip.mp4"
+
+
+def jpeg(image: np.ndarray) -> bytes:
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+def with_exif_thumbnail(picture: bytes, thumbnail: bytes) -> bytes:
+    """The picture with an APP1 segment after its start marker that holds a whole JPEG, as EXIF does."""
+    body = b"Exif\0\0" + thumbnail
+    return picture[:2] + b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body + picture[2:]
+
+
+def test_a_whole_picture_is_read(tmp_path):
+    path = tmp_path / "frame.jpg"
+    path.write_bytes(jpeg(numbered_image(7)) + b"vendor trailer after the end marker")
+    assert number_of(read_image(str(path))) == 7
+
+
+def noise(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def test_a_truncated_jpeg_is_refused_though_opencv_would_decode_it(tmp_path):
+    whole = with_exif_thumbnail(jpeg(noise(240, 320)), jpeg(noise(16, 16)))
+    cut = whole[:len(whole) * 2 // 3]
+    assert jpeg_is_complete(whole) and not jpeg_is_complete(cut)   # the thumbnail's end marker does not count
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(cut)
+    # cv2.imread fills the missing rows with grey and takes it; only libjpeg's warning on stderr tells.
+    assert cv2.imread(str(path))[-1].mean() == 128
+    with pytest.raises(CameraError, match="cut.jpg is a truncated or corrupt JPEG"):
+        read_image(str(path))
+
+
+@pytest.mark.parametrize("content", [b"not a picture", b"\x89PNG\r\n\x1a\n" + b"\0" * 40])
+def test_a_picture_that_does_not_decode_is_refused_without_decoder_noise(tmp_path, capfd, content):
+    path = tmp_path / "broken.png"
+    path.write_bytes(content)
+    with pytest.raises(CameraError, match="broken.png is not an image OpenCV can read"):
+        read_image(str(path))
+    assert capfd.readouterr().err == ""
+
+
+def test_a_truncated_video_file_is_an_error_at_its_end(tmp_path):
+    whole = tmp_path / "whole.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (128, 64))
+    for n in range(40):
+        writer.write(noise(64, 128, seed=n))
+    writer.release()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    assert len(list(file_frames("gate", str(whole), 10.0))) == 40
+    with pytest.raises(CameraError, match=r"truncated or corrupt: camera source '.*cut.avi' gave \d+ of the 40 frames"):
+        list(file_frames("gate", str(cut), 10.0))
+    camera = open_camera("gate", str(cut), 10, realtime=False)
+    assert 0 < len(list(camera.frames())) < 40
+    assert camera.state == DOWN and "truncated or corrupt" in camera.last_error

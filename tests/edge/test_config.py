@@ -101,3 +101,30 @@ def test_the_hash_does_not_depend_on_where_the_files_are(tmp_path):
     assert here.config_hash() == there.config_hash()
     changed = parse_config(_broken(["cameras", 0, "fps"], 2.0), base=tmp_path)
     assert changed.config_hash() != here.config_hash()
+
+
+def test_an_unknown_detector_type_is_refused_with_the_known_ones():
+    from edge.detectors import registered_families
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_broken(["detector", "type"], "nonsense"))
+    [problem] = caught.value.problems
+    assert problem.startswith("detector.type: ")
+    assert all(repr(family) in problem for family in registered_families())
+
+
+@pytest.mark.parametrize("family", ["nanodet", "ssd", "yolov5", "yolov8"])
+def test_every_registered_detector_type_is_accepted(family):
+    from edge.detectors import registered_families
+
+    assert family in registered_families()
+    assert parse_config(_broken(["detector", "type"], family)).detector.type == family
+
+
+def test_the_config_learns_the_detector_types_without_loading_onnxruntime():
+    import subprocess
+    import sys
+
+    loaded = subprocess.run([sys.executable, "-c", "import sys, edge.config; print('onnxruntime' in sys.modules)"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "False"

@@ -251,3 +251,52 @@ def test_static_components_match_labelling_the_whole_map():
         count, _, stats, _ = cv2.connectedComponentsWithStats(static, connectivity=8)
         expected = sorted(map(tuple, stats[1:count].tolist()))
         assert sorted(map(tuple, static_components(static).tolist())) == expected
+
+
+def test_someone_who_leaves_the_zone_and_comes_back_is_judged_afresh():
+    def x(t):    # at a spot 0-1 s, walks out of the zone, waits outside, comes back to the same spot at 30 s
+        return 65 if t <= 1 or t >= 30 else min(95, 65 + 6 * (t - 1)) if t <= 25 else max(65, 95 - 6 * (t - 25))
+
+    frames = [(t * 1.0, dets((x(t), 40, x(t) + 10, 60, 0.8, 0))) for t in range(46)]
+    hits = run_rules(vending_rules(dwell_s=10.0, update_s=100.0), IouTracker(), frames)
+    assert [(h.event, h.t_s) for h in hits] == [("new", 40.0)]     # not at 30 s with 29 s of "dwell"
+
+
+def test_a_foot_jittering_over_the_zone_edge_is_not_leaving():
+    inside, edge = (45, 40, 55, 60, 0.8, 0), (45, 40, 55, 77, 0.8, 0)     # feet at y=60 (in), y=77 (out)
+    frames = [(t * 1.0, dets(edge if t % 4 == 3 else inside)) for t in range(15)]
+    hits = run_rules(vending_rules(dwell_s=10.0, update_s=100.0), IouTracker(iou_threshold=0.01), frames)
+    assert [(h.event, h.t_s) for h in hits] == [("new", 10.0)]
+
+
+def moving_rules(min_moves: int) -> DwellRules:
+    rules = RulesConfig(street_vending={"labels": ["person"], "dwell_s": 10.0, "min_moves": min_moves})
+    return DwellRules(rules, [zone_for_frame(zone(), 100, 100)], 100)
+
+
+@pytest.mark.parametrize("moves_per_second, reported", [(0.0, False), (0.1, False), (0.5, True)])
+def test_a_person_must_be_seen_to_move_in_place_before_it_is_reported(moves_per_second, reported):
+    tracker, rules, hits = IouTracker(), moving_rules(min_moves=2), []
+    for t in range(16):
+        tracked = tracker.update(dets((45, 40, 55, 60, 0.8, 0)), float(t))
+        moves = {int(tracked.track_ids[0]): int(moves_per_second * t)}
+        hits += rules.update(tracked, float(t), tracker.live_track_ids(), moves=moves)
+    assert bool([h for h in hits if h.event == "new"]) == reported
+
+
+def test_a_vending_table_without_min_moves_gets_the_vending_default():
+    assert RulesConfig(street_vending={"labels": ["person"], "dwell_s": 10.0}).street_vending.min_moves == 2
+    assert RulesConfig(street_vending={"labels": ["person"], "dwell_s": 10.0, "min_moves": 0}).street_vending.min_moves == 0
+    assert RulesConfig().illegal_dumping.min_moves == 0
+
+
+def test_two_pieces_of_one_dumped_heap_are_one_incident_two_heaps_apart_are_two():
+    rules = RulesConfig(illegal_dumping={"labels": ["car"], "dwell_s": 5.0})
+    hotspot = ZoneConfig(name="verge", type="dumping_hotspot", polygon=[(0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8)],
+                         lat=48.2, lon=16.3)
+    dumping = DwellRules(rules, [zone_for_frame(hotspot, 100, 100)], 100)
+    pieces = [(t * 1.0, dets((40, 50, 46, 56, 0.9, 2), (50, 50, 58, 57, 0.9, 2))) for t in range(8)]
+    assert [h.event for h in run_rules(dumping, IouTracker(), pieces)] == ["new"]
+    dumping = DwellRules(rules, [zone_for_frame(hotspot, 100, 100)], 100)
+    apart = [(t * 1.0, dets((28, 30, 34, 36, 0.9, 2), (64, 64, 70, 70, 0.9, 2))) for t in range(8)]
+    assert [h.event for h in run_rules(dumping, IouTracker(), apart)] == ["new", "new"]

@@ -171,3 +171,16 @@ def test_health_with_serial_ports_position_and_drops_becomes_flat_fields(tmp_pat
     assert point.measurement == "box_health"
     assert point.fields["serial_bin-14_state"] == "open" and point.fields["serial_bin-14_modbus_timeouts"] == 2
     assert point.fields["spool_dropped_telemetry"] == 3 and point.fields["lat"] == 48.2
+
+
+def test_a_down_camera_keeps_its_reason_in_the_health_point(tmp_path):
+    from contract import CameraHealth
+
+    h = Harness(tmp_path)
+    reason = "zone 'kiosk': point 1 (900, 40) lies outside the 768x576 frame"
+    message = Health(box="box-1", district="old-town", seq=1, ts=T0, uptime_s=5.0, config="abcdef12",
+                     cameras={"north": CameraHealth(state="running", fps=5.0),
+                              "south": CameraHealth(state="down", fps=0.0, reason=reason)})
+    [point] = h.run(raw(str(Topic("old-town", "box-1", Kind.HEALTH)), message.encode()))
+    assert point.fields["south_state"] == "down" and point.fields["south_reason"] == reason
+    assert "north_reason" not in point.fields
