@@ -1,6 +1,6 @@
 """Gateway benchmark: throughput against a bare subscriber, lead latency, memory per lead.
 
-    python bench/bench_gateway.py [--detections N] [--rounds K] [--rate R] [--seconds S] [--leads L]
+    python bench/bench_gateway.py [--detections N] [--rounds K] [--rate R] [--seconds S] [--leads L] [--plain]
 
 Starts its own Mosquitto and InfluxDB (devstack) and, on that one broker:
 
@@ -23,8 +23,9 @@ Starts its own Mosquitto and InfluxDB (devstack) and, on that one broker:
 
 devstack's Mosquitto queues for slow consumers without Mosquitto's default
 cap of 1000 messages, which would otherwise make the throughput run measure
-drops. The whole run
-stops itself after ``--budget`` seconds (default 180).
+drops. ``--plain`` runs the gateway on plain paho's receive path instead of
+its fast one (``STREETWATCH_MQTT_PLAIN=1``). The whole run stops itself after
+``--budget`` seconds (default 180).
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from contract import Detection, Kind, Topic  # noqa: E402
 from devstack.services import InfluxDB, Mosquitto  # noqa: E402
-from edge.contract import Detection, Kind, Topic  # noqa: E402
-from gateway.influx import InfluxClient, InfluxError  # noqa: E402
-from gateway.leads import LeadBook, lead_id_for  # noqa: E402
+from gateway.dedupe.leads import LeadBook, lead_id_for  # noqa: E402
+from gateway.store.influx import InfluxClient, InfluxError  # noqa: E402
+from gateway.transport.link import PLAIN_ENV  # noqa: E402
 
 DETECTION_TOPIC_FILTER = "city/+/+/detection"
 POLL_S = 0.05
@@ -395,7 +397,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="Latency run length (default 10).")
     parser.add_argument("--leads", type=int, default=100_000, help="Open leads for the memory run (default 100000).")
     parser.add_argument("--budget", type=float, default=180.0, help="Stop the whole run after this many seconds.")
+    parser.add_argument("--plain", action="store_true", help="The gateway receives through plain paho.")
     args = parser.parse_args()
+    if args.plain:
+        os.environ[PLAIN_ENV] = "1"   # inherited by the gateway processes started below
 
     watchdog = threading.Timer(args.budget, lambda: (print("bench: over budget, stopping", flush=True),
                                                      os._exit(3)))
@@ -404,7 +409,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         workdir = Path(tmp)
         with Mosquitto(workdir / "mosquitto") as broker, InfluxDB(workdir / "influxdb") as influx:
-            print(f"machine: {os.cpu_count()} CPUs; Mosquitto and InfluxDB on loopback", flush=True)
+            print(f"machine: {os.cpu_count()} CPUs; Mosquitto and InfluxDB on loopback; gateway receive path "
+                  f"{'plain paho' if args.plain else 'fast'}", flush=True)
             ratios = []
             for round_no in range(1, args.rounds + 1):
                 bare = bare_subscriber_rate(broker.url, args.detections)

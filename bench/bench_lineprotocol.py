@@ -19,7 +19,7 @@ from functools import partial
 from influxdb_client import Point as ClientPoint
 from influxdb_client import WritePrecision
 
-from gateway.lineprotocol import Point, encode_points
+from gateway.store.lineprotocol import Point, encode_points
 
 CAMERAS = [f"cam-{n:03d}" for n in range(40)]
 ZONES = ["market st", "5th & main", "alley,rear", "plaza", "bus stop=12"]
@@ -100,7 +100,7 @@ def main() -> None:
         ours = best_rate(partial(encode_points, points), args.points, args.repeat)
         theirs = best_rate(partial(encode_with_client, client_points), args.points, args.repeat)
         print(f"{label}:")
-        print(f"  gateway.lineprotocol: {ours:12,.0f} points/s")
+        print(f"  gateway.store.lineprotocol: {ours:12,.0f} points/s")
         print(f"  influxdb-client:      {theirs:12,.0f} points/s")
         print(f"  ratio (ours / influxdb-client): {ours / theirs:.1f}x")
 

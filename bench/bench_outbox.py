@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from devstack.services import Mosquitto  # noqa: E402
-from edge.contract import Kind, Topic  # noqa: E402
+from contract import Kind, Topic  # noqa: E402
 from edge.outbox import Outbox  # noqa: E402
 
 PAYLOAD = b"x" * 420   # about the size of an encoded detection

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 import cv2
 import numpy as np
 
-from edge.backoff import Backoff
+from common.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

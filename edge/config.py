@@ -13,9 +13,10 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from edge.contract import NAME_PATTERN, Category
+from common.validation import Strict, validation_problems
+from contract import NAME_PATTERN, Category
 from edge.detectors import registered_families
 from edge.sensors.config import SensorList
 
@@ -30,10 +31,6 @@ class ConfigError(ValueError):
         super().__init__(f"{source}: " + "; ".join(problems))
         self.source = source
         self.problems = problems
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -344,21 +341,13 @@ def _resolve_paths(raw: dict, base: Path) -> dict:
     return raw
 
 
-def format_errors(exc: ValidationError) -> list[str]:
-    problems = []
-    for err in exc.errors(include_url=False):
-        path = ".".join(str(p) for p in err["loc"]) or "(top)"
-        problems.append(f"{path}: {err['msg']}")
-    return problems
-
-
 def parse_config(raw: dict, source: str = "<config>", base: Path | None = None) -> BoxConfig:
     if base is not None:
         raw = _resolve_paths(raw, base)
     try:
         return BoxConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(source, format_errors(exc)) from None
+        raise ConfigError(source, validation_problems(exc)) from None
 
 
 def load_table(path: Path) -> dict:

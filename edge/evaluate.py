@@ -27,8 +27,9 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, ValidationError, model_validator
 
-from edge.config import BoxConfig, ConfigError, Strict, format_errors, load_config
-from edge.contract import Category
+from common.validation import Strict, validation_problems
+from edge.config import BoxConfig, ConfigError, load_config
+from contract import Category
 from edge.rules import RuleHit
 
 EARLY_S = 2.0
@@ -111,7 +112,7 @@ def load_clip(path: Path) -> Clip:
     try:
         truth = GroundTruth.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(str(path), format_errors(exc)) from None
+        raise ConfigError(str(path), validation_problems(exc)) from None
     return Clip(path.stem, path, truth)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from edge.contract import Detection
+from contract import Detection
 from edge.pipeline import normalised_bbox
 from edge.rules import RuleHit
 

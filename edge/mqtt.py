@@ -1,4 +1,4 @@
-"""The box's MQTT link: the only edge module that imports paho.
+"""The box's MQTT link: the only edge module that imports paho (the client itself is built by ``common.mqtt``).
 
 The link says whether it is connected, publishes what it is given and reports
 each broker acknowledgement (PUBACK) by message id. It keeps no queue of its
@@ -9,33 +9,24 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.properties import Properties
-from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.enums import MQTTErrorCode
 
-from edge.contract import STATUS_OFFLINE, STATUS_ONLINE, BrokerAddress, Kind, Topic
+from common.broker import BrokerAddress, Credentials
+from common.mqtt import SessionState, build_client, connect
+from contract import STATUS_OFFLINE, STATUS_ONLINE, Kind, Topic
 
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
 
-@dataclass(frozen=True)
-class Credentials:
-    username: str | None = None
-    password: str | None = None
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
+__all__ = ["BoxLink", "Credentials"]
 
 
-class BoxLink:
+class BoxLink(SessionState):
     """Persistent MQTT 5 session for one box, with its ``status`` will."""
 
     def __init__(self, url: str, district: str, box: str, *, credentials: Credentials = Credentials(),
@@ -44,24 +35,17 @@ class BoxLink:
                  on_refused: Callable[[int], None] = lambda mid: None,
                  on_message: Callable[[str, bytes], None] | None = None,
                  subscriptions: tuple[str, ...] = ()) -> None:
-        self.address = BrokerAddress.parse(url)
+        super().__init__(BrokerAddress.parse(url))
         self.status_topic = str(Topic(district, box, Kind.STATUS))
         self._on_ack = on_ack
         self._on_refused = on_refused
         self.generation = 0  # +1 per successful connect
         self._on_message = on_message
         self._subscriptions = subscriptions
-        self._connected = threading.Event()
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=box, protocol=paho.MQTTv5)
+        self._client = build_client(box, self.address, credentials)
         self._client.max_inflight_messages_set(window)
         self._client.max_queued_messages_set(window)
         self._client.will_set(self.status_topic, STATUS_OFFLINE, qos=1, retain=True)
-        if credentials.username:
-            self._client.username_pw_set(credentials.username, credentials.password)
-        if self.address.tls:
-            self._client.tls_set(ca_certs=credentials.ca_file, certfile=credentials.cert_file,
-                                 keyfile=credentials.key_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_publish = self._handle_publish
@@ -70,19 +54,8 @@ class BoxLink:
         self._keepalive_s = keepalive_s
         self._own_mids: set[int] = set()
 
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
-
-    def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
-
     def start(self) -> None:
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        self._client.connect_async(self.address.host, self.address.port, keepalive=self._keepalive_s,
-                                   clean_start=False, properties=properties)
-        self._client.loop_start()
+        connect(self._client, self.address, keepalive_s=self._keepalive_s, session_expiry_s=SESSION_EXPIRY_S)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
         """The message id, or None when paho refused the message (offline or window full)."""
@@ -109,21 +82,13 @@ class BoxLink:
             pass
 
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            log.warning("mqtt.connect_refused broker=%s:%d reason=%s", self.address.host, self.address.port, reason_code)
+        if not self._accepted(flags, reason_code):
             return
-        log.info("mqtt.connected broker=%s:%d session_present=%s", self.address.host, self.address.port,
-                 flags.session_present)
         self._own_mids.add(client.publish(self.status_topic, STATUS_ONLINE, qos=1, retain=True).mid)
         if self._subscriptions:
             client.subscribe([(topic, 1) for topic in self._subscriptions])
         self.generation += 1
         self._connected.set()
-
-    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self._connected.is_set():
-            log.warning("mqtt.disconnected reason=%s", reason_code)
-        self._connected.clear()
 
     def _handle_message(self, client, userdata, message) -> None:
         if self._on_message is not None:

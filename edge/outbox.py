@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from edge.contract import Topic
+from contract import Topic
 from edge.mqtt import BoxLink, Credentials
 from edge.sender import Sender
 from edge.spool import DEFAULT_MAX_BYTES, Spool

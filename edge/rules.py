@@ -30,7 +30,7 @@ from statistics import median
 import numpy as np
 
 from edge.config import DwellRuleConfig, RulesConfig
-from edge.contract import Category
+from contract import Category
 from edge.detections import Detections
 from edge.zones import Zone
 

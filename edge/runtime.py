@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.backoff import Backoff
+from common.backoff import Backoff
 from edge.camera import Frame, open_camera
 from edge.config import BoxConfig, CameraConfig
-from edge.contract import (
+from contract import (
     MAX_REASON_CHARS,
     CameraHealth,
     ConfigAck,

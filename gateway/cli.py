@@ -7,13 +7,13 @@ import gc
 import getpass
 import json
 import logging
-import os
 import signal
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from common.logs import configure_logging
 from gateway.config import GatewayConfig, GatewayConfigError, load_gateway_config
 
 EXIT_USAGE = 2
@@ -86,15 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(level: int | str) -> None:
-    """The gateway's log lines, in its own process and in its writer process alike."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # The format names no source line, thread or process: spare every record looking them up.
-    logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level.upper())
@@ -110,14 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     return args.handler(args, config)
 
 
-def _influx_client(config: GatewayConfig):
-    from gateway.writer import influx_client
+def _open_store(config: GatewayConfig):
+    from gateway.store.influxdb import InfluxStore
 
-    return influx_client(config)
+    return InfluxStore.open(config)
 
 
 def _now_ms() -> int:
-    from gateway.store import now_ms
+    from gateway.store.schema import now_ms
 
     return now_ms()
 
@@ -126,36 +117,34 @@ def _now_ms() -> int:
 
 
 def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway.influx import InfluxError
-    from gateway.ingest import Ingest, Stopped
-    from gateway.mqtt import GatewayLink
+    from gateway.store.base import StoreError
+    from gateway.ingest.batches import Ingest, Stopped
+    from gateway.transport.link import GatewayLink
 
     log = logging.getLogger("gateway")
-    client = _influx_client(config)
+    store = _open_store(config)
     try:
-        client.create_database()
-    except InfluxError as exc:
+        store.create_database()
+    except StoreError as exc:
         print(f"gateway: InfluxDB at {config.influx.url} is not usable: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    ingest = Ingest(config, client)
+    ingest = Ingest(config, store)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: ingest.stop())
     try:
         ingest.restore()  # before subscribing: every message meets the state it was written against
     except Stopped:
-        client.close()
+        store.close()
         return 0
     _tune_gc()
-    password = os.environ.get(config.mqtt.password_env) if config.mqtt.password_env else None
     link = GatewayLink(config.mqtt.url, config.mqtt.client_id, subscriptions(config), ingest.offer,
-                       username=config.mqtt.username, password=password,
-                       ca_file=str(config.mqtt.ca_file) if config.mqtt.ca_file else None,
-                       receive_maximum=receive_maximum(config))
+                       credentials=config.mqtt.credentials(), receive_maximum=receive_maximum(config),
+                       fast=None if config.mqtt.fast_receive else False)
     try:
         ingest.start_writer(link.ack_all)  # ready before the first message arrives
     except RuntimeError as exc:
         log.error("gateway.writer_failed error=%s", exc)
-        client.close()
+        store.close()
         return 1
     link.start()
     log.info("gateway.started mqtt=%s influx=%s db=%s districts=%s", config.mqtt.url, config.influx.url,
@@ -164,7 +153,7 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
         stopped_on_request = ingest.run()
     finally:
         link.stop()
-        client.close()
+        store.close()
         log.info("gateway.stopped %s", dict(ingest.stats))
     if not stopped_on_request:
         log.error("gateway.writer_ended: the writer process ended on its own; exiting so that a supervisor restarts "
@@ -175,8 +164,8 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
 
 def subscriptions(config: GatewayConfig) -> list[str]:
     """Shared subscriptions for every ingested kind, from all districts or from those the gateway serves."""
-    from edge.contract import shared_subscription
-    from gateway.ingest import INGESTED_KINDS
+    from contract import shared_subscription
+    from gateway.ingest.batches import INGESTED_KINDS
 
     return [shared_subscription(config.mqtt.share_group, kind, district)
             for district in config.serve_districts or ["+"] for kind in INGESTED_KINDS]
@@ -198,13 +187,13 @@ def _tune_gc() -> None:
 
 
 def _leads_list(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway.influx import InfluxError
-    from gateway.store import list_leads
+    from gateway.store.base import StoreError
+    from gateway.desk.casework import list_leads
 
     try:
-        with _influx_client(config) as client:
-            leads = list_leads(client, status=args.status, category=args.category, district=args.district)
-    except InfluxError as exc:
+        with _open_store(config) as store:
+            leads = list_leads(store, status=args.status, category=args.category, district=args.district)
+    except StoreError as exc:
         print(f"gateway: cannot read leads from {config.influx.url}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(json.dumps(leads, indent=2) if args.json else format_leads_table(leads))
@@ -212,59 +201,59 @@ def _leads_list(args: argparse.Namespace, config: GatewayConfig) -> int:
 
 
 def _leads_show(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway import casework
-    from gateway.evidence import EvidenceStore
+    from gateway.desk import casework
+    from gateway.store.evidence import EvidenceStore
 
-    def read(client) -> dict[str, Any]:
-        record = casework.read_lead(client, args.lead_id)
-        store = EvidenceStore(config.evidence_dir)
-        ledger = casework.read_ledger(client, args.lead_id)
+    def read(store) -> dict[str, Any]:
+        record = casework.read_lead(store, args.lead_id)
+        evidence = EvidenceStore(config.evidence_dir)
+        ledger = casework.read_ledger(store, args.lead_id)
         for entry in ledger:
             if entry.get("evidence"):
-                entry["evidence_path"] = str(store.path_for(entry["evidence"]))
-                entry["evidence_exists"] = store.has(entry["evidence"])
+                entry["evidence_path"] = str(evidence.path_for(entry["evidence"]))
+                entry["evidence_exists"] = evidence.has(entry["evidence"])
         lead = {**record.tags, **record.fields}
         if lead.get("evidence"):
-            lead["evidence_path"] = str(store.path_for(lead["evidence"]))
-            lead["evidence_exists"] = store.has(lead["evidence"])
-        return {"lead": lead, "ledger": ledger, "events": casework.read_events(client, args.lead_id)}
+            lead["evidence_path"] = str(evidence.path_for(lead["evidence"]))
+            lead["evidence_exists"] = evidence.has(lead["evidence"])
+        return {"lead": lead, "ledger": ledger, "events": casework.read_events(store, args.lead_id)}
 
     return _casework_command(config, read, lambda shown: json.dumps(shown, indent=2) if args.json
                              else format_lead_details(shown))
 
 
 def _leads_claim(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway import casework
+    from gateway.desk import casework
 
     return _casework_command(
-        config, lambda client: casework.claim(client, args.lead_id, args.by, _now_ms()),
+        config, lambda store: casework.claim(store, args.lead_id, args.by, _now_ms()),
         lambda event: f"lead {args.lead_id} claimed by {event.by}")
 
 
 def _leads_close(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway import casework
+    from gateway.desk import casework
 
-    def close(client):
+    def close(store):
         by = args.by
         if not by:
-            by = casework.read_lead(client, args.lead_id).fields.get("claimed_by") or getpass.getuser()
-        return casework.close(client, args.lead_id, args.outcome, by, args.note, _now_ms())
+            by = casework.read_lead(store, args.lead_id).fields.get("claimed_by") or getpass.getuser()
+        return casework.close(store, args.lead_id, args.outcome, by, args.note, _now_ms())
 
     return _casework_command(config, close,
                              lambda event: f"lead {args.lead_id} closed ({event.outcome}) by {event.by}")
 
 
 def _casework_command(config: GatewayConfig, action, describe) -> int:
-    from gateway.casework import CaseworkError
-    from gateway.influx import InfluxError
+    from gateway.desk.casework import CaseworkError
+    from gateway.store.base import StoreError
 
     try:
-        with _influx_client(config) as client:
-            result = action(client)
+        with _open_store(config) as store:
+            result = action(store)
     except CaseworkError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    except InfluxError as exc:
+    except StoreError as exc:
         print(f"gateway: InfluxDB at {config.influx.url}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(describe(result))
@@ -275,14 +264,13 @@ def _casework_command(config: GatewayConfig, action, describe) -> int:
 
 
 def _boxes(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway.boxes import list_boxes
-    from gateway.influx import InfluxError
+    from gateway.store.base import StoreError
 
     since = _now_ms() - int(config.seq_lookback_s * 1000)
     try:
-        with _influx_client(config) as client:
-            boxes = list_boxes(client, since)
-    except InfluxError as exc:
+        with _open_store(config) as store:
+            boxes = store.boxes(since)
+    except StoreError as exc:
         print(f"gateway: cannot read boxes from {config.influx.url}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(json.dumps(boxes, indent=2) if args.json else format_boxes_table(boxes))
@@ -290,9 +278,9 @@ def _boxes(args: argparse.Namespace, config: GatewayConfig) -> int:
 
 
 def _preview(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway.influx import InfluxError
-    from gateway.ingest import merge_policies
-    from gateway.preview import compare, stored_detections
+    from gateway.store.base import StoreError
+    from gateway.dedupe.policies import merge_policies
+    from gateway.desk.preview import compare, stored_detections
 
     if args.hours <= 0:
         print("gateway: --hours must be more than 0", file=sys.stderr)
@@ -304,10 +292,10 @@ def _preview(args: argparse.Namespace, config: GatewayConfig) -> int:
         return EXIT_USAGE
     until = _now_ms()
     try:
-        with _influx_client(config) as client:
-            detections = stored_detections(client, until - int(args.hours * 3_600_000), until,
+        with _open_store(config) as store:
+            detections = stored_detections(store, until - int(args.hours * 3_600_000), until,
                                            config.serve_districts)
-    except InfluxError as exc:
+    except StoreError as exc:
         print(f"gateway: cannot read detections from {config.influx.url}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     differences = compare(detections, merge_policies(config.dedupe), merge_policies(candidate.dedupe))

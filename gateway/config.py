@@ -6,9 +6,12 @@ import tomllib
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from edge.contract import NAME_PATTERN
+from common.backoff import Backoff
+from common.broker import BrokerSettings
+from common.validation import Strict, validation_problems
+from contract import NAME_PATTERN
 
 Latitude = Annotated[float, Field(ge=-90.0, le=90.0)]
 Longitude = Annotated[float, Field(ge=-180.0, le=180.0)]
@@ -24,10 +27,6 @@ class GatewayConfigError(ValueError):
         self.problems = problems
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class InfluxSettings(Strict):
     url: str = Field(DEFAULT_INFLUX_URL, description="InfluxDB base URL (v1-compatible API), http or https.")
     db: str = Field(DEFAULT_DB, description="Database (1.x) or bucket mapped to a database (2.x/3.x).")
@@ -37,16 +36,18 @@ class InfluxSettings(Strict):
     ca_file: Path | None = None
 
 
-class MqttSettings(Strict):
+class MqttSettings(BrokerSettings):
+    """The broker (``url``, credentials, TLS with an optional client certificate) and this gateway's session."""
+
     url: str = Field(DEFAULT_MQTT_URL, description="Broker URL, mqtt:// or mqtts://.")
     client_id: str = Field("gateway-1", description="Unique per gateway process; keeps its session.")
     share_group: Annotated[str, Field(pattern=NAME_PATTERN)] = Field(
         "gateways", description=(
             "Shared-subscription group. Gateways in one group that take the same districts get their messages in "
             "turn, so split a city between gateways with serve_districts, not by the group alone."))
-    username: str | None = None
-    password_env: str | None = None
-    ca_file: Path | None = None
+    fast_receive: bool = Field(True, description=(
+        "Use the fast receive path where the installed paho supports it; false (or STREETWATCH_MQTT_PLAIN=1) "
+        "uses plain paho."))
 
 
 Category = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -104,6 +105,9 @@ class RetrySettings(Strict):
 
     initial_s: float = Field(0.5, ge=0, le=60)
     max_s: float = Field(10.0, ge=0, le=600)
+
+    def backoff(self) -> Backoff:
+        return Backoff(first_s=self.initial_s, max_s=max(self.max_s, self.initial_s))
 
 
 class DistrictArea(Strict):
@@ -165,5 +169,4 @@ def load_gateway_config(path: Path | None, overrides: dict) -> GatewayConfig:
     try:
         return GatewayConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)]
-        raise GatewayConfigError(source, problems) from None
+        raise GatewayConfigError(source, validation_problems(exc, top="")) from None

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the project needs on Debian 12 (run as root): Mosquitto and
-# InfluxDB from Debian, and a Python 3.11+ virtual environment in .venv.
+# InfluxDB from Debian, and a Python 3.11+ virtual environment in .venv with both roles
+# (box and gateway) and the test tools installed.
 # Safe to run again: it only does what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +35,7 @@ if [ ! -f "$stamp" ]; then
     echo "setup: creating .venv"
     "$PYTHON" -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[test]'
+    .venv/bin/python -m pip install -q -e '.[edge,gateway,test]'
     rm -f .venv/.installed-*
     touch "$stamp"
 fi

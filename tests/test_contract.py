@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.contract import (
-    BrokerAddress,
+from contract import (
     ContractError,
     Detection,
     Health,
@@ -141,25 +140,6 @@ def test_subscriptions():
     for group, district in (("g w", "+"), ("gw", "Old Town"), ("gw", "#")):
         with pytest.raises(ContractError, match="does not match"):
             shared_subscription(group, Kind.DETECTION, district)
-
-
-@pytest.mark.parametrize(
-    "url, expected",
-    [
-        ("mqtt://127.0.0.1:1884", BrokerAddress("127.0.0.1", 1884, False)),
-        ("mqtt://broker.local", BrokerAddress("broker.local", 1883, False)),
-        ("mqtts://broker.local", BrokerAddress("broker.local", 8883, True)),
-        ("mqtt://[::1]:1883", BrokerAddress("::1", 1883, False)),
-    ],
-)
-def test_broker_urls(url, expected):
-    assert BrokerAddress.parse(url) == expected
-
-
-@pytest.mark.parametrize("url", ["http://x", "mqtt://", "mqtt://h:99999", "mqtt://h:port", "broker:1883"])
-def test_bad_broker_urls(url):
-    with pytest.raises(ContractError):
-        BrokerAddress.parse(url)
 
 
 @pytest.mark.parametrize("text", ["city/old-town/b\n/detection", "city/old-town\n/b/detection",

@@ -6,7 +6,7 @@ and a profiles folder, gives it a ``publish`` callback, and puts
 ``profiles``; the error tree is drawn in ``errors``.
 """
 
-from edge.backoff import Backoff
+from common.backoff import Backoff
 from edge.sensors.channel import PublishFn, SensorSnapshot
 from edge.sensors.config import (
     AsciiSensorConfig,

@@ -26,9 +26,10 @@ from datetime import datetime, time
 from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from edge.contract import NAME_PATTERN
+from common.validation import Strict
+from contract import NAME_PATTERN
 from edge.serialport import LineSettings
 
 # Value and event names follow the SensorReading contract; an event name leaves
@@ -42,10 +43,6 @@ ValueName = Annotated[str, Field(pattern=VALUE_PATTERN)]
 EventName = Annotated[str, Field(pattern=EVENT_PATTERN)]
 
 NMEA_VALUES = ("lat", "lon", "fix", "satellites", "altitude_m", "speed_mps", "course_deg")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _known_timezone(name: str) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from edge.backoff import Backoff
+from common.backoff import Backoff
 from edge.sensors.channel import PublishFn, SensorChannel, SensorSnapshot
 from edge.sensors.clock import SYSTEM_CLOCK, Clock
 from edge.sensors.config import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.backoff import Backoff
+from common.backoff import Backoff
 from edge.sensors.channel import SensorChannel
 from edge.sensors.clock import Clock
 from edge.sensors.errors import LineRejected

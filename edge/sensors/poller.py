@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from edge.backoff import Backoff
+from common.backoff import Backoff
 from edge.sensors.channel import SensorChannel
 from edge.sensors.clock import Clock
 from edge.sensors.errors import ModbusError

@@ -24,6 +24,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
+from common.validation import validation_problems
 from edge.sensors.config import Name, Strict, ValueName
 from edge.sensors.errors import ProfileError
 
@@ -101,14 +102,6 @@ def _overlap(a: RegisterSpec, b: RegisterSpec) -> bool:
     return a.function == b.function and a.address <= b.last_address and b.address <= a.last_address
 
 
-def _format_errors(exc: ValidationError) -> list[str]:
-    problems = []
-    for err in exc.errors(include_url=False):
-        path = ".".join(str(p) for p in err["loc"]) or "(top)"
-        problems.append(f"{path}: {err['msg']}")
-    return problems
-
-
 def parse_profile(raw: dict, name: str, source: str = "<profile>") -> DeviceProfile:
     """Validate a profile's TOML table; its ``name`` is the file stem."""
     if "name" in raw:
@@ -116,7 +109,7 @@ def parse_profile(raw: dict, name: str, source: str = "<profile>") -> DeviceProf
     try:
         return DeviceProfile.model_validate({**raw, "name": name})
     except ValidationError as exc:
-        raise ProfileError(source, _format_errors(exc)) from None
+        raise ProfileError(source, validation_problems(exc)) from None
 
 
 def load_profile(path: Path) -> DeviceProfile:

@@ -12,7 +12,7 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 
-from edge.backoff import Backoff
+from common.backoff import Backoff
 from edge.sensors.ratelog import RateLimitedLog
 from edge.sensors.status import PortState, PortStatus
 from edge.serialport import PortGone, SerialPortError

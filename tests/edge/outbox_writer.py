@@ -14,7 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
-from edge.contract import Detection, Kind, Topic
+from contract import Detection, Kind, Topic
 from edge.outbox import Outbox
 
 DISTRICT, BOX = "test-district", "writer-box"

@@ -13,7 +13,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import parse_config
-from edge.contract import Health, SensorReading
+from contract import Health, SensorReading
 from edge.runtime import Box
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge.config import ConfigError, ZoneConfig
-from edge.contract import Category
+from contract import Category
 from edge.evaluate import (
     Clip,
     GroundTruth,

@@ -11,7 +11,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import load_table, parse_config
-from edge.contract import ConfigAck
+from contract import ConfigAck
 from edge.runtime import Box
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]

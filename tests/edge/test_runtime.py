@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import parse_config
-from edge.contract import Health
+from contract import Health
 from edge.runtime import Box
 
 pytestmark = pytest.mark.model

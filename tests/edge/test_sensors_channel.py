@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from edge.backoff import Backoff
+from common.backoff import Backoff
 from edge.sensors.channel import SensorChannel
 from edge.sensors.config import ThresholdRule
 from edge.sensors.ratelog import RateLimitedLog

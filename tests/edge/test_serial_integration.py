@@ -23,7 +23,7 @@ from pymodbus import FramerType
 from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from edge.contract import SensorReading
+from contract import SensorReading
 from edge.messages import new_message_id
 from edge.sensors import Backoff, PortState, SensorHub, SensorList
 from edge.sensors.registers import encode_words

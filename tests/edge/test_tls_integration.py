@@ -1,49 +1,24 @@
 """The box's MQTT link over TLS, with a CA file and a client certificate, on a real Mosquitto."""
 
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from devstack.pki import make_pki
 from devstack.services import Mosquitto, TlsListener
-from edge.contract import Kind, Topic
+from contract import Kind, Topic
 from edge.mqtt import Credentials
 from edge.outbox import Outbox
 
 pytestmark = pytest.mark.integration
 
 
-def openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
-    key, cert = folder / f"{name}.key", folder / f"{name}.pem"
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
-            "-keyout", str(key), "-out", str(cert))
-    return cert, key
-
-
-def make_cert(folder: Path, name: str, ca: tuple[Path, Path], ip: str | None = None) -> tuple[Path, Path]:
-    key, csr, cert = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.pem"
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(csr))
-    extensions = folder / f"{name}.ext"
-    extensions.write_text(f"subjectAltName=IP:{ip}\n" if ip else "basicConstraints=CA:FALSE\n")
-    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]), "-CAcreateserial",
-            "-days", "2", "-extfile", str(extensions), "-out", str(cert))
-    return cert, key
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pki")
-    ca = make_ca(folder, "city-ca")
-    return {"ca": ca, "server": make_cert(folder, "broker", ca, ip="127.0.0.1"),
-            "client": make_cert(folder, "box-1", ca), "other_ca": make_ca(folder, "other-ca")}
+    return make_pki(tmp_path_factory.mktemp("pki"), "box-1")
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import subprocess
 import sys
 import time
@@ -13,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from gateway.config import GatewayConfig
-from gateway.influx import InfluxClient
-from gateway.ingest import Ingest
-from gateway.store import PRECISION
+from gateway.ingest.batches import Ingest
+from gateway.store.influx import InfluxClient
+from gateway.store.influxdb import InfluxStore
+from gateway.store.schema import PRECISION
+from gateway.store.writer import InfluxWriter
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,6 +27,18 @@ def gateway_config(influx_url: str, db: str, evidence_dir: Path, **changes) -> G
     raw = {"influx": {"url": influx_url, "db": db}, "evidence_dir": str(evidence_dir),
            "retry": {"initial_s": 0.05, "max_s": 0.2}, **changes}
     return GatewayConfig.model_validate(raw)
+
+
+class IngestWithWriter(Ingest):
+    """An ingest on InfluxDB whose batches the tests write in this process, with the writer process's own
+    ``InfluxWriter`` (waits out InfluxDB, never drops), instead of starting the writer process."""
+
+    def __init__(self, config: GatewayConfig, client: InfluxClient) -> None:
+        super().__init__(config, InfluxStore(client))
+        self.writer = InfluxWriter(client, config.retry, threading.Event(), self.stats, self.clock)
+
+    def write_until_stored(self, points) -> bool:
+        return self.writer.write_until_stored(points)
 
 
 @pytest.fixture
@@ -36,7 +51,7 @@ def make_ingest(influxdb, influx_db_name, tmp_path) -> Iterator[Callable[..., In
         client = InfluxClient(influxdb.url, influx_db_name, precision=PRECISION)
         clients.append(client)
         client.create_database()
-        ingest = Ingest(config, client)
+        ingest = IngestWithWriter(config, client)
         ingest.restore()
         return ingest
 

@@ -8,11 +8,11 @@ import time
 import pytest
 
 from gateway.config import GatewayConfig
-from gateway.influx import InfluxClient
-from gateway.ingest import Ingest
-from gateway.mqtt import Incoming
-from gateway.lineprotocol import EncodedPoint, Point
-from gateway.writer import WriteQueue, from_wire, to_wire
+from gateway.ingest.batches import Ingest
+from gateway.store.influx import InfluxClient
+from gateway.store.lineprotocol import EncodedPoint, Point
+from gateway.store.writer import WriteQueue, from_wire, to_wire
+from gateway.transport.incoming import Incoming
 
 
 def batch(name: str, size: int) -> tuple[list[str], int]:

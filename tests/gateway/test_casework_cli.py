@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from edge.contract import Detection, Kind, Topic
+from contract import Detection, Kind, Topic
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,10 @@ import pytest
 
 from gateway.cli import subscriptions
 from gateway.config import GatewayConfigError, load_gateway_config
-from gateway.ingest import INGESTED_KINDS, merge_policies
-from gateway.leads import MergePolicy
-from gateway.routing import Router
+from gateway.dedupe.leads import MergePolicy
+from gateway.dedupe.policies import merge_policies
+from gateway.dedupe.routing import Router
+from gateway.ingest.batches import INGESTED_KINDS
 
 MARKET = [[48.20, 16.37], [48.20, 16.38], [48.21, 16.38], [48.21, 16.37]]
 

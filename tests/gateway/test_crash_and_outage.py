@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from contract import Detection, Kind, Topic, shared_subscription
 from devstack.services import InfluxDB
-from edge.contract import Detection, Kind, Topic, shared_subscription
-from gateway.mqtt import GatewayLink
+from gateway.transport.link import GatewayLink
 
 pytestmark = pytest.mark.integration
 
@@ -146,7 +146,7 @@ def test_written_but_unacknowledged_messages_come_back_and_change_nothing(make_i
 
 def test_influxdb_away_for_a_while_loses_nothing(tmp_path, gateway_process, publish, wait):
     with InfluxDB(tmp_path / "own-influxdb") as own:
-        from gateway.influx import InfluxClient
+        from gateway.store.influx import InfluxClient
 
         gateway = gateway_process(influx_url=own.url, client_id=f"gw-outage-{tmp_path.name}"[:60])
         db = gateway.args[gateway.args.index("--db") + 1]

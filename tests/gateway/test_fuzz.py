@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.contract import Detection, Kind, Topic
-from gateway.mqtt import Incoming
-from gateway.pipeline import check
-from gateway.validate import Rejected
+from contract import Detection, Kind, Topic
+from gateway.ingest.pipeline import check
+from gateway.ingest.validate import Rejected
+from gateway.transport.incoming import Incoming
 
 pytestmark = pytest.mark.integration
 

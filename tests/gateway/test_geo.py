@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.geo import Grid, haversine_m, inside_polygon
+from gateway.dedupe.geo import Grid, haversine_m, inside_polygon
 
 
 @given(

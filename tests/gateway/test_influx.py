@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from devstack.services import InfluxDB, free_port
-from gateway.influx import (
+from gateway.store.influx import (
     InfluxClient,
     InfluxError,
     InfluxRejected,
@@ -28,7 +28,7 @@ from gateway.influx import (
     quote_ident,
     quote_string,
 )
-from gateway.lineprotocol import LineProtocolError, Point, encode_point
+from gateway.store.lineprotocol import LineProtocolError, Point, encode_point
 
 T0 = 1_767_225_600_000
 

@@ -10,8 +10,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.contract import Detection, Kind, Topic
-from gateway.influx import InfluxClient
+from contract import Detection, Kind, Topic
+from gateway.store.influx import InfluxClient
 
 pytestmark = pytest.mark.integration
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from edge.contract import Detection
-from gateway.leads import LeadBook, MergePolicies, MergePolicy, haversine_m
+from contract import Detection
+from gateway.dedupe.leads import LeadBook, MergePolicies, MergePolicy, haversine_m
 
 T0 = 1_795_813_200_000
 BASE = dict(box="box-1", district="old-town", camera="north", category="street_vending", label="person",

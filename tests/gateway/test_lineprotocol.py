@@ -27,7 +27,7 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from gateway.lineprotocol import (
+from gateway.store.lineprotocol import (
     LineProtocolError,
     LineProtocolTypeError,
     Point,

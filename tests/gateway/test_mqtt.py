@@ -1,4 +1,7 @@
-"""The gateway's MQTT link: its own receive path loses, delays and mixes up nothing."""
+"""The gateway's MQTT link: its own receive path loses, delays and mixes up nothing.
+
+The link's tests run over both receive paths: the fast one (``gateway.transport.fastread``) and plain paho.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +17,32 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from common.broker import Credentials
 from devstack.services import Mosquitto, TlsListener
-from gateway.mqtt import READ_BURST, GatewayLink, Incoming, _BufferedSocket, _Client
+from gateway.transport import fastread
+from gateway.transport.fastread import FastClient, _BufferedSocket
+from gateway.transport.incoming import READ_BURST, Incoming
+from gateway.transport.link import PLAIN_ENV, GatewayLink, use_fast_path
+
+
+@pytest.fixture(params=[True, False], ids=["fast", "plain"])
+def fast(request) -> bool:
+    """Which receive path the link uses."""
+    return request.param
+
+
+def test_the_fast_path_is_used_only_on_the_paho_it_was_written_for(monkeypatch):
+    assert fastread.supported("2.2.1") and not fastread.supported("2.3.0") and not fastread.supported("3.0")
+    monkeypatch.delenv(PLAIN_ENV, raising=False)
+    assert use_fast_path() == fastread.supported()
+    assert not use_fast_path(False)
+    monkeypatch.setattr(fastread, "supported", lambda version=None: False)
+    assert not use_fast_path(True)   # falls back to plain paho
+
+
+def test_the_environment_can_force_plain_paho(monkeypatch):
+    monkeypatch.setenv(PLAIN_ENV, "1")
+    assert not use_fast_path()
 
 
 def test_buffered_socket_reads_one_chunk_and_counts_what_it_holds():
@@ -94,9 +121,9 @@ def test_packets_held_in_the_buffer_do_not_wait_for_the_socket(mosquitto):
     """More packets than one read burst, all in one chunk: the loop must not sleep in select with some left."""
     prefix = f"city/mq-{uuid.uuid4().hex[:8]}"
     received: list[str] = []
-    client = _Client(lambda messages: received.extend(m.topic for m in messages),
-                     callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"burst-{uuid.uuid4().hex[:8]}",
-                     protocol=paho.MQTTv5, manual_ack=True)
+    client = FastClient(lambda messages: received.extend(m.topic for m in messages),
+                        callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"burst-{uuid.uuid4().hex[:8]}",
+                        protocol=paho.MQTTv5, manual_ack=True)
     properties = Properties(PacketTypes.CONNECT)
     properties.ReceiveMaximum = 2000   # none of them is acknowledged
     client.connect(mosquitto.host, mosquitto.port, properties=properties)
@@ -120,12 +147,12 @@ def test_packets_held_in_the_buffer_do_not_wait_for_the_socket(mosquitto):
 
 
 @pytest.mark.integration
-def test_messages_with_and_without_properties_arrive_once_and_acks_end_redelivery(mosquitto):
+def test_messages_with_and_without_properties_arrive_once_and_acks_end_redelivery(mosquitto, fast):
     prefix = f"city/mq-{uuid.uuid4().hex[:8]}"
     client_id = f"link-{uuid.uuid4().hex[:8]}"
     expected = [(f"{prefix}/box-{n % 5}/detection", f"payload {n}".encode(), n % 10 == 0) for n in range(1200)]
 
-    first, got = start_link(mosquitto, client_id, prefix, want=len(expected))
+    first, got = start_link(mosquitto, client_id, prefix, want=len(expected), fast=fast)
     try:
         publish([(topic, payload) for topic, payload, _ in expected], mosquitto,
                 with_properties={n for n, item in enumerate(expected) if item[2]})
@@ -138,7 +165,7 @@ def test_messages_with_and_without_properties_arrive_once_and_acks_end_redeliver
     finally:
         first.link.stop()
 
-    again, got = start_link(mosquitto, client_id, prefix, want=1)
+    again, got = start_link(mosquitto, client_id, prefix, want=1, fast=fast)
     try:
         publish([(f"{prefix}/box-0/detection", b"marker")], mosquitto)
         assert got.wait(10)
@@ -149,10 +176,10 @@ def test_messages_with_and_without_properties_arrive_once_and_acks_end_redeliver
 
 
 @pytest.mark.integration
-def test_unacknowledged_messages_come_back(mosquitto):
+def test_unacknowledged_messages_come_back(mosquitto, fast):
     prefix = f"city/mq-{uuid.uuid4().hex[:8]}"
     client_id = f"link-{uuid.uuid4().hex[:8]}"
-    first, got = start_link(mosquitto, client_id, prefix, want=10)
+    first, got = start_link(mosquitto, client_id, prefix, want=10, fast=fast)
     try:
         publish([(f"{prefix}/box-1/detection", f"m{n}".encode()) for n in range(10)], mosquitto)
         assert got.wait(10)
@@ -160,7 +187,7 @@ def test_unacknowledged_messages_come_back(mosquitto):
         time.sleep(0.3)
     finally:
         first.link.stop()
-    again, got = start_link(mosquitto, client_id, prefix, want=6)
+    again, got = start_link(mosquitto, client_id, prefix, want=6, fast=fast)
     try:
         assert got.wait(10)
         assert sorted(m.payload for m in again.received) == sorted(f"m{n}".encode() for n in range(4, 10))
@@ -169,7 +196,7 @@ def test_unacknowledged_messages_come_back(mosquitto):
 
 
 @pytest.mark.integration
-def test_a_burst_arrives_whole_over_tls(tmp_path):
+def test_a_burst_arrives_whole_over_tls(tmp_path, fast):
     """Over TLS the buffer sits above the TLS socket, whose own pending bytes count too."""
     ca_key, ca = tmp_path / "ca.key", tmp_path / "ca.pem"
     key, csr, cert = tmp_path / "broker.key", tmp_path / "broker.csr", tmp_path / "broker.pem"
@@ -189,8 +216,8 @@ def test_a_burst_arrives_whole_over_tls(tmp_path):
             if len(state.received) == 1500:
                 done.set()
 
-        link = GatewayLink(broker.tls_url, "tls-gateway", [f"{prefix}/+/detection"], on_messages, ca_file=str(ca),
-                           receive_maximum=2000)
+        link = GatewayLink(broker.tls_url, "tls-gateway", [f"{prefix}/+/detection"], on_messages,
+                           credentials=Credentials(ca_file=str(ca)), receive_maximum=2000, fast=fast)
         link.start()
         try:
             assert link.wait_connected(10)
@@ -208,7 +235,7 @@ class Received:
         self.link: GatewayLink
 
 
-def start_link(mosquitto, client_id: str, prefix: str, want: int) -> tuple[Received, threading.Event]:
+def start_link(mosquitto, client_id: str, prefix: str, want: int, fast: bool) -> tuple[Received, threading.Event]:
     state, done = Received(), threading.Event()
 
     def on_messages(messages: list[Incoming]) -> None:
@@ -216,7 +243,9 @@ def start_link(mosquitto, client_id: str, prefix: str, want: int) -> tuple[Recei
         if len(state.received) >= want:
             done.set()
 
-    state.link = GatewayLink(mosquitto.url, client_id, [f"{prefix}/+/detection"], on_messages, receive_maximum=2000)
+    state.link = GatewayLink(mosquitto.url, client_id, [f"{prefix}/+/detection"], on_messages, receive_maximum=2000,
+                             fast=fast)
+    assert state.link.fast is fast
     state.link.start()
     assert state.link.wait_connected(10)
     time.sleep(0.3)  # subscribed

@@ -5,14 +5,14 @@ import json
 import time
 from collections import Counter
 
-from edge.contract import Detection, Health, Kind, SensorReading, Topic
-from gateway.evidence import EvidenceStore
-from gateway.leads import LeadBook
-from gateway.lineprotocol import encode_point
-from gateway.mqtt import Incoming
-from gateway.pipeline import Pipeline, check
-from gateway.routing import Router
-from gateway.seqgaps import SeqTracker
+from contract import Detection, Health, Kind, SensorReading, Topic
+from gateway.dedupe.leads import LeadBook
+from gateway.dedupe.routing import Router
+from gateway.dedupe.seqgaps import SeqTracker
+from gateway.ingest.pipeline import Pipeline, check
+from gateway.store.evidence import EvidenceStore
+from gateway.store.lineprotocol import encode_point
+from gateway.transport.incoming import Incoming
 
 NOW = int(time.time() * 1000)
 T0 = NOW - 600_000
@@ -159,7 +159,7 @@ def test_dead_letters_keep_bad_topics_out_of_the_tag_set(tmp_path):
 
 
 def test_health_with_serial_ports_position_and_drops_becomes_flat_fields(tmp_path):
-    from edge.contract import Position, SerialPortHealth
+    from contract import Position, SerialPortHealth
 
     h = Harness(tmp_path)
     message = Health(box="box-1", district="old-town", seq=1, ts=T0, uptime_s=5.0, config="abcdef12",
@@ -174,7 +174,7 @@ def test_health_with_serial_ports_position_and_drops_becomes_flat_fields(tmp_pat
 
 
 def test_a_down_camera_keeps_its_reason_in_the_health_point(tmp_path):
-    from edge.contract import CameraHealth
+    from contract import CameraHealth
 
     h = Harness(tmp_path)
     reason = "zone 'kiosk': point 1 (900, 40) lies outside the 768x576 frame"

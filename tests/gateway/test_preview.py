@@ -5,11 +5,12 @@ import time
 
 import pytest
 
-from edge.contract import Detection, Kind, Topic
-from gateway.ingest import merge_policies
+from contract import Detection, Kind, Topic
 from gateway.config import DedupeSettings
-from gateway.mqtt import Incoming
-from gateway.preview import compare, stored_detections
+from gateway.dedupe.policies import merge_policies
+from gateway.desk.preview import compare, stored_detections
+from gateway.store.influxdb import InfluxStore
+from gateway.transport.incoming import Incoming
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ def stored_city(make_ingest) -> None:
 
 def test_the_preview_counts_leads_under_both_settings(make_ingest, influx):
     stored_city(make_ingest)
-    detections = stored_detections(influx, NOW - 3_600_000, NOW)
+    detections = stored_detections(InfluxStore(influx), NOW - 3_600_000, NOW)
     assert [d.id for d in detections] == ["v1", "v2", "w1", "w2", "d1", "d2"]
     candidate = DedupeSettings.model_validate({"merge_radius_m": 10,
                                                "categories": {"illegal_dumping": {"min_detections": 1}}})

@@ -4,9 +4,10 @@ import time
 
 import pytest
 
-from edge.contract import Detection, Health, Kind, Topic
-from gateway import casework
-from gateway.mqtt import Incoming
+from contract import Detection, Health, Kind, Topic
+from gateway.desk import casework
+from gateway.store.influxdb import InfluxStore
+from gateway.transport.incoming import Incoming
 
 pytestmark = pytest.mark.integration
 
@@ -98,8 +99,8 @@ def test_a_closed_lead_is_learned_by_the_running_ingest_and_remembered_after_res
     [lead] = of(stored(ingest, [detection("k1", NOW - 60_000), detection("k2", NOW - 59_000)]), "lead")
     lead_id = lead.tags["lead_id"]
     now = int(time.time() * 1000)
-    casework.claim(influx, lead_id, "alice", now)
-    casework.close(influx, lead_id, "confirmed", "alice", "vendor moved on", now + 1)
+    casework.claim(InfluxStore(influx), lead_id, "alice", now)
+    casework.close(InfluxStore(influx), lead_id, "confirmed", "alice", "vendor moved on", now + 1)
     points = stored(ingest, [detection("k3", NOW - 58_000)])
     [entry] = of(points, "detection")
     assert entry.tags["lead_id"] != lead_id and entry.fields["rule"] == "opened"

@@ -1,6 +1,6 @@
 """Per-box seq accounting: gaps open on a jump, narrow and close as late messages arrive."""
 
-from gateway.seqgaps import Gap, SeqTracker, format_ranges, parse_ranges
+from gateway.dedupe.seqgaps import Gap, SeqTracker, format_ranges, parse_ranges
 
 NOW = 1_795_813_200_000
 

@@ -7,10 +7,10 @@ from collections import Counter
 import pytest
 
 from devstack.services import InfluxDB
-from gateway.influx import InfluxClient
-from gateway.lineprotocol import Point
-from gateway.store import PRECISION
-from gateway.writer import WriterProcess
+from gateway.store.influx import InfluxClient
+from gateway.store.lineprotocol import Point
+from gateway.store.schema import PRECISION
+from gateway.store.writer import WriterProcess
 
 from .conftest import gateway_config, wait_for
 

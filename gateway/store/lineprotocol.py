@@ -66,7 +66,7 @@ class LineProtocolTypeError(LineProtocolError, TypeError):
 
 @dataclass(frozen=True, slots=True)
 class Point:
-    """One InfluxDB point; ``time`` is in the writer's precision (milliseconds here)."""
+    """One InfluxDB point; ``time`` is in the writer's precision (nanoseconds in the gateway, see ``schema.PRECISION``)."""
 
     measurement: str
     tags: Mapping[str, str]

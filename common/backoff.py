@@ -1,7 +1,8 @@
-"""Bounded exponential backoff for reopening what dropped: camera streams, serial ports."""
+"""Bounded exponential backoff: reopening what dropped (camera streams, serial ports), retrying InfluxDB."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 
@@ -32,3 +33,21 @@ class Backoff:
 
     def gives_up(self, failures: int) -> bool:
         return self.give_up_after is not None and failures >= self.give_up_after
+
+
+class Waits:
+    """The waits of one run of tries under a ``Backoff``: ``wait`` sleeps the next one, or until ``stop`` is set."""
+
+    def __init__(self, backoff: Backoff) -> None:
+        self.backoff = backoff
+        self.failures = 0
+
+    @property
+    def next_s(self) -> float:
+        return self.backoff.delay(self.failures + 1)
+
+    def wait(self, stop: threading.Event) -> None:
+        delay = self.next_s
+        self.failures += 1
+        if delay > 0:
+            stop.wait(delay)

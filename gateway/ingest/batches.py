@@ -9,7 +9,7 @@ Per batch, top to bottom:
 5. write the points, retrying while InfluxDB is away;
 6. acknowledge the batch to the broker.
 
-Steps 5 and 6 run in a writer process (``gateway.writer``), behind steps
+Steps 5 and 6 run in a writer process (``gateway.store.writer``), behind steps
 1-4: the ingest's interpreter lock is the gateway's bottleneck, and writing
 needs none of its state. Batches that queue up while a write runs go out
 together in the next one (up to ``write_max_messages``).
@@ -30,19 +30,21 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TypeVar
 
-from gateway import casework, history
-from gateway.config import DedupeSettings, GatewayConfig
-from gateway.evidence import EvidenceStore
-from gateway.influx import InfluxClient, InfluxError, InfluxUnavailable
-from gateway.leads import LeadBook, MergePolicies, MergePolicy
-from gateway.lineprotocol import Point
-from gateway.mqtt import READ_BURST, Incoming
-from gateway.pipeline import Checked, Pipeline, check
-from gateway.routing import Router
-from gateway.seqgaps import SeqTracker
-from gateway import store
-from gateway.writer import Backoff, InfluxWriter, WriterProcess
-from edge.contract import Kind
+from common.backoff import Waits
+from contract import Kind
+from gateway.config import GatewayConfig
+from gateway.dedupe.leads import LeadBook
+from gateway.dedupe.policies import merge_policies
+from gateway.dedupe.routing import Router
+from gateway.dedupe.seqgaps import SeqTracker
+from gateway.ingest.pipeline import Checked, Pipeline, check
+from gateway.store import schema
+from gateway.store.evidence import EvidenceStore
+from gateway.ingest.restore import load_groups
+from gateway.store.base import LeadStore, StoreError, StoreUnavailable
+from gateway.store.lineprotocol import Point
+from gateway.store.writer import WriterProcess
+from gateway.transport.incoming import READ_BURST, Incoming
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +65,9 @@ class Stopped(Exception):
 class Ingest:
     """Owns the in-memory state and runs the batch loop."""
 
-    def __init__(self, config: GatewayConfig, client: InfluxClient, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: GatewayConfig, store: LeadStore, clock: Callable[[], float] = time.time) -> None:
         self.config = config
-        self.client = client
+        self.store = store
         self.clock = clock
         dedupe = config.dedupe
         self.policies = merge_policies(dedupe)
@@ -80,7 +82,6 @@ class Ingest:
         self._unbatched: list[Incoming] = []
         self._writer_process: WriterProcess | None = None
         self._stop = threading.Event()
-        self.writer = InfluxWriter(client, config.retry, self._stop, self.stats, clock)
         self._horizon_ms = int(dedupe.horizon_s * 1000)
         self._gap_ms = int(self.policies.largest_gap_s * 1000)   # how far apart a group's entries may lie
         self._loaded_from_ms: int | None = None   # every group with an entry at or after this is in the book
@@ -103,17 +104,17 @@ class Ingest:
         self._stop.set()
 
     def restore(self) -> None:
-        """Rebuild the dedupe and seq state from InfluxDB; retries until it answers or the gateway stops."""
+        """Rebuild the dedupe and seq state from the store; retries until it answers or the gateway stops."""
         now = self.now_ms()
         since = now - self._horizon_ms
         districts = self.config.serve_districts
-        groups = self._retrying("restore.groups", lambda: history.load_groups(
-            self.client, since, None, self.policies, known=lambda _: False, districts=districts))
+        groups = self._retrying("restore.groups", lambda: load_groups(
+            self.store, since, None, self.policies, known=lambda _: False, districts=districts))
         for lead in groups:
             self.book.restore(lead, verified=self.evidence.has)
         seq_since = now - int(self.config.seq_lookback_s * 1000)
-        boxes = self._retrying("restore.boxes", lambda: history.load_box_seqs(self.client, seq_since, districts))
-        gaps = self._retrying("restore.gaps", lambda: history.load_open_gaps(self.client, seq_since, districts))
+        boxes = self._retrying("restore.boxes", lambda: self.store.box_seqs(seq_since, districts))
+        gaps = self._retrying("restore.gaps", lambda: self.store.open_gaps(seq_since, districts))
         for box in boxes:
             self.tracker.restore(box.box, box.district, box.last_seq, [g for g in gaps if g.box == box.box])
         self._loaded_from_ms = since
@@ -197,8 +198,8 @@ class Ingest:
             return
         started_ms = self.now_ms()
         try:
-            events = casework.events_since(self.client, self._events_from_ms - EVENT_SLACK_MS)
-        except InfluxError as exc:
+            events = self.store.events_since(self._events_from_ms - EVENT_SLACK_MS)
+        except StoreError as exc:
             log.warning("lead.status_refresh_failed error=%s", exc)
             return
         self._next_refresh = self.clock() + self.config.status_refresh_s
@@ -215,7 +216,7 @@ class Ingest:
                                  outcome=seen.event.outcome)
             log.info("lead.status_learned lead=%s status=%s by=%s", seen.lead_id, to_status, seen.event.by)
         self._events_from_ms = started_ms
-        horizon_ns = store.ms_to_ns(started_ms - 2 * EVENT_SLACK_MS)
+        horizon_ns = schema.ms_to_ns(started_ms - 2 * EVENT_SLACK_MS)
         self._events_applied = {key for key in self._events_applied if key[1] >= horizon_ns}
 
     def load_history_for(self, checked: list[Checked]) -> None:
@@ -230,8 +231,8 @@ class Ingest:
                           if b not in self._cold_buckets and b * self._gap_ms < self._loaded_from_ms)
         for start, end in _runs(sorted(needed)):
             since, until = start * self._gap_ms, min((end + 1) * self._gap_ms, self._loaded_from_ms)
-            groups = self._retrying("history.late_window", lambda: history.load_groups(
-                self.client, since, until, self.policies,
+            groups = self._retrying("history.late_window", lambda: load_groups(
+                self.store, since, until, self.policies,
                 known=lambda lead_id: self.book.get(lead_id) is not None, districts=self.config.serve_districts))
             for lead in groups:
                 self.book.restore(lead, verified=self.evidence.has)
@@ -249,27 +250,17 @@ class Ingest:
         if dropped:
             log.info("state.pruned groups=%d cutoff_ms=%d kept=%d", dropped, cutoff, len(self.book))
 
-    # ------------------------------------------------------------------ writing
-
-    def write_until_stored(self, points: list[Point]) -> bool:
-        """Write here, in this process, as the writer process does: waits out InfluxDB, never drops."""
-        return self.writer.write_until_stored(points)
+    # ------------------------------------------------------------------ reading, retried
 
     def _retrying(self, what: str, read: Callable[[], T]) -> T:
-        backoff = Backoff(self.config.retry)
+        backoff = Waits(self.config.retry.backoff())
         while not self._stop.is_set():
             try:
                 return read()
-            except InfluxUnavailable as exc:
+            except StoreUnavailable as exc:
                 log.warning("influx.unavailable during=%s retry_in_s=%.1f error=%s", what, backoff.next_s, exc)
             backoff.wait(self._stop)
         raise Stopped(what)
-
-
-def merge_policies(dedupe: DedupeSettings) -> MergePolicies:
-    """The configured defaults and their overrides by category, by district and by category within a district."""
-    default = MergePolicy(dedupe.merge_radius_m, dedupe.merge_gap_s, dedupe.min_detections)
-    return MergePolicies(default, dedupe.overrides())
 
 
 def _runs(numbers: list[int]) -> list[tuple[int, int]]:

@@ -14,11 +14,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from edge.contract import Detection
-from gateway.history import ledger_rows
-from gateway.influx import InfluxClient
-from gateway.leads import LeadBook, MergePolicies
-from gateway.store import NS_PER_MS
+from contract import Detection
+from gateway.dedupe.leads import LeadBook, MergePolicies
+from gateway.store.base import LeadStore
+from gateway.store.schema import NS_PER_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +34,10 @@ class Difference:
         return asdict(self)
 
 
-def stored_detections(client: InfluxClient, since_ms: int, until_ms: int,
+def stored_detections(store: LeadStore, since_ms: int, until_ms: int,
                       districts: Sequence[str] = ()) -> list[Detection]:
     """The detections stored in [since_ms, until_ms), with what dedupe looks at, in event-time order."""
-    rows = sorted(ledger_rows(client, since_ms, until_ms, districts), key=lambda row: row["time"])
+    rows = sorted(store.ledger_rows(since_ms, until_ms, districts), key=lambda row: row["time"])
     # Built without validation: these passed the contract when they arrived, and only dedupe's fields are read.
     return [Detection.model_construct(
         id=row["detection_id"], box=row["box"], district=row["district"], seq=0, ts=row["time"] // NS_PER_MS,

@@ -1,13 +1,9 @@
-"""The gateway's MQTT side: the only gateway module that imports paho.
-
-Messages are handed on with their MQTT id and acknowledged (PUBACK) only when
-the caller says they are safely stored, so a gateway that dies holding
-messages gets them again from the broker.
+"""The fast receive path: the one module that reaches into paho's private internals.
 
 paho reads a packet with three ``recv`` calls, waits in ``select`` before
 every packet and parses an MQTT 5 property set for every PUBLISH; at a few
 thousand messages per second that costs more than everything else the gateway
-does. ``_Client`` keeps paho for the session, subscriptions, keep-alive,
+does. ``FastClient`` keeps paho for the session, subscriptions, keep-alive,
 reconnects and writing, and changes only the receive side:
 
 * the socket is read in large chunks into a buffer (``_BufferedSocket``) that
@@ -19,46 +15,42 @@ reconnects and writing, and changes only the receive side:
   (or one still arriving) goes through paho as before;
 * the messages of one ``loop_read`` are handed on as one list;
 * a batch of acknowledgements goes out as one write.
+
+It relies on paho's private ``_in_packet``, ``_packet_read``,
+``_handle_publish``, ``_msgtime_mutex``, ``_last_bytes_received`` and
+``_packet_queue``, which are written against paho 2.2. ``supported()`` says
+whether the installed paho is that version and has them; where it is not, the
+link uses plain paho (``gateway.transport.link``) instead.
 """
 
 from __future__ import annotations
 
-import logging
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt import __version__ as PAHO_VERSION
 from paho.mqtt.exception import MalformedPacket
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from edge.contract import BrokerAddress
+from gateway.transport.incoming import READ_BURST, Incoming
 
-log = logging.getLogger(__name__)
-
-SESSION_EXPIRY_S = 24 * 3600
+SUPPORTED_PAHO = "2.2."
 READ_CHUNK = 256 * 1024
-READ_BURST = 512
 _QOS_BITS = 0x06
 _QOS_1 = 0x02
 _PUBLISH_QOS_MASK = 0xF6   # packet type and QoS bits; DUP and RETAIN may be anything
 _PUBLISH_QOS_1 = 0x32
 _PUBACK = struct.Struct("!BBH")
+_INTERNALS = ("_packet_read", "_handle_publish", "_loop_rc_handle", "_packet_queue", "_create_socket")
 
 
-class Incoming(NamedTuple):
-    """One message as received; a named tuple, made thousands of times a second, costs a fifth of a dataclass."""
+def supported(version: str | None = None) -> bool:
+    """True when paho (``version``, or the installed one) is the release this module was written against."""
+    version = PAHO_VERSION if version is None else version
+    return version.startswith(SUPPORTED_PAHO) and all(hasattr(paho.Client, name) for name in _INTERNALS)
 
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    received: float
 
 
 class _BufferedSocket:
@@ -108,7 +100,7 @@ class _BufferedSocket:
         return getattr(self._sock, name)
 
 
-class _Client(paho.Client):
+class FastClient(paho.Client):
     """paho's client with the cheaper receive path described in the module docstring."""
 
     def __init__(self, on_messages: Callable[[list[Incoming]], None], **kwargs: Any) -> None:
@@ -198,81 +190,3 @@ def _in_packet(command: int = 0, packet: bytes = b"") -> dict[str, Any]:
     """paho's record of the packet being read: idle, or holding a whole packet."""
     return {"command": command, "have_remaining": int(bool(command)), "remaining_count": [], "remaining_mult": 1,
             "remaining_length": len(packet), "packet": bytearray(packet), "to_process": 0, "pos": 0}
-
-
-class GatewayLink:
-    """Persistent MQTT 5 session with manual acknowledgement.
-
-    ``on_messages`` gets the messages of each read from the socket as one list, in the order received, on
-    paho's network thread; blocking there holds back the broker.
-    """
-
-    def __init__(self, url: str, client_id: str, subscriptions: list[str],
-                 on_messages: Callable[[list[Incoming]], None],
-                 *, username: str | None = None, password: str | None = None, ca_file: str | None = None,
-                 keepalive_s: int = 30, receive_maximum: int = 1000) -> None:
-        self.address = BrokerAddress.parse(url)
-        self.subscriptions = subscriptions
-        self._connected = threading.Event()
-        self._receive_maximum = receive_maximum
-        self._client = _Client(on_messages, callback_api_version=CallbackAPIVersion.VERSION2,
-                               client_id=client_id, protocol=paho.MQTTv5, manual_ack=True)
-        if username:
-            self._client.username_pw_set(username, password)
-        if self.address.tls:
-            self._client.tls_set(ca_certs=ca_file)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self._client.on_connect = self._handle_connect
-        self._client.on_disconnect = self._handle_disconnect
-        self._client.on_message = self._handle_message
-        self._keepalive_s = keepalive_s
-
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
-
-    def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
-
-    def start(self) -> None:
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        # Bounds how many unacknowledged messages the broker sends us at once.
-        properties.ReceiveMaximum = self._receive_maximum
-        self._client.connect_async(self.address.host, self.address.port, keepalive=self._keepalive_s,
-                                   clean_start=False, properties=properties)
-        self._client.loop_start()
-
-    def ack(self, message: Incoming) -> None:
-        if message.qos > 0:
-            self._client.ack(message.mid, message.qos)
-
-    def ack_all(self, messages: Iterable[Incoming]) -> None:
-        """Acknowledge a batch: QoS 1 in one write, QoS 2 one by one (the gateway subscribes with QoS 1)."""
-        self._client.ack_many(message.mid for message in messages if message.qos == 1)
-        for message in messages:
-            if message.qos == 2:
-                self._client.ack(message.mid, message.qos)
-
-    def stop(self) -> None:
-        self._connected.clear()  # a disconnection asked for is no news worth a warning
-        self._client.disconnect()
-        self._client.loop_stop()
-
-    def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            log.warning("mqtt.connect_refused broker=%s:%d reason=%s", self.address.host, self.address.port, reason_code)
-            return
-        log.info("mqtt.connected broker=%s:%d session_present=%s", self.address.host, self.address.port,
-                 flags.session_present)
-        options = SubscribeOptions(qos=1)
-        client.subscribe([(topic, options) for topic in self.subscriptions])
-        self._connected.set()
-
-    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self._connected.is_set():
-            log.warning("mqtt.disconnected reason=%s", reason_code)
-        self._connected.clear()
-
-    def _handle_message(self, client, userdata, message) -> None:
-        self._client.deliver(Incoming(message.topic, bytes(message.payload), message.mid, message.qos, time.time()))

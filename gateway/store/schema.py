@@ -14,22 +14,30 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from edge.contract import NAME_PATTERN, Detection, Health, SensorReading
-from gateway.influx import InfluxClient, quote_ident, quote_string
-from gateway.leads import Lead, LedgerEntry
-from gateway.lineprotocol import Point
-from gateway.seqgaps import Gap, format_ranges
-from gateway.validate import Rejected
+from contract import NAME_PATTERN, Detection, Health, SensorReading
+from gateway.dedupe.leads import Lead, LedgerEntry
+from gateway.dedupe.seqgaps import Gap, format_ranges
+from gateway.store.lineprotocol import Point
 
 PRECISION = "ns"
 NS_PER_MS = 1_000_000
 REJECTED_PAYLOAD_CHARS = 2048
-# A lead's ledger, read from its detections, under the names ``gateway leads show`` prints.
-LEDGER_COLUMNS = ('"id" AS "detection_id", "n", "rule", "distance_m", "gap_s", "lat", "lon", "score", "evidence", '
-                  '"box", "camera", "zone", "category", "district", "lead_id"')
+# A lead's ledger, read from its detections: stored name -> the name ``gateway leads show`` prints.
+LEDGER_NAMES = {"id": "detection_id", **{name: name for name in (
+    "n", "rule", "distance_m", "gap_s", "lat", "lon", "score", "evidence", "box", "camera", "zone", "category",
+    "district", "lead_id")}}
 LEAD_FIELDS = ("status", "detections", "score", "first_seen", "last_seen", "lat", "lon", "boxes", "evidence",
                "team", "route", "claimed_by", "outcome", "note", "updated_at")
 _NAME_RE = re.compile(NAME_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message refused by the contract (or a point by InfluxDB), kept as a dead letter: why, and the raw bytes."""
+
+    topic: str
+    reason: str
+    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +81,7 @@ def lead_point(lead: Lead, *, with_status: bool) -> Point:
     """The gateway's view of a lead.
 
     ``status`` is written only when the lead opens: after that it belongs to
-    case staff (``gateway.casework``), and the gateway must never undo a claim
+    case staff (``gateway.desk.casework``), and the gateway must never undo a claim
     or a close by writing its own older idea of it.
     """
     fields: dict[str, Any] = {
@@ -94,6 +102,11 @@ def lead_point(lead: Lead, *, with_status: bool) -> Point:
 
 def lead_tags(lead: Lead) -> dict[str, str]:
     return {"lead_id": lead.lead_id, "category": lead.category, "district": lead.district, "zone": lead.zone}
+
+
+def lead_update_point(tags: dict[str, str], fields: dict[str, Any], time_ns: int) -> Point:
+    """Case staff's change of a lead: the same series and time as the lead point, so only ``fields`` change."""
+    return Point("lead", tags, fields, time_ns)
 
 
 def lead_event_point(lead_id: str, event: LeadEvent) -> Point:
@@ -181,30 +194,6 @@ _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x20), 0x7F) if c not in (0x
 def visible(text: str) -> str:
     """Control characters other than tab and newline as ``\\xNN``."""
     return text.translate(_CONTROL)
-
-
-# --------------------------------------------------------------------------- reading leads
-
-
-def list_leads(client: InfluxClient, *, status: str | None = None, category: str | None = None,
-               district: str | None = None) -> list[dict[str, Any]]:
-    conditions = []
-    if category:
-        conditions.append(f"{quote_ident('category')} = {quote_string(category)}")
-    if district:
-        conditions.append(f"{quote_ident('district')} = {quote_string(district)}")
-    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    rows = client.query(f"SELECT * FROM {quote_ident('lead')}{where} GROUP BY *")
-    leads = [_lead_row(row) for row in rows]
-    if status:
-        leads = [lead for lead in leads if lead["status"] == status]
-    return sorted(leads, key=lambda lead: (lead["first_seen"], lead["lead_id"]))
-
-
-def _lead_row(row: dict[str, Any]) -> dict[str, Any]:
-    lead = {key: row.get(key) for key in ("lead_id", "category", "district", "zone", *LEAD_FIELDS)}
-    lead["boxes"] = [b for b in (lead.get("boxes") or "").split(",") if b]
-    return {k: v for k, v in lead.items() if v is not None or k in ("lead_id", "status")}
 
 
 def now_ms() -> int:

@@ -16,15 +16,15 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
-from edge.contract import Detection, Health, Kind, SensorReading
-from gateway import store
-from gateway.evidence import EvidenceStore, PendingEvidence
-from gateway.leads import Lead, LeadBook
-from gateway.lineprotocol import LineProtocolError, Point, encoded
-from gateway.mqtt import Incoming
-from gateway.routing import Router
-from gateway.seqgaps import Gap, SeqTracker
-from gateway.validate import Accepted, Rejected, validate
+from contract import Detection, Health, Kind, SensorReading
+from gateway.dedupe.leads import Lead, LeadBook
+from gateway.dedupe.routing import Router
+from gateway.dedupe.seqgaps import Gap, SeqTracker
+from gateway.ingest.validate import Accepted, Rejected, validate
+from gateway.store import schema
+from gateway.store.evidence import EvidenceStore, PendingEvidence
+from gateway.store.lineprotocol import LineProtocolError, Point, encoded
+from gateway.transport.incoming import Incoming
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,11 @@ def check(message: Incoming, now_ms: int) -> Checked:
 def _own_point(accepted: Accepted, message: Incoming) -> Point | None:
     item = accepted.message
     if isinstance(item, SensorReading):
-        return store.sensor_point(item)
+        return schema.sensor_point(item)
     if isinstance(item, Health):
-        return store.health_point(item)
+        return schema.health_point(item)
     if accepted.topic.kind is Kind.STATUS:
-        return store.status_point(accepted.topic.box, accepted.topic.district, bool(item),
+        return schema.status_point(accepted.topic.box, accepted.topic.district, bool(item),
                                   int(message.received * 1000))
     return None
 
@@ -88,7 +88,7 @@ class Pipeline:
         self.router = router
         self.stats = stats
         self.pending_evidence = PendingEvidence()
-        self._serial = random.randrange(store.NS_PER_MS)
+        self._serial = random.randrange(schema.NS_PER_MS)
 
     def apply(self, batch: list[Checked], now_ms: int) -> list[Point]:
         points: list[Point] = []
@@ -123,7 +123,7 @@ class Pipeline:
             log.debug("detection.duplicate id=%s box=%s seq=%d", det.id, det.box, det.seq)
             return []
         lead = merge.lead
-        points = [store.detection_point(det, lead, merge.entry)]
+        points = [schema.detection_point(det, lead, merge.entry)]
         earlier_picture = self.pending_evidence.pop(det.id)
         if earlier_picture is not None and earlier_picture != det.evidence_sha256:
             points.append(self._evidence_mismatch(item.message, det.id, earlier_picture, det.evidence_sha256))
@@ -144,7 +144,7 @@ class Pipeline:
             if lead.team is None:
                 route = self.router.route(lead.district, lead.lat, lead.lon)
                 lead.team, lead.route = route.team, route.source
-            points.append(store.lead_point(lead, with_status=lead.lead_id in opened))
+            points.append(schema.lead_point(lead, with_status=lead.lead_id in opened))
         return points
 
     # ------------------------------------------------------------------ evidence
@@ -166,7 +166,7 @@ class Pipeline:
                 leads[lead.lead_id] = lead
         log.debug("evidence.stored detection=%s sha256=%s known=%s", detection_id, sha, known is not None)
         self._serial += 1
-        return [store.evidence_point(topic.box, topic.district, detection_id, sha, len(jpeg),
+        return [schema.evidence_point(topic.box, topic.district, detection_id, sha, len(jpeg),
                                      int(item.message.received * 1000), self._serial)]
 
     def _evidence_mismatch(self, message: Incoming, detection_id: str, actual: str, named: str | None) -> Point:
@@ -192,7 +192,7 @@ class Pipeline:
                 self.stats["gaps_closed"] += 1
                 log.info("box.gap_closed box=%s district=%s from_seq=%d to_seq=%d", gap.box, gap.district,
                          gap.from_seq, gap.to_seq)
-            points.append(store.gap_point(gap))
+            points.append(schema.gap_point(gap))
         return points
 
     def _dead_letter(self, rejected: Rejected, message: Incoming, quiet: bool = False) -> Point:
@@ -201,4 +201,4 @@ class Pipeline:
         if not quiet:
             log.warning("message.rejected topic=%r reason=%r payload=%r", rejected.topic[:120],
                         rejected.reason[:300], rejected.payload[:LOG_PAYLOAD_BYTES])
-        return store.rejected_point(rejected, int(message.received * 1000), self._serial)
+        return schema.rejected_point(rejected, int(message.received * 1000), self._serial)

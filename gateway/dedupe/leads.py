@@ -12,7 +12,7 @@ A lead that case staff closed takes no more detections: a detection near it
 starts a new group.
 
 The book holds only what it is given; rebuilding it after a restart, and
-reading back groups for late detections, is ``gateway.history``'s job.
+reading back groups for late detections, is ``gateway.ingest.restore``'s job.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from edge.contract import Detection
-from gateway.geo import Grid, haversine_m
+from contract import Detection
+from gateway.dedupe.geo import Grid, haversine_m
 
 __all__ = ["Lead", "LeadBook", "LedgerEntry", "Merge", "MergePolicies", "MergePolicy", "haversine_m", "lead_id_for"]
 

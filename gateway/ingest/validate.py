@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from edge.contract import (
+from gateway.store.schema import Rejected
+from contract import (
     ConfigAck,
     ContractError,
     Detection,
@@ -36,13 +37,6 @@ _topics: dict[str, Topic] = {}
 class Accepted:
     topic: Topic
     message: Detection | SensorReading | Health | ConfigAck | bool | bytes  # bool: status, bytes: evidence
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    topic: str
-    reason: str
-    payload: bytes
 
 
 def validate(topic: str, payload: bytes, now_ms: int | None = None) -> Accepted | Rejected:

@@ -1,17 +1,4 @@
-"""Wire contract v1 between edge boxes and the gateway.
-
-This module is the only thing the gateway imports from the edge package, so it
-stays light: pydantic and the standard library, nothing else.
-
-Topics (``district`` and ``box`` are lowercase names, see ``NAME_PATTERN``)::
-
-    city/{district}/{box}/detection              JSON Detection, QoS 1
-    city/{district}/{box}/sensor                 JSON SensorReading, QoS 1
-    city/{district}/{box}/health                 JSON Health, QoS 1
-    city/{district}/{box}/status                 b"online" / b"offline", retained (offline is the will)
-    city/{district}/{box}/config                 JSON box config patch, retained, operator -> box
-    city/{district}/{box}/config/ack             JSON ConfigAck
-    city/{district}/{box}/evidence/{detection}   raw JPEG bytes
+"""The JSON payloads of contract v1: frozen, versioned pydantic models with ``encode`` and ``decode``.
 
 Every JSON payload carries ``v`` (the contract version). A receiver refuses a
 payload of another version, an unknown field, or a value out of range; the
@@ -20,8 +7,6 @@ error names the field. See docs/contract.md for the full field reference.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
@@ -34,10 +19,11 @@ from pydantic import (
     model_validator,
 )
 
+from common.validation import validation_problems
+from contract.errors import ContractError
+from contract.topics import ID_PATTERN, NAME_PATTERN
+
 VERSION = 1
-TOPIC_ROOT = "city"
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 MAX_JSON_BYTES = 64 * 1024
@@ -45,93 +31,10 @@ MAX_EVIDENCE_BYTES = 4 * 1024 * 1024
 # Detections stamped further ahead than this are treated as a broken clock.
 MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
 
-STATUS_ONLINE = b"online"
-STATUS_OFFLINE = b"offline"
-
-
-class Kind(StrEnum):
-    DETECTION = "detection"
-    SENSOR = "sensor"
-    HEALTH = "health"
-    STATUS = "status"
-    CONFIG = "config"
-    CONFIG_ACK = "config/ack"
-    EVIDENCE = "evidence"
-
 
 class Category(StrEnum):
     STREET_VENDING = "street_vending"
     ILLEGAL_DUMPING = "illegal_dumping"
-
-
-class ContractError(ValueError):
-    """A topic or payload does not follow the contract; ``reason`` says how."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-# --------------------------------------------------------------------------- topics
-
-_NAME_RE = re.compile(NAME_PATTERN)
-_ID_RE = re.compile(ID_PATTERN)
-
-
-@dataclass(frozen=True, slots=True)
-class Topic:
-    """One box's topic of one kind; ``detection_id`` only for evidence."""
-
-    district: str
-    box: str
-    kind: Kind
-    detection_id: str | None = None
-
-    def __post_init__(self) -> None:
-        for label, value in (("district", self.district), ("box", self.box)):
-            if not _NAME_RE.fullmatch(value):
-                raise ContractError(f"{label} {value!r} does not match {NAME_PATTERN}")
-        if (self.kind is Kind.EVIDENCE) != (self.detection_id is not None):
-            raise ContractError("an evidence topic, and only it, names a detection id")
-        if self.detection_id is not None and not _ID_RE.fullmatch(self.detection_id):
-            raise ContractError(f"detection id {self.detection_id!r} does not match {ID_PATTERN}")
-
-    def __str__(self) -> str:
-        base = f"{TOPIC_ROOT}/{self.district}/{self.box}/{self.kind.value}"
-        return f"{base}/{self.detection_id}" if self.detection_id else base
-
-    @classmethod
-    def parse(cls, topic: str) -> Self:
-        parts = topic.split("/")
-        if len(parts) < 4 or parts[0] != TOPIC_ROOT:
-            raise ContractError(f"topic {topic!r} is not under {TOPIC_ROOT}/{{district}}/{{box}}/")
-        district, box, rest = parts[1], parts[2], parts[3:]
-        if rest[0] == Kind.EVIDENCE.value and len(rest) == 2:
-            return cls(district, box, Kind.EVIDENCE, rest[1])
-        try:
-            kind = Kind("/".join(rest))
-        except ValueError:
-            raise ContractError(f"topic {topic!r} has an unknown kind {'/'.join(rest)!r}") from None
-        if kind is Kind.EVIDENCE:
-            raise ContractError(f"evidence topic {topic!r} lacks a detection id")
-        return cls(district, box, kind)
-
-
-def subscription(kind: Kind, district: str = "+", box: str = "+") -> str:
-    """A topic filter for one kind of message from many boxes."""
-    suffix = f"{kind.value}/+" if kind is Kind.EVIDENCE else kind.value
-    return f"{TOPIC_ROOT}/{district}/{box}/{suffix}"
-
-
-def shared_subscription(group: str, kind: Kind, district: str = "+") -> str:
-    """An MQTT 5 shared subscription, for all districts or one: gateways in the group split its messages."""
-    for what, name in (("share group", group), ("district", district)):
-        if not (_NAME_RE.fullmatch(name) or (what == "district" and name == "+")):
-            raise ContractError(f"{what} {name!r} does not match {NAME_PATTERN}")
-    return f"$share/{group}/{subscription(kind, district)}"
-
-
-# --------------------------------------------------------------------------- payloads
 
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -302,20 +205,7 @@ class ConfigAck(Message):
 
 def describe_validation_error(exc: ValidationError) -> str:
     """One line per problem, each naming the field path: ``bbox.2: ...``."""
-    lines = []
-    for err in exc.errors(include_url=False):
-        path = ".".join(str(p) for p in err["loc"]) or "(payload)"
-        lines.append(f"{path}: {err['msg']}")
-    return "; ".join(lines)
-
-
-def decode_status(payload: bytes) -> bool:
-    """True for online, False for offline."""
-    if payload == STATUS_ONLINE:
-        return True
-    if payload == STATUS_OFFLINE:
-        return False
-    raise ContractError(f"status must be {STATUS_ONLINE!r} or {STATUS_OFFLINE!r}")
+    return "; ".join(validation_problems(exc, top="(payload)"))
 
 
 def check_evidence(payload: bytes) -> None:
@@ -324,36 +214,3 @@ def check_evidence(payload: bytes) -> None:
         raise ContractError(f"evidence of {len(payload)} bytes exceeds {MAX_EVIDENCE_BYTES}")
     if not payload.startswith(b"\xff\xd8\xff"):
         raise ContractError("evidence is not a JPEG (no SOI marker)")
-
-
-# --------------------------------------------------------------------------- broker address
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    """Where the broker is: ``mqtt://host[:1883]`` or ``mqtts://host[:8883]`` (TLS)."""
-
-    host: str
-    port: int
-    tls: bool
-
-    @classmethod
-    def parse(cls, url: str) -> Self:
-        scheme, sep, rest = url.partition("://")
-        if not sep or scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ContractError(f"broker URL {url!r} must start with mqtt:// or mqtts://")
-        tls = scheme in ("mqtts", "ssl")
-        hostport = rest.rstrip("/")
-        host, colon, port_text = hostport.rpartition(":")
-        if not colon or "]" in port_text:
-            host, port_text = hostport, ""
-        host = host.strip("[]")
-        if not host:
-            raise ContractError(f"broker URL {url!r} has no host")
-        try:
-            port = int(port_text) if port_text else (8883 if tls else 1883)
-        except ValueError:
-            raise ContractError(f"broker URL {url!r} has a bad port {port_text!r}") from None
-        if not 0 < port < 65536:
-            raise ContractError(f"broker URL {url!r} has a port out of range")
-        return cls(host, port, tls)

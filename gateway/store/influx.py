@@ -28,7 +28,8 @@ from typing import Any, Self
 
 import httpx
 
-from gateway.lineprotocol import LineProtocolError, Point, encode_points
+from gateway.store.base import StoreError, StoreUnavailable
+from gateway.store.lineprotocol import LineProtocolError, Point, encode_points
 
 __all__ = [
     "InfluxClient",
@@ -45,7 +46,7 @@ MSGPACK = "application/x-msgpack"
 ERROR_TEXT_LIMIT = 2000
 
 
-class InfluxError(Exception):
+class InfluxError(StoreError):
     """Something went wrong talking to InfluxDB."""
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
@@ -54,7 +55,7 @@ class InfluxError(Exception):
         self.status = status
 
 
-class InfluxUnavailable(InfluxError):
+class InfluxUnavailable(InfluxError, StoreUnavailable):
     """InfluxDB could not be reached or is overloaded; retrying later may succeed."""
 
     def __init__(
@@ -97,7 +98,7 @@ class InfluxClient:
     """Write points to and query one InfluxDB database over HTTP(S).
 
     ``precision`` is the unit of point times on write and of ``time`` in query
-    results; the gateway uses milliseconds.
+    results; the gateway uses nanoseconds (``gateway.store.schema.PRECISION``).
     """
 
     def __init__(

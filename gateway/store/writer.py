@@ -39,30 +39,20 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from gateway import store
+from common.backoff import Waits
+from common.logs import configure_logging
 from gateway.config import GatewayConfig, RetrySettings
-from gateway.influx import InfluxClient, InfluxError, InfluxRejected, InfluxUnavailable
-from gateway.lineprotocol import EncodedPoint, Point, encode_point
-from gateway.validate import Rejected
+from gateway.store import schema
+from gateway.store.influx import InfluxClient, InfluxError, InfluxRejected, InfluxUnavailable
+from gateway.store.influxdb import influx_client
+from gateway.store.lineprotocol import EncodedPoint, Point, encode_point
+from gateway.store.schema import Rejected
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0
 _END = b""                    # on the batch pipe: no more batches
 _PR_SET_PDEATHSIG = 1
-
-
-class Backoff:
-    """Doubling waits between tries, from ``initial_s`` up to ``max_s``; all zero switches waiting off."""
-
-    def __init__(self, settings: RetrySettings) -> None:
-        self.settings = settings
-        self.next_s = settings.initial_s
-
-    def wait(self, stop: threading.Event) -> None:
-        if self.next_s > 0:
-            stop.wait(self.next_s)
-        self.next_s = min(max(self.next_s * 2, self.settings.initial_s), self.settings.max_s)
 
 
 # --------------------------------------------------------------------------- writing
@@ -83,7 +73,7 @@ class InfluxWriter:
         """True once InfluxDB holds the points (or their dead letters); False if stopped first."""
         if not points:
             return True
-        backoff = Backoff(self.retry)
+        backoff = Waits(self.retry.backoff())
         while not self.stop.is_set():
             try:
                 self.client.write(points)
@@ -108,7 +98,7 @@ class InfluxWriter:
         return True
 
     def _write_or_dead_letter(self, point: Point) -> bool:
-        backoff = Backoff(self.retry)
+        backoff = Waits(self.retry.backoff())
         attempt: Point | None = point
         while attempt is not None:
             if self.stop.is_set():
@@ -132,14 +122,14 @@ class InfluxWriter:
         except Exception as exc:  # noqa: BLE001 - any encoding failure is the reason itself
             text = f"{point.measurement} (unencodable: {exc})"
         refused = Rejected(f"(influx)/{point.measurement}", f"InfluxDB refused the point: {reason}", text.encode())
-        return store.rejected_point(refused, int(self.clock() * 1000), self.stats["rejected_by_influx"])
+        return schema.rejected_point(refused, int(self.clock() * 1000), self.stats["rejected_by_influx"])
 
     def _create_database(self) -> None:
         try:
             self.client.create_database()
         except InfluxError as exc:
             log.warning("influx.create_database_failed error=%s", exc)
-            Backoff(self.retry).wait(self.stop)
+            Waits(self.retry.backoff()).wait(self.stop)
 
 
 # --------------------------------------------------------------------------- joining batches
@@ -316,8 +306,6 @@ def _writer_main(config: GatewayConfig, log_level: int, parent_pid: int, max_bat
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole group; the ingest decides
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    from gateway.cli import configure_logging
-
     configure_logging(log_level)
     waiting = WriteQueue(config.write_max_messages, batches=max_batches + 1)  # never full: the ingest waits first
     threading.Thread(target=_receive, args=(batches, waiting, stop), name="batches", daemon=True).start()
@@ -356,12 +344,3 @@ def _die_with(parent_pid: int) -> None:
         pass  # not Linux: the closed batch pipe still stops the writer
     if os.getppid() != parent_pid:
         os._exit(1)
-
-
-def influx_client(config: GatewayConfig) -> InfluxClient:
-    """The InfluxDB client the configuration describes (passwords and tokens from the environment)."""
-    settings = config.influx
-    password = os.environ.get(settings.password_env) if settings.password_env else None
-    token = os.environ.get(settings.token_env) if settings.token_env else None
-    return InfluxClient(settings.url, settings.db, username=settings.username, password=password, token=token,
-                        ca_file=str(settings.ca_file) if settings.ca_file else None, precision=store.PRECISION)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.config import DistrictArea
-from gateway.geo import inside_polygon
+from gateway.dedupe.geo import inside_polygon
 
 
 @dataclass(frozen=True, slots=True)

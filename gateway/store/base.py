@@ -1,0 +1,126 @@
+"""The storage seam: what the gateway writes and reads back, as an interface with more than one implementation.
+
+    LeadStore (Protocol)
+    ├── InfluxStore   gateway.store.influxdb: InfluxDB over its v1 API (InfluxQL, line protocol)
+    └── MemoryStore   gateway.store.memory: in this process, for tests and for trying things out
+
+The gateway writes points (``gateway.store.schema`` says how messages and
+leads become points) and reads back rows: a row maps column names to values,
+tags and fields alike, and carries the point's ``time`` in nanoseconds. Both
+implementations keep InfluxDB's rule that a point written again with the same
+measurement, tags and time replaces the fields it names and keeps the rest.
+The reads are those the gateway needs, named by purpose: rebuilding the
+dedupe state on start (``ledger_rows``, ``ledgers``, ``lead_rows``,
+``box_seqs``, ``open_gaps``), learning case staff's changes
+(``events_since``), and serving the desk (``leads``, ``lead``, ``ledger``,
+``lead_events``, ``boxes``).
+
+Errors: ``StoreError`` for anything the store refused; ``StoreUnavailable``
+(a subclass) when it could not be reached and a retry later may succeed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gateway.dedupe.seqgaps import Gap
+from gateway.store.lineprotocol import Point
+from gateway.store.schema import LeadEvent
+
+Row = dict[str, Any]
+# Measurements whose points carry a box's seq.
+SEQ_MEASUREMENTS = ("detection", "sensor", "box_health")
+
+
+class StoreError(Exception):
+    """The store refused a write or a read, or could not be used; the message says why."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached or is overloaded; retrying later may succeed."""
+
+
+@dataclass(frozen=True, slots=True)
+class BoxSeqState:
+    box: str
+    district: str
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class SeenEvent:
+    lead_id: str
+    time_ns: int
+    event: LeadEvent
+
+
+class LeadStore(Protocol):
+    """Where the gateway keeps messages, leads and case staff's changes."""
+
+    def create_database(self) -> None:
+        """Make the database if it is not there yet."""
+
+    def write(self, points: Sequence[Point]) -> None:
+        """Store the points (same measurement, tags and time: the named fields replaced)."""
+
+    def close(self) -> None:
+        ...
+
+    # ----------------------------------------------------------------- the gateway's own state
+
+    def ledger_rows(self, since_ms: int, until_ms: int | None, districts: Sequence[str] = ()) -> list[Row]:
+        """Detections with event time in [since_ms, until_ms), as ledger rows (``schema.LEDGER_NAMES``)."""
+
+    def ledgers(self, lead_ids: Sequence[str]) -> dict[str, list[Row]]:
+        """The whole ledger of each of these leads, by lead id."""
+
+    def lead_rows(self, lead_ids: Sequence[str]) -> dict[str, Row]:
+        """The ``lead`` point of each of these leads that has one, by lead id."""
+
+    def box_seqs(self, since_ms: int, districts: Sequence[str] = ()) -> list[BoxSeqState]:
+        """Each box's highest seq stored since ``since_ms`` over ``SEQ_MEASUREMENTS``."""
+
+    def open_gaps(self, since_ms: int, districts: Sequence[str] = ()) -> list[Gap]:
+        """The seq gaps opened since ``since_ms`` and not closed yet."""
+
+    def events_since(self, since_ms: int) -> list[SeenEvent]:
+        """Case-staff changes written at or after ``since_ms``, oldest first."""
+
+    # ----------------------------------------------------------------- the desk
+
+    def leads(self, category: str | None = None, district: str | None = None) -> list[Row]:
+        """Every ``lead`` point, of one category or district if given."""
+
+    def lead(self, lead_id: str) -> Row | None:
+        """One lead's point, or None."""
+
+    def ledger(self, lead_id: str) -> list[Row]:
+        """One lead's ledger rows, in the order of ``n``."""
+
+    def lead_events(self, lead_id: str) -> list[Row]:
+        """One lead's ``lead_event`` rows."""
+
+    def boxes(self, since_ms: int) -> list[Row]:
+        """Per box heard of since ``since_ms``: box, district, last_seen (ms), online, last_seq, open_gaps,
+        missing; sorted by district and box."""
+
+
+# --------------------------------------------------------------------------- rows both stores build alike
+
+
+def lead_event(row: Row) -> LeadEvent:
+    """A ``lead_event`` row as the change it records."""
+    return LeadEvent(row.get("event", ""), row.get("from_status", ""), row.get("to_status", ""), row.get("by", ""),
+                     row.get("at", row["time"] // 1_000_000), row.get("outcome"), row.get("note"))
+
+
+def new_box_summary(box: str, district: str) -> Row:
+    return {"box": box, "district": district, "last_seen": None, "online": None, "last_seq": None,
+            "open_gaps": 0, "missing": 0}
+
+
+def seen_at(summary: Row, time_ns: int) -> None:
+    """The box was heard of at ``time_ns``; ``last_seen`` keeps the latest, in ms."""
+    summary["last_seen"] = max(summary["last_seen"] or 0, time_ns // 1_000_000)

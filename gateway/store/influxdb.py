@@ -1,0 +1,172 @@
+"""The InfluxDB ``LeadStore``: every InfluxQL statement the gateway runs is in this module.
+
+Reads go through ``InfluxClient.query`` (one statement, all series) and
+``query_all`` (paged, for reads that may exceed the server's row limit).
+Lead ids are "L" and hex digits and district names match the contract's
+NAME_PATTERN, so both go into regular expressions without escaping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Self
+
+from gateway.config import GatewayConfig
+from gateway.dedupe.seqgaps import Gap, parse_ranges
+from gateway.store.base import SEQ_MEASUREMENTS, BoxSeqState, Row, SeenEvent, lead_event, new_box_summary, seen_at
+from gateway.store.influx import InfluxClient, quote_ident, quote_string
+from gateway.store.lineprotocol import Point
+from gateway.store.schema import LEDGER_NAMES, NS_PER_MS, PRECISION, ms_to_ns
+
+IDS_PER_QUERY = 200
+# A lead's ledger, read from its detections, under the names ``gateway leads show`` prints.
+LEDGER_COLUMNS = ", ".join(quote_ident(stored) if stored == name else f"{quote_ident(stored)} AS {quote_ident(name)}"
+                           for stored, name in LEDGER_NAMES.items())
+
+
+class InfluxStore:
+    """The gateway's store in one InfluxDB database."""
+
+    def __init__(self, client: InfluxClient) -> None:
+        self.client = client
+
+    @classmethod
+    def open(cls, config: GatewayConfig) -> InfluxStore:
+        return cls(influx_client(config))
+
+    def create_database(self) -> None:
+        self.client.create_database()
+
+    def write(self, points: Sequence[Point]) -> None:
+        self.client.write(points)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- the gateway's own state
+
+    def ledger_rows(self, since_ms: int, until_ms: int | None, districts: Sequence[str] = ()) -> list[Row]:
+        window = f"time >= {ms_to_ns(since_ms)}" + (f" AND time < {ms_to_ns(until_ms)}" if until_ms else "")
+        return self.client.query_all(f"SELECT {LEDGER_COLUMNS} FROM {quote_ident('detection')} "
+                                     f"WHERE {window}{_district_filter(districts)}")
+
+    def ledgers(self, lead_ids: Sequence[str]) -> dict[str, list[Row]]:
+        found: dict[str, list[Row]] = defaultdict(list)
+        for chunk in _chunks(lead_ids):
+            for row in self.client.query_all(f"SELECT {LEDGER_COLUMNS} FROM {quote_ident('detection')} "
+                                             f"WHERE {_id_filter(chunk)}"):
+                found[row["lead_id"]].append(row)
+        return dict(found)
+
+    def lead_rows(self, lead_ids: Sequence[str]) -> dict[str, Row]:
+        found: dict[str, Row] = {}
+        for chunk in _chunks(lead_ids):
+            for row in self.client.query_all(f"SELECT * FROM {quote_ident('lead')} WHERE {_id_filter(chunk)}"):
+                found[row["lead_id"]] = row
+        return found
+
+    def box_seqs(self, since_ms: int, districts: Sequence[str] = ()) -> list[BoxSeqState]:
+        best: dict[str, BoxSeqState] = {}
+        for measurement in SEQ_MEASUREMENTS:
+            rows = self.client.query(f"SELECT max({quote_ident('seq')}) FROM {quote_ident(measurement)} "
+                                     f"WHERE time >= {ms_to_ns(since_ms)}{_district_filter(districts)} "
+                                     f"GROUP BY {quote_ident('box')}, {quote_ident('district')}")
+            for row in rows:
+                current = best.get(row["box"])
+                if current is None or row["max"] > current.last_seq:
+                    best[row["box"]] = BoxSeqState(row["box"], row["district"], row["max"])
+        return list(best.values())
+
+    def open_gaps(self, since_ms: int, districts: Sequence[str] = ()) -> list[Gap]:
+        rows = self.client.query_all(f"SELECT * FROM {quote_ident('box_gap')} "
+                                     f"WHERE time >= {ms_to_ns(since_ms)}{_district_filter(districts)}")
+        return [Gap(row["box"], row["district"], row["from_seq"], row["to_seq"], row["time"] // NS_PER_MS,
+                    parse_ranges(row.get("ranges", ""))) for row in rows if row.get("status") == "open"]
+
+    def events_since(self, since_ms: int) -> list[SeenEvent]:
+        rows = self.client.query_all(f"SELECT * FROM {quote_ident('lead_event')} WHERE time >= {ms_to_ns(since_ms)}")
+        return sorted((SeenEvent(row["lead_id"], row["time"], lead_event(row)) for row in rows),
+                      key=lambda seen: seen.time_ns)
+
+    # ----------------------------------------------------------------- the desk
+
+    def leads(self, category: str | None = None, district: str | None = None) -> list[Row]:
+        conditions = [f"{quote_ident(tag)} = {quote_string(value)}"
+                      for tag, value in (("category", category), ("district", district)) if value]
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        return self.client.query(f"SELECT * FROM {quote_ident('lead')}{where} GROUP BY *")
+
+    def lead(self, lead_id: str) -> Row | None:
+        rows = self.client.query(f"SELECT * FROM {quote_ident('lead')} WHERE {quote_ident('lead_id')} = "
+                                 f"{quote_string(lead_id)} GROUP BY *")
+        return rows[0] if rows else None
+
+    def ledger(self, lead_id: str) -> list[Row]:
+        rows = self.client.query_all(f"SELECT {LEDGER_COLUMNS} FROM {quote_ident('detection')} WHERE "
+                                     f"{quote_ident('lead_id')} = {quote_string(lead_id)}")
+        return sorted(rows, key=lambda row: row.get("n") or 0)
+
+    def lead_events(self, lead_id: str) -> list[Row]:
+        return self.client.query_all(f"SELECT * FROM {quote_ident('lead_event')} WHERE {quote_ident('lead_id')} = "
+                                     f"{quote_string(lead_id)}")
+
+    def boxes(self, since_ms: int) -> list[Row]:
+        boxes: dict[str, Row] = {}
+        since = f"time >= {ms_to_ns(since_ms)}"
+        group = f"GROUP BY {quote_ident('box')}, {quote_ident('district')}"
+
+        def box(row: Row) -> Row:
+            return boxes.setdefault(row["box"], new_box_summary(row["box"], row["district"]))
+
+        for measurement in SEQ_MEASUREMENTS:
+            for row in self.client.query(f"SELECT last({quote_ident('seq')}) FROM {quote_ident(measurement)} "
+                                         f"WHERE {since} {group}"):
+                seen_at(box(row), row["time"])
+            for row in self.client.query(f"SELECT max({quote_ident('seq')}) FROM {quote_ident(measurement)} "
+                                         f"WHERE {since} {group}"):
+                entry = box(row)
+                entry["last_seq"] = max(entry["last_seq"] or 0, row["max"])
+        for row in self.client.query(f"SELECT last({quote_ident('online')}) FROM {quote_ident('box_status')} "
+                                     f"WHERE {since} {group}"):
+            entry = box(row)
+            entry["online"] = bool(row["last"])
+            seen_at(entry, row["time"])
+        for row in self.client.query_all(f"SELECT * FROM {quote_ident('box_gap')} WHERE {since}"):
+            if row.get("status") == "open":
+                entry = box(row)
+                entry["open_gaps"] += 1
+                entry["missing"] += row.get("missing", 0)
+        return sorted(boxes.values(), key=lambda b: (b["district"], b["box"]))
+
+
+def influx_client(config: GatewayConfig) -> InfluxClient:
+    """The InfluxDB client the configuration describes (passwords and tokens from the environment)."""
+    settings = config.influx
+    password = os.environ.get(settings.password_env) if settings.password_env else None
+    token = os.environ.get(settings.token_env) if settings.token_env else None
+    return InfluxClient(settings.url, settings.db, username=settings.username, password=password, token=token,
+                        ca_file=str(settings.ca_file) if settings.ca_file else None, precision=PRECISION)
+
+
+def _id_filter(lead_ids: Sequence[str]) -> str:
+    return f"{quote_ident('lead_id')} =~ /^(?:{'|'.join(lead_ids)})$/"
+
+
+def _district_filter(districts: Sequence[str]) -> str:
+    """An InfluxQL condition on the district tag, or nothing for all districts."""
+    return f" AND {quote_ident('district')} =~ /^(?:{'|'.join(districts)})$/" if districts else ""
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), IDS_PER_QUERY):
+        yield items[start:start + IDS_PER_QUERY]
