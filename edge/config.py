@@ -15,13 +15,13 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, ValidationError, model_validator
 
+from common.broker import BrokerSettings
 from common.validation import Strict, validation_problems
 from contract import NAME_PATTERN, Category
 from edge.detectors import registered_families
 from edge.sensors.config import SensorList
 
 CONFIG_VERSION = 1
-DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 
 
 class ConfigError(ValueError):
@@ -37,22 +37,8 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Point = tuple[float, float]
 
 
-class MqttConfig(Strict):
-    url: str = Field(DEFAULT_MQTT_URL, description="mqtt://host:port or mqtts://host:port for TLS.")
-    username: str | None = Field(None, description="Broker user name.")
-    password_env: str | None = Field(None, description="Environment variable holding the password.")
-    password_file: Path | None = Field(None, description="File holding the password (first line).")
-    ca_file: Path | None = Field(None, description="CA bundle for mqtts:// brokers.")
-    cert_file: Path | None = Field(None, description="Client certificate, for brokers that require one.")
-    key_file: Path | None = Field(None, description="Private key of the client certificate.")
+class MqttConfig(BrokerSettings):
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
-
-
-    @model_validator(mode="after")
-    def _certificate_with_key(self) -> Self:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
-        return self
 
 
 class SpoolConfig(Strict):

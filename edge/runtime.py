@@ -9,7 +9,6 @@ pixel zones do not fit a camera's known frame size is rejected.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,6 @@ from contract import (
 )
 from edge.detectors import detector_for
 from edge.messages import detection_message, new_message_id
-from edge.mqtt import Credentials
 from edge.outbox import Outbox
 from edge.pipeline import CameraPipeline, evidence_for
 from edge.remote import Decision, RemoteConfig
@@ -65,14 +63,6 @@ class CameraState:
                             reason=reason)
 
 
-def read_password(config: BoxConfig) -> str | None:
-    if config.mqtt.password_env:
-        return os.environ.get(config.mqtt.password_env)
-    if config.mqtt.password_file:
-        return config.mqtt.password_file.read_text().splitlines()[0].strip()
-    return None
-
-
 class Box:
     """Runs every camera of a box until their sources end or ``stop()`` is called."""
 
@@ -95,11 +85,8 @@ class Box:
             if remembered is not None and remembered.accepted:
                 self._apply(remembered.config)
         self.config_topic = Topic(config.district, config.box, Kind.CONFIG)
-        credentials = Credentials(config.mqtt.username, read_password(config),
-                                  *(str(f) if f else None for f in (config.mqtt.ca_file, config.mqtt.cert_file,
-                                                                    config.mqtt.key_file)))
         self.outbox = Outbox(spool_path, mqtt_url or config.mqtt.url, config.district, config.box,
-                             credentials=credentials, keepalive_s=config.mqtt.keepalive_s,
+                             credentials=config.mqtt.credentials(), keepalive_s=config.mqtt.keepalive_s,
                              max_bytes=int(config.spool.max_mb * 1024 * 1024),
                              on_message=self._on_message,
                              subscriptions=(str(self.config_topic),) if file_table is not None else ())
