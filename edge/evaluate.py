@@ -268,7 +268,12 @@ def evaluate(clips: list[Clip], runner: Runner, override: BoxConfig | None = Non
     scores = []
     for index, clip in enumerate(clips):
         config = config_for(clip, override)
-        hits, duration, camera = runner(clip, config, lambda share, i=index, c=clip: progress and progress(i, c, share))
+
+        def clip_progress(share: float, index: int = index, clip: Clip = clip) -> None:
+            if progress is not None:
+                progress(index, clip, share)
+
+        hits, duration, camera = runner(clip, config, clip_progress)
         scores.append(score_clip(clip, hits, duration, zone_dwell(config, camera)))
     return scores
 

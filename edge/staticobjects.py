@@ -41,6 +41,7 @@ twice, or hidden for longer than ``occlusion_s``.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import cv2
@@ -378,12 +379,9 @@ def _shifted(image: np.ndarray, shift: np.ndarray) -> np.ndarray:
 def _masked_median(frames: np.ndarray, usable: np.ndarray) -> np.ndarray:
     """Per-pixel median of the usable samples; where none is usable, of all samples."""
     masked = np.where(usable, frames, np.nan)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            median = np.nanmedian(masked, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)    # "All-NaN slice": a pixel never seen free
+        median = np.nanmedian(masked, axis=0)
     fallback = np.median(frames, axis=0)
     return np.where(np.isnan(median), fallback, median).astype(np.float32)
 
