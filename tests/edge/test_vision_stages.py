@@ -300,3 +300,36 @@ def test_two_pieces_of_one_dumped_heap_are_one_incident_two_heaps_apart_are_two(
     dumping = DwellRules(rules, [zone_for_frame(hotspot, 100, 100)], 100)
     apart = [(t * 1.0, dets((28, 30, 34, 36, 0.9, 2), (64, 64, 70, 70, 0.9, 2))) for t in range(8)]
     assert [h.event for h in run_rules(dumping, IouTracker(), apart)] == ["new", "new"]
+
+
+def test_a_vendor_the_detector_misses_for_a_while_keeps_their_time_on_the_spot():
+    # Seen 0-6 s, missed 7-11 s (the track ends after 3 s), seen again from 12 s on the same spot.
+    frames = [(t * 1.0, dets((45, 40, 55, 60, 0.8, 0)) if not 7 <= t <= 11 else dets()) for t in range(20)]
+    hits = run_rules(vending_rules(dwell_s=15.0, update_s=100.0), IouTracker(max_missing_s=3.0), frames)
+    assert [(h.event, h.t_s) for h in hits] == [("new", 15.0)]
+
+
+def test_passers_by_crossing_one_spot_one_after_another_are_not_a_vendor():
+    frames = []
+    for t10 in range(0, 400, 2):        # a new walker every 4 s, each crossing the zone at 10 px/s
+        t = t10 / 10
+        x = 20 + (t % 4) * 10
+        frames.append((t, dets((x, 40, x + 10, 60, 0.8, 0))))
+    assert run_rules(vending_rules(dwell_s=10.0), IouTracker(), frames) == []
+
+
+def test_a_box_swollen_for_a_moment_by_a_passer_by_is_not_leaving():
+    normal, swollen = (45, 40, 55, 60, 0.8, 0), (40, 20, 65, 70, 0.8, 0)   # the foot drops 10 px for one frame
+    frames = [(t * 1.0, dets(swollen if t == 6 else normal)) for t in range(13)]
+    hits = run_rules(vending_rules(dwell_s=10.0, update_s=100.0), IouTracker(iou_threshold=0.1), frames)
+    assert [(h.event, h.t_s) for h in hits] == [("new", 10.0)]
+
+
+def test_a_vendor_given_a_new_track_id_keeps_their_time_on_the_spot():
+    # The detector's box changes shape at 6 s (someone brushed past): the tracker starts a new
+    # track on the same spot; when the old one ends, the new one carries the stay on.
+    thin, wide = (47, 20, 53, 60, 0.8, 0), (38, 45, 62, 60, 0.8, 0)
+    frames = [(t * 1.0, dets(thin if t < 6 else wide)) for t in range(14)]
+    hits = run_rules(vending_rules(dwell_s=10.0, update_s=100.0), IouTracker(iou_threshold=0.3, max_missing_s=2.0),
+                     frames)
+    assert [(h.event, h.t_s) for h in hits] == [("new", 10.0)]
