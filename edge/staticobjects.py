@@ -235,12 +235,15 @@ class StaticObjectFinder:
             self._held.append(_Held(self._next_id, box, t_s, _patch(grey, box).copy(), self._level(), last_visible_s=t_s))
 
     def _grow_held(self, box: np.ndarray, grey: np.ndarray, lingering: np.ndarray) -> bool:
-        """A piece appearing right beside a held object, with nobody standing on it, is more of that object."""
+        """A piece appearing right beside a left object, with nobody standing on it, is more of that object.
+
+        Not beside one still attended: that may be the one standing there, not a thing.
+        """
         if len(lingering) and _overlap_fraction(box, lingering).max() > self.config.mover_overlap:
             return False
         near = box + np.float32([-JOIN_PX, -JOIN_PX, JOIN_PX, JOIN_PX])
         for held in self._held:
-            if pairwise_intersections(near[None], held.box[None])[0, 0] > 0:
+            if held.left and pairwise_intersections(near[None], held.box[None])[0, 0] > 0:
                 held.box = np.concatenate([np.minimum(held.box[:2], box[:2]), np.maximum(held.box[2:], box[2:])])
                 held.template, held.level = _patch(grey, held.box).copy(), self._level()
                 return True
