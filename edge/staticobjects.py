@@ -59,6 +59,7 @@ COVERED = 0.6                 # share of a held box under a person or vehicle bo
 MOVING_SHARE = 0.2            # share of a held box changing right now above which it cannot be judged
 GONE_LOOKS = 2                # visible looks without the object before it counts as taken away
 JOIN_PX = 7                   # thumbnail pixels: pieces of one thing closer than this are judged as one
+MAX_WARMUP_SAMPLES = 40       # frames kept for the start-up median, however fast the camera (memory)
 BLUR_PX = 3                   # thumbnail pixels a person's box is widened by when it is left out of the scene
 MIN_SHIFT_PX = 0.3            # thumbnail pixels of camera movement worth following
 MAX_SHIFT_PX = 2.0            # more than this between looks is not a sway; left to the slow learning
@@ -151,11 +152,12 @@ class StaticObjectFinder:
 
     def _warm_up(self, grey: np.ndarray, t_s: float, movers: np.ndarray) -> None:
         """Collect frames and where they are free of people; their median is the empty scene."""
-        self._warmup.append(grey)
-        # Boxes fit people loosely, and the thumbnail's blur spreads them a little further.
-        margin = np.array([-BLUR_PX, -BLUR_PX, BLUR_PX, BLUR_PX], dtype=np.float32)
-        self._warmup_masks.append(~_box_mask(grey.shape, movers + margin))
-        self._last_s = t_s
+        if not self._warmup or t_s - self._last_s >= self.config.warmup_s / MAX_WARMUP_SAMPLES:
+            self._warmup.append(grey)
+            # Boxes fit people loosely, and the thumbnail's blur spreads them a little further.
+            margin = np.array([-BLUR_PX, -BLUR_PX, BLUR_PX, BLUR_PX], dtype=np.float32)
+            self._warmup_masks.append(~_box_mask(grey.shape, movers + margin))
+            self._last_s = t_s
         if t_s - self._started_s >= self.config.warmup_s and len(self._warmup) >= 3:
             self._long = _masked_median(np.stack(self._warmup), np.stack(self._warmup_masks))
             self._short = grey.copy()
