@@ -131,6 +131,9 @@ class DwellRules:
                     hits.append(hit)
         present = set() if tracked.track_ids is None else set(tracked.track_ids.tolist())
         hits.extend(self._end_stays(seen, live_tracks, t_s, present))
+        if self._orphans:
+            longest = max(self.rules.street_vending.regain_s, self.rules.illegal_dumping.regain_s)
+            self._orphans = [o for o in self._orphans if t_s - o[2] <= longest]
         return hits
 
     def _observe(self, key, zone: Zone, category: Category, rule: DwellRuleConfig, tracked: Detections, i: int,
