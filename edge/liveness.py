@@ -32,7 +32,7 @@ REGION_DRIFT = 0.5         # new region when the box's centre moved this share o
 @dataclass
 class _Watch:
     region: np.ndarray                  # x1, y1, x2, y2 in frame pixels
-    patch: np.ndarray                   # grey, PATCH sized
+    patch: np.ndarray | None            # grey, PATCH sized; taken a second after the region is set
     sampled_s: float
     moves: int = 0
 
@@ -56,9 +56,9 @@ class LivenessMeter:
             box = tracked.xyxy[i]
             if watch is None or _drifted(watch.region, box):
                 region = _clipped(box, image.shape)
-                if region is not None:
+                if region is not None:    # someone walking re-anchors every frame: no picture taken yet
                     moves = 0 if watch is None else watch.moves
-                    self._watches[track_id] = _Watch(region, _patch(image, region), t_s, moves)
+                    self._watches[track_id] = _Watch(region, None, t_s, moves)
             elif t_s - watch.sampled_s >= SAMPLE_S:
                 self._sample(watch, tracked, i, image, t_s)
             if track_id in self._watches:
@@ -75,7 +75,8 @@ class LivenessMeter:
         area = float((watch.region[2] - watch.region[0]) * (watch.region[3] - watch.region[1]))
         covered = len(others) and pairwise_intersections(watch.region[None].astype(np.float32),
                                                          others)[0].max() / max(area, 1.0) > OTHERS_OVERLAP
-        if not covered and (cv2.absdiff(patch, watch.patch) > CHANGE_LEVEL).mean() >= MOVED_SHARE:
+        if watch.patch is not None and not covered \
+                and (cv2.absdiff(patch, watch.patch) > CHANGE_LEVEL).mean() >= MOVED_SHARE:
             watch.moves += 1
         watch.patch, watch.sampled_s = patch, t_s
 

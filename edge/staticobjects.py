@@ -41,7 +41,6 @@ twice, or hidden for longer than ``occlusion_s``.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import cv2
@@ -382,13 +381,20 @@ def _shifted(image: np.ndarray, shift: np.ndarray) -> np.ndarray:
 
 
 def _masked_median(frames: np.ndarray, usable: np.ndarray) -> np.ndarray:
-    """Per-pixel median of the usable samples; where none is usable, of all samples."""
-    masked = np.where(usable, frames, np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)    # "All-NaN slice": a pixel never seen free
-        median = np.nanmedian(masked, axis=0)
-    fallback = np.median(frames, axis=0)
-    return np.where(np.isnan(median), fallback, median).astype(np.float32)
+    """Per-pixel median of the usable samples; where none is usable, of all samples.
+
+    Sorting with the unusable samples pushed to the end is several times faster
+    than numpy's nanmedian over a short axis.
+    """
+    ordered = np.sort(np.where(usable, frames, np.inf), axis=0)
+    counts = usable.sum(axis=0)
+    low = np.take_along_axis(ordered, np.maximum((counts - 1) // 2, 0)[None], axis=0)[0]
+    high = np.take_along_axis(ordered, (counts // 2)[None], axis=0)[0]
+    median = (low + high) / 2
+    never_free = counts == 0
+    if never_free.any():
+        median[never_free] = np.median(frames[:, never_free], axis=0)
+    return median.astype(np.float32)
 
 
 def _gradient(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
