@@ -106,6 +106,7 @@ class StaticObjectFinder:
     _scale: float = 1.0
     _held: list[_Held] = field(default_factory=list)
     _next_id: int = OBJECT_ID_BASE
+    _scene_level: float = 0.0       # the scene model's overall brightness at this look
 
     @property
     def warming_up(self) -> bool:
@@ -136,6 +137,7 @@ class StaticObjectFinder:
         self._last_s = t_s
         self._follow_brightness(grey)
         self._follow_camera(grey)
+        self._scene_level = float(np.median(self._long[::4, ::4]))     # every 16th pixel: the same median, cheaper
         threshold = self.config.diff_threshold
         differs_long = cv2.absdiff(grey, self._long) > threshold
         differs_short = cv2.absdiff(grey, self._short) > threshold
@@ -165,7 +167,7 @@ class StaticObjectFinder:
 
     def _follow_brightness(self, grey: np.ndarray) -> None:
         """Scale both scene models when the whole picture got brighter or darker."""
-        scene = float(np.median(self._long[::4, ::4]))     # every 16th pixel gives the same median, 16x cheaper
+        scene = float(np.median(self._long[::4, ::4]))
         if scene < 1.0:
             return
         gain = float(np.median(grey[::4, ::4])) / scene
@@ -233,7 +235,8 @@ class StaticObjectFinder:
                 self._heal(grey, mask, x, y)
                 continue
             self._next_id += 1
-            self._held.append(_Held(self._next_id, box, t_s, _patch(grey, box).copy(), self._level(), last_visible_s=t_s))
+            self._held.append(_Held(self._next_id, box, t_s, _patch(grey, box).copy(), self._scene_level,
+                                    last_visible_s=t_s))
 
     def _grow_held(self, box: np.ndarray, grey: np.ndarray, lingering: np.ndarray) -> bool:
         """A piece appearing right beside a left object, with nobody standing on it, is more of that object.
@@ -246,7 +249,7 @@ class StaticObjectFinder:
         for held in self._held:
             if held.left and pairwise_intersections(near[None], held.box[None])[0, 0] > 0:
                 held.box = np.concatenate([np.minimum(held.box[:2], box[:2]), np.maximum(held.box[2:], box[2:])])
-                held.template, held.level = _patch(grey, held.box).copy(), self._level()
+                held.template, held.level = _patch(grey, held.box).copy(), self._scene_level
                 return True
         return False
 
@@ -261,9 +264,6 @@ class StaticObjectFinder:
             kept.append(held)
         self._held = kept
 
-    def _level(self) -> float:
-        return float(np.median(self._long[::4, ::4]))
-
     def _still_there(self, held: _Held, grey: np.ndarray) -> bool:
         """Does the place look more like the object as it was found than like the empty scene?
 
@@ -273,7 +273,7 @@ class StaticObjectFinder:
         now = _patch(grey, held.box)
         if now.shape != held.template.shape:
             return True
-        looks_like_object = float(np.abs(now - held.template * (self._level() / max(held.level, 1.0))).mean())
+        looks_like_object = float(np.abs(now - held.template * (self._scene_level / max(held.level, 1.0))).mean())
         looks_like_scene = float(np.abs(now - _patch(self._long, held.box)).mean())
         return looks_like_object < looks_like_scene
 
