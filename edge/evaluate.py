@@ -103,12 +103,15 @@ class ClipScore:
         return len(self.matches) + len(self.false)
 
 
-def load_clip(path: Path) -> Clip:
+def _read_toml(path: Path) -> dict:
     try:
         with path.open("rb") as f:
-            raw = tomllib.load(f)
+            return tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(str(path), [f"(file): {exc}"]) from None
+
+
+def _clip_from(path: Path, raw: dict) -> Clip:
     try:
         truth = GroundTruth.model_validate(raw)
     except ValidationError as exc:
@@ -116,19 +119,16 @@ def load_clip(path: Path) -> Clip:
     return Clip(path.stem, path, truth)
 
 
+def load_clip(path: Path) -> Clip:
+    return _clip_from(path, _read_toml(path))
+
+
 def find_clips(folder: Path) -> list[Clip]:
     """The clips of an evaluation folder: every ``*.toml`` directly in it that has a ``clip`` key."""
     if not folder.is_dir():
         raise ConfigError(str(folder), ["(folder): not a directory"])
-    clips = []
-    for path in sorted(folder.glob("*.toml")):
-        with path.open("rb") as f:
-            try:
-                is_truth = "clip" in tomllib.load(f)
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(str(path), [f"(file): {exc}"]) from None
-        if is_truth:
-            clips.append(load_clip(path))
+    tables = ((path, _read_toml(path)) for path in sorted(folder.glob("*.toml")))
+    clips = [_clip_from(path, raw) for path, raw in tables if "clip" in raw]
     if not clips:
         raise ConfigError(str(folder), ["(folder): no ground-truth file (a *.toml with a 'clip' key)"])
     return clips
