@@ -46,6 +46,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.detectors.base import file_sha256
+
 HERE = Path(__file__).resolve().parent
 CLIPS_DIR = HERE / "clips"
 CACHE_DIR = CLIPS_DIR / "cache"
@@ -242,14 +244,6 @@ CLIPS: list[dict] = [
 # Sources
 # =============================================================================================
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_from_debian(names: list[str]) -> None:
     """apt-get download opencv-doc into a temp dir and extract only ``names`` into CACHE_DIR."""
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
@@ -291,7 +285,7 @@ def source_paths() -> dict[str, Path]:
     for key, (name, digest, _) in SOURCE_FILES.items():
         if not paths[key].is_file():
             raise SystemExit(f"source {name} is missing ({paths[key]})")
-        actual = sha256_file(paths[key])
+        actual = file_sha256(paths[key])
         if actual != digest:
             raise SystemExit(f"source {paths[key]}: sha256 {actual}, expected {digest}")
     return paths
@@ -824,7 +818,7 @@ def _job(clip: dict, build: bool) -> dict:
     if build:
         out = CLIPS_DIR / f"{clip['name']}.mp4"
         info = build_clip(clip, out)
-        info["sha256"] = sha256_file(out)
+        info["sha256"] = file_sha256(out)
         result["info"] = info
     result["seconds"] = time.monotonic() - started
     return result
@@ -849,9 +843,9 @@ def main() -> int:
         truth_path = HERE / f"{clip['name']}.toml"
         entry = manifest.get(clip["name"], {})
         fresh = (not args.force and out.is_file() and entry.get("recipe") == recipe_hash(clip)
-                 and entry.get("sha256") == sha256_file(out))
+                 and entry.get("sha256") == file_sha256(out))
         truth_ok = (not args.write_truth and truth_path.is_file() and entry.get("recipe") == recipe_hash(clip)
-                    and entry.get("truth_sha256") == sha256_file(truth_path))
+                    and entry.get("truth_sha256") == file_sha256(truth_path))
         if not fresh or not truth_ok:
             jobs.append((clip, not fresh))
     built = sum(1 for _, build in jobs if build)
@@ -889,7 +883,7 @@ def main() -> int:
                     truth_path.write_text(result["truth"])
                     print(f"  wrote {truth_path.name}")
                 if truth_path.is_file() and truth_path.read_text() == result["truth"]:
-                    entry["truth_sha256"] = sha256_file(truth_path)
+                    entry["truth_sha256"] = file_sha256(truth_path)
                 else:
                     entry.pop("truth_sha256", None)
                     print(f"{name}: ground truth {truth_path.name} differs from the recipe "
