@@ -211,7 +211,7 @@ class DwellRules:
         """
         self._orphans = [o for o in self._orphans if t_s - o[2] <= regain_s]
         found = [(math.dist(foot, stay.anchor), n) for n, (zone, stay, _) in enumerate(self._orphans)
-                 if zone == key[0] and math.dist(foot, stay.anchor) <= drift_limit]
+                 if zone == key[0] and math.dist(foot, stay.anchor) <= drift_limit and stay.held(t_s)]
         if not found:
             return None
         _, stay, _ = self._orphans.pop(min(found)[1])
@@ -231,6 +231,7 @@ class DwellRules:
         if not heirs or not stay.held(t_s):
             return False
         heir = self._stays[min(heirs)[1]]
+        heir.anchor = stay.anchor      # the spot stays where it began: hand-overs never walk it along a queue
         heir.since_s = min(heir.since_s, stay.since_s)
         heir.moves += stay.moves
         heir.seen_s += stay.seen_s

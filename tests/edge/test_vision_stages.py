@@ -333,3 +333,23 @@ def test_a_vendor_given_a_new_track_id_keeps_their_time_on_the_spot():
     hits = run_rules(vending_rules(dwell_s=10.0, update_s=100.0), IouTracker(iou_threshold=0.3, max_missing_s=2.0),
                      frames)
     assert [(h.event, h.t_s) for h in hits] == [("new", 10.0)]
+
+
+def test_a_stay_is_not_handed_along_a_queue_of_people_each_a_step_further_on():
+    # Person k stands at x = 20 + 3k from 3k s to 3k + 4 s: each hand-over is within the
+    # drift limit (4 px), but the fifth person stands 12 px from where the first one did.
+    frames = []
+    for t10 in range(0, 300, 2):
+        t = t10 / 10
+        people = [(20 + 3 * k, 40, 30 + 3 * k, 60, 0.8, 0) for k in range(8) if 3 * k <= t <= 3 * k + 4]
+        frames.append((t, dets(*people)))
+    hits = run_rules(vending_rules(dwell_s=10.0), IouTracker(iou_threshold=0.6, max_missing_s=1.0), frames)
+    assert hits == []
+
+
+def test_a_spot_left_empty_most_of_the_time_is_not_taken_up_again():
+    # Someone stands 0-4 s and goes; someone else stops on the same spot at 13 s, within regain_s
+    # of the first track's end, but the spot was empty for most of those 13 s.
+    frames = [(t * 1.0, dets((45, 40, 55, 60, 0.8, 0)) if t <= 4 or t >= 13 else dets()) for t in range(20)]
+    hits = run_rules(vending_rules(dwell_s=10.0, update_s=100.0), IouTracker(max_missing_s=1.0), frames)
+    assert [(h.event, h.t_s) for h in hits] == []
