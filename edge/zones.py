@@ -19,10 +19,12 @@ from edge.config import CameraConfig, Point, ZoneConfig
 class Zone:
     config: ZoneConfig
     polygon: np.ndarray  # pixel vertices, shape (K, 2)
+    frame_size: tuple[int, int] | None = None      # width, height of the frames it is used on, when known
     _edges: tuple[np.ndarray, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_edges", polygon_edges(self.polygon))
+        outline = self.polygon if self.frame_size is None else _past_the_picture_edge(self.polygon, *self.frame_size)
+        object.__setattr__(self, "_edges", polygon_edges(outline))
 
     @property
     def name(self) -> str:
@@ -130,4 +132,17 @@ def zone_for_frame(config: ZoneConfig, width: int, height: int) -> Zone:
     polygon = np.asarray(config.polygon, dtype=np.float64)
     if config.coords == "relative":
         polygon = polygon * np.array([width, height])
-    return Zone(config, polygon)
+    return Zone(config, polygon, (width, height))
+
+
+def _past_the_picture_edge(polygon: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Vertices on (or past) the picture's edge moved one pixel beyond it.
+
+    A box cut off by the bottom of the picture has its foot point on the edge
+    itself; a zone drawn to the edge is meant to hold it.
+    """
+    polygon = polygon.copy()
+    for axis, size in ((0, width), (1, height)):
+        polygon[polygon[:, axis] <= 0, axis] = -1.0
+        polygon[polygon[:, axis] >= size, axis] = size + 1.0
+    return polygon

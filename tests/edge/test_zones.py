@@ -57,3 +57,10 @@ def test_frame_problems_name_the_key_path_of_each_zone_that_does_not_fit():
         "cameras.0.zones.1.polygon: point 1 (900, 40) lies outside the 768x576 frame"]
     assert frame_problems(cameras, {"north": (1920, 1080), "south": (1920, 1080)}) == []
     assert frame_problems(cameras, {}) == []
+
+
+def test_a_box_cut_off_by_the_bottom_of_the_picture_is_in_a_zone_drawn_to_that_edge():
+    z = zone_for_frame(zone([(0.5, 0.5), (1, 0.5), (1, 1), (0.5, 1)], coords="relative"), 768, 576)
+    feet = np.array([[700.0, 576.0], [768.0, 560.0], [600.0, 200.0]])     # on the bottom edge, on the right edge, above the zone
+    assert z.contains(feet).tolist() == [True, True, False]
+    np.testing.assert_allclose(z.polygon, [[384, 288], [768, 288], [768, 576], [384, 576]])    # as drawn
