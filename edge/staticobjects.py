@@ -29,9 +29,12 @@ An object is *left* once nobody lingers next to it (the boxes of people and
 vehicles slower than ``linger_speed``, widened by ``mover_margin``): people
 walking past on a busy pavement do not attend it. Its pieces (a parked car
 seen as windows, roof and bonnet) are joined before its size is judged, so a
-vehicle nobody detected is too large to be a left object; a blob touching
-the edge of the picture may be a piece of something larger outside it and is
-not judged. From then on it is held: its box stays fixed,
+vehicle nobody detected is too large to be a left object; a blob that runs
+out of the picture (it fills most of its own span along the edge) may be a
+piece of something larger outside it and is not judged, while one that only
+touches the edge with a tip is. More of a left object that becomes still
+later (a cloth whose far end was still held) is taken into its box. From
+then on it is held: its box stays fixed,
 and while passers-by hide it (their boxes cover it) it is neither reported
 nor dropped, only checked again when it is visible (nobody's box on it and
 nothing moving over it); its clock, kept by the dwell rule, runs on. It is dropped when it is seen gone
@@ -65,6 +68,7 @@ MAX_SHIFT_PX = 2.0            # more than this between looks is not a sway; left
 MIN_MATCHING = 0.5            # share of pixels that must nearly match to measure a shift
 SHIFT_PASSES = 3
 MIN_TEXTURE = 0.05            # mean squared gradient (per axis) below which a shift cannot be measured
+EDGE_CUT = 0.5                # share of a blob's span along the picture's edge on it from which it runs out of view
 GAIN_STEP = 0.03              # overall brightness changes smaller than this are left to slow learning
 
 
@@ -220,15 +224,17 @@ class StaticObjectFinder:
         for label in keep.tolist():
             lx, ly, w, h = cv2.boundingRect((labels == label).view(np.uint8))
             x, y = lx + x0, ly + y0
-            if x <= 0 or y <= 0 or x + w >= static.shape[1] or y + h >= static.shape[0]:
-                continue      # may be a piece of something larger outside the picture
+            mask = labels[ly:ly + h, lx:lx + w] == label
+            if _cut_by_edge(mask, x, y, static.shape):
+                continue      # a piece of something larger outside the picture
             box = np.array([x, y, x + w, y + h], dtype=np.float32)
-            if len(held_boxes) and (pairwise_intersections(box[None], held_boxes)[0]
-                                    / np.maximum(_areas(held_boxes).clip(max=w * h), 1e-9)).max() >= 0.5:
-                continue
+            if len(held_boxes):
+                shared = pairwise_intersections(box[None], held_boxes)[0] / np.maximum(_areas(held_boxes).clip(max=w * h), 1e-9)
+                if shared.max() >= 0.5:
+                    self._grow(self._held[int(shared.argmax())], box, grey, lingering)   # more of it became still
+                    continue
             if self._grow_held(box, grey, lingering):
                 continue
-            mask = labels[ly:ly + h, lx:lx + w] == label
             if edges is None:
                 edges = _gradient(grey), _gradient(self._long)
             if not _adds_outline(mask, edges, x, y):
@@ -239,19 +245,30 @@ class StaticObjectFinder:
                                     last_visible_s=t_s))
 
     def _grow_held(self, box: np.ndarray, grey: np.ndarray, lingering: np.ndarray) -> bool:
-        """A piece appearing right beside a left object, with nobody standing on it, is more of that object.
-
-        Not beside one still attended: that may be the one standing there, not a thing.
-        """
+        """A piece appearing right beside a left object, with nobody standing on it, is more of that object."""
         if len(lingering) and _overlap_fraction(box, lingering).max() > self.config.mover_overlap:
             return False
         near = box + np.float32([-JOIN_PX, -JOIN_PX, JOIN_PX, JOIN_PX])
         for held in self._held:
             if held.left and pairwise_intersections(near[None], held.box[None])[0, 0] > 0:
-                held.box = np.concatenate([np.minimum(held.box[:2], box[:2]), np.maximum(held.box[2:], box[2:])])
-                held.template, held.level = _patch(grey, held.box).copy(), self._scene_level
+                self._grow(held, box, grey, lingering)
                 return True
         return False
+
+    def _grow(self, held: _Held, box: np.ndarray, grey: np.ndarray, lingering: np.ndarray) -> None:
+        """Take ``box`` into a left object's, unless someone lingers on it or the object would grow too large.
+
+        Not into one still attended: that may be the one standing there, not a thing.
+        """
+        grown = np.concatenate([np.minimum(held.box[:2], box[:2]), np.maximum(held.box[2:], box[2:])])
+        if not held.left or np.array_equal(grown, held.box):
+            return
+        if len(lingering) and _overlap_fraction(box, lingering).max() > self.config.mover_overlap:
+            return
+        if _areas(grown[None])[0] > self.config.max_area * grey.size:
+            return
+        held.box = grown
+        held.template, held.level = _patch(grey, held.box).copy(), self._scene_level
 
     def _drop_parts_of(self, large: np.ndarray, x0: int, y0: int) -> None:
         """Forget held objects that turned out to be pieces of something too large (a car that parked)."""
@@ -332,6 +349,27 @@ class StaticObjectFinder:
             if ious.max() > 0.2:
                 score = max(score, float(booster_scores[ious.argmax()]))
         return StaticBlob(tuple(float(v) for v in box), score, held.id)
+
+
+def _cut_by_edge(mask: np.ndarray, x: int, y: int, shape: tuple[int, int]) -> bool:
+    """Does the blob run out of the picture: along an edge it touches, does it fill most of its own span?
+
+    A thing lying near the edge touches it with a tip or a corner (the smoothing of
+    the map reaches the edge); a car that parks half out of view is cut off there
+    along its whole height.
+    """
+    height, width = shape
+    rows, cols = mask.any(axis=1), mask.any(axis=0)
+    runs = []
+    if x <= 0:
+        runs.append((mask[:, 0].sum(), rows.sum()))
+    if x + mask.shape[1] >= width:
+        runs.append((mask[:, -1].sum(), rows.sum()))
+    if y <= 0:
+        runs.append((mask[0].sum(), cols.sum()))
+    if y + mask.shape[0] >= height:
+        runs.append((mask[-1].sum(), cols.sum()))
+    return any(touching >= EDGE_CUT * max(span, 1) for touching, span in runs)
 
 
 def _patch(image: np.ndarray, box: np.ndarray) -> np.ndarray:

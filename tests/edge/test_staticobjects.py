@@ -117,3 +117,20 @@ def paved_scene(gain: float) -> np.ndarray:
 def test_a_change_of_exposure_is_not_an_object(gain):
     looks = run(finder(), [(t, paved_scene(gain if t >= 15 else 1.0)) for t in range(50)])
     assert seen(looks) == []
+
+
+@pytest.mark.parametrize("shape, found", [
+    ([(560, 300, 626, 330), (626, 311, 638, 319)], True),   # a sack whose tied end reaches to 2 px from the edge
+    ([(600, 200, 640, 400)], False),     # the front of something larger, cut off by the edge along its whole height
+])
+def test_a_thing_by_the_picture_edge_is_found_a_thing_running_out_of_it_is_not(shape, found):
+    looks = run(finder(), [(t, scene(*shape) if t >= 10 else scene()) for t in range(40)])
+    assert bool(seen(looks)) == found
+
+
+def test_an_object_that_lands_in_two_steps_is_held_whole():
+    # The near end of a cloth lies still first (whoever drops it still holds the rest); a few seconds later all of it.
+    part, whole = (300, 220, 330, 230), (280, 200, 380, 230)
+    looks = run(finder(), [(t, scene() if t < 10 else scene(part) if t < 14 else scene(whole)) for t in range(45)])
+    x1, y1, x2, y2 = looks[-1][1][0]
+    assert abs(x1 - whole[0]) < 12 and abs(x2 - whole[2]) < 12 and abs(y1 - whole[1]) < 12
