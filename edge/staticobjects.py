@@ -37,7 +37,10 @@ later (a cloth whose far end was still held) is taken into its box. From
 then on it is held: its box stays fixed,
 and while passers-by hide it (their boxes cover it) it is neither reported
 nor dropped, only checked again when it is visible (nobody's box on it and
-nothing moving over it); its clock, kept by the dwell rule, runs on. It is dropped when it is seen gone
+nothing moving over it: it counts as there while its box still differs from
+the empty scene about as much as when it was found, or looks more like its
+picture then than like the empty scene); its clock, kept by the dwell rule,
+runs on. It is dropped when it is seen gone
 twice, or hidden for longer than ``occlusion_s``.
 """
 
@@ -59,6 +62,7 @@ TEMPLATE_MARGIN_PX = 2        # thumbnail pixels around a held object compared w
 OBJECT_ID_BASE = 1 << 40      # left objects' ids, apart from the tracker's
 COVERED = 0.6                 # share of a held box under a person or vehicle box above which it is not seen
 MOVING_SHARE = 0.2            # share of a held box changing right now above which it cannot be judged
+STILL_CHANGED = 0.5           # share of the changed pixels it was found with that keeps an object there
 GONE_LOOKS = 2                # visible looks without the object before it counts as taken away
 JOIN_PX = 7                   # thumbnail pixels: pieces of one thing closer than this are judged as one
 MAX_WARMUP_SAMPLES = 40       # frames kept for the start-up median, however fast the camera (memory)
@@ -88,6 +92,7 @@ class _Held:
     first_s: float
     template: np.ndarray             # how the object looked when found (grey, box plus a margin)
     level: float                     # the scene's overall brightness then
+    changed: float = 1.0             # share of its box that differed from the empty scene then
     left: bool = False               # nobody next to it since it was found
     last_visible_s: float = 0.0
     gone_looks: int = 0
@@ -111,6 +116,7 @@ class StaticObjectFinder:
     _held: list[_Held] = field(default_factory=list)
     _next_id: int = OBJECT_ID_BASE
     _scene_level: float = 0.0       # the scene model's overall brightness at this look
+    _differs: np.ndarray | None = None   # this look's map of pixels that differ from the empty scene
 
     @property
     def warming_up(self) -> bool:
@@ -143,14 +149,14 @@ class StaticObjectFinder:
         self._follow_camera(grey)
         self._scene_level = float(np.median(self._long[::4, ::4]))     # every 16th pixel: the same median, cheaper
         threshold = self.config.diff_threshold
-        differs_long = cv2.absdiff(grey, self._long) > threshold
+        self._differs = differs_long = cv2.absdiff(grey, self._long) > threshold
         differs_short = cv2.absdiff(grey, self._short) > threshold
         static = (differs_long & ~differs_short).astype(np.uint8)
         static = cv2.morphologyEx(static, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
         static = cv2.morphologyEx(static, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
         lingering_small = movers_small if lingering is None else \
             np.asarray(lingering, dtype=np.float32).reshape(-1, 4) / self._scale
-        self._add_new_objects(grey, static, lingering_small, t_s)
+        self._add_new_objects(grey, static, movers_small, lingering_small, t_s)
         visible = self._judge_held(grey, differs_short, movers_small, lingering_small, t_s)
         self._learn(grey, dt, movers_small)
         return [self._blob(held, boosters, booster_scores) for held in visible]
@@ -202,7 +208,8 @@ class StaticObjectFinder:
         for held in self._held:
             held.box = held.box + np.float32([total[0], total[1], total[0], total[1]])
 
-    def _add_new_objects(self, grey: np.ndarray, static: np.ndarray, lingering: np.ndarray, t_s: float) -> None:
+    def _add_new_objects(self, grey: np.ndarray, static: np.ndarray, movers: np.ndarray, lingering: np.ndarray,
+                         t_s: float) -> None:
         """Blobs that belong to no held object: heal ghosts, hold the rest."""
         if not cv2.countNonZero(static):
             return
@@ -231,9 +238,9 @@ class StaticObjectFinder:
             if len(held_boxes):
                 shared = pairwise_intersections(box[None], held_boxes)[0] / np.maximum(_areas(held_boxes).clip(max=w * h), 1e-9)
                 if shared.max() >= 0.5:
-                    self._grow(self._held[int(shared.argmax())], box, grey, lingering)   # more of it became still
+                    self._grow(self._held[int(shared.argmax())], box, grey, movers)   # more of it became still
                     continue
-            if self._grow_held(box, grey, lingering):
+            if self._grow_held(box, grey, movers, lingering):
                 continue
             if edges is None:
                 edges = _gradient(grey), _gradient(self._long)
@@ -242,33 +249,39 @@ class StaticObjectFinder:
                 continue
             self._next_id += 1
             self._held.append(_Held(self._next_id, box, t_s, _patch(grey, box).copy(), self._scene_level,
-                                    last_visible_s=t_s))
+                                    self._changed_share(box), last_visible_s=t_s))
 
-    def _grow_held(self, box: np.ndarray, grey: np.ndarray, lingering: np.ndarray) -> bool:
+    def _grow_held(self, box: np.ndarray, grey: np.ndarray, movers: np.ndarray, lingering: np.ndarray) -> bool:
         """A piece appearing right beside a left object, with nobody standing on it, is more of that object."""
         if len(lingering) and _overlap_fraction(box, lingering).max() > self.config.mover_overlap:
             return False
         near = box + np.float32([-JOIN_PX, -JOIN_PX, JOIN_PX, JOIN_PX])
         for held in self._held:
             if held.left and pairwise_intersections(near[None], held.box[None])[0, 0] > 0:
-                self._grow(held, box, grey, lingering)
+                self._grow(held, box, grey, movers)
                 return True
         return False
 
-    def _grow(self, held: _Held, box: np.ndarray, grey: np.ndarray, lingering: np.ndarray) -> None:
-        """Take ``box`` into a left object's, unless someone lingers on it or the object would grow too large.
+    def _grow(self, held: _Held, box: np.ndarray, grey: np.ndarray, movers: np.ndarray) -> None:
+        """Take ``box`` into a left object's, unless someone is on it or the object would grow too large.
 
         Not into one still attended: that may be the one standing there, not a thing.
         """
         grown = np.concatenate([np.minimum(held.box[:2], box[:2]), np.maximum(held.box[2:], box[2:])])
         if not held.left or np.array_equal(grown, held.box):
             return
-        if len(lingering) and _overlap_fraction(box, lingering).max() > self.config.mover_overlap:
+        if len(movers) and _overlap_fraction(box, movers).max() > self.config.mover_overlap:
             return
         if _areas(grown[None])[0] > self.config.max_area * grey.size:
             return
         held.box = grown
         held.template, held.level = _patch(grey, held.box).copy(), self._scene_level
+        held.changed = self._changed_share(grown)
+
+    def _changed_share(self, box: np.ndarray) -> float:
+        x1, y1, x2, y2 = np.round(box).astype(int).tolist()
+        inside = self._differs[max(0, y1):y2, max(0, x1):x2]
+        return float(inside.mean()) if inside.size else 0.0
 
     def _drop_parts_of(self, large: np.ndarray, x0: int, y0: int) -> None:
         """Forget held objects that turned out to be pieces of something too large (a car that parked)."""
@@ -282,11 +295,16 @@ class StaticObjectFinder:
         self._held = kept
 
     def _still_there(self, held: _Held, grey: np.ndarray) -> bool:
-        """Does the place look more like the object as it was found than like the empty scene?
+        """Does the place still differ from the empty scene about as much as when the object was found,
+        or look more like the object as it was found than like the empty scene?
 
-        Judged on the box with a margin, so the object's outline counts, and with the
-        object's picture scaled to today's brightness, so an exposure change is no removal.
+        The first holds even when the object's picture caught a passer-by's leg. The
+        second is judged on the box with a margin, so the object's outline counts, and
+        with the object's picture scaled to today's brightness, so an exposure change
+        is no removal.
         """
+        if self._changed_share(held.box) >= STILL_CHANGED * held.changed:
+            return True
         now = _patch(grey, held.box)
         if now.shape != held.template.shape:
             return True
