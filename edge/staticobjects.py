@@ -170,7 +170,7 @@ class StaticObjectFinder:
             self._warmup_masks.append(~_box_mask(grey.shape, movers + margin))
             self._last_s = t_s
         if t_s - self._started_s >= self.config.warmup_s and len(self._warmup) >= 3:
-            self._long = _masked_median(np.stack(self._warmup), np.stack(self._warmup_masks))
+            self._long = _empty_scene(np.stack(self._warmup), np.stack(self._warmup_masks), self.config.diff_threshold)
             self._short = grey.copy()
             self._warmup.clear()
             self._warmup_masks.clear()
@@ -434,6 +434,27 @@ def _mismatch(scene: np.ndarray, grey: np.ndarray) -> float:
 def _shifted(image: np.ndarray, shift: np.ndarray) -> np.ndarray:
     matrix = np.float32([[1, 0, shift[0]], [0, 1, shift[1]]])
     return cv2.warpAffine(image, matrix, image.shape[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _empty_scene(frames: np.ndarray, usable: np.ndarray, threshold: float) -> np.ndarray:
+    """The median of the warm-up frames, but its earliest view where the scene changed during warm-up.
+
+    Something put down in the first seconds fills most of the warm-up frames, so
+    the median takes it for the empty scene and it is never found. Where the
+    first and the last quarter of the warm-up disagree, the first is kept: if
+    something arrived, it is then found as usual; if something left (a person
+    who stood there at start-up), the scene model holds a ghost, which heals at
+    once since its outline is in the model and not in the frame.
+    """
+    whole = _masked_median(frames, usable)
+    quarter = max(1, len(frames) // 4)
+    first, last = usable[:quarter].any(axis=0), usable[-quarter:].any(axis=0)
+    if len(frames) < 4 or not (first & last).any():
+        return whole
+    early = _masked_median(frames[:quarter], usable[:quarter])
+    late = _masked_median(frames[-quarter:], usable[-quarter:])
+    changed = first & last & (np.abs(early - late) > threshold)
+    return np.where(changed, early, whole).astype(np.float32)
 
 
 def _masked_median(frames: np.ndarray, usable: np.ndarray) -> np.ndarray:
