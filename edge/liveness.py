@@ -44,6 +44,10 @@ class LivenessMeter:
     labels: tuple[str, ...]
     _watches: dict[int, _Watch] = field(default_factory=dict)
 
+    def reconfigure(self, labels: tuple[str, ...]) -> None:
+        """Watch other labels; what was counted for tracks still watched goes on."""
+        self.labels = labels
+
     def update(self, tracked: Detections, image: np.ndarray, t_s: float) -> dict[int, int]:
         if tracked.track_ids is None or not len(tracked):
             self._watches.clear()

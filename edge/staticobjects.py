@@ -122,6 +122,10 @@ class StaticObjectFinder:
     def warming_up(self) -> bool:
         return self._long is None
 
+    def reconfigure(self, config: StaticObjectConfig) -> None:
+        """New thresholds; the scene models and the held objects are kept."""
+        self.config = config
+
     def held_ids(self) -> set[int]:
         """Ids of the objects held now, hidden ones included."""
         return {held.id for held in self._held}
