@@ -168,7 +168,7 @@ class StaticObjectFinder:
     def _warm_up(self, grey: np.ndarray, t_s: float, movers: np.ndarray) -> None:
         """Collect frames and where they are free of people; their median is the empty scene."""
         if not self._warmup or t_s - self._last_s >= self.config.warmup_s / MAX_WARMUP_SAMPLES:
-            self._warmup.append(grey)
+            self._warmup.append(np.rint(grey).astype(np.uint8))     # the thumbnail's levels are whole numbers
             # Boxes fit people loosely, and the thumbnail's blur spreads them a little further.
             margin = np.array([-BLUR_PX, -BLUR_PX, BLUR_PX, BLUR_PX], dtype=np.float32)
             self._warmup_masks.append(~_box_mask(grey.shape, movers + margin))
@@ -462,20 +462,23 @@ def _empty_scene(frames: np.ndarray, usable: np.ndarray, threshold: float) -> np
 
 
 def _masked_median(frames: np.ndarray, usable: np.ndarray) -> np.ndarray:
-    """Per-pixel median of the usable samples; where none is usable, of all samples.
+    """Per-pixel median of the usable samples (uint8 frames); where none is usable, of all samples.
 
-    Sorting with the unusable samples pushed to the end is several times faster
-    than numpy's nanmedian over a short axis.
+    Sorting with the unusable samples pushed to the end (as 256) is several times
+    faster than numpy's nanmedian over a short axis, and faster still with each
+    pixel's samples side by side in memory.
     """
-    ordered = np.sort(np.where(usable, frames, np.inf), axis=0)
-    counts = usable.sum(axis=0)
-    low = np.take_along_axis(ordered, np.maximum((counts - 1) // 2, 0)[None], axis=0)[0]
-    high = np.take_along_axis(ordered, (counts // 2)[None], axis=0)[0]
-    median = (low + high) / 2
-    never_free = counts == 0
+    count, height, width = frames.shape
+    ordered = np.where(usable, frames, np.uint16(256)).reshape(count, -1).T.copy()
+    ordered.sort(axis=1)
+    counts = usable.reshape(count, -1).sum(axis=0)
+    low = np.take_along_axis(ordered, np.maximum((counts - 1) // 2, 0)[:, None], axis=1)[:, 0]
+    high = np.take_along_axis(ordered, np.minimum(counts // 2, count - 1)[:, None], axis=1)[:, 0]
+    median = ((low.astype(np.float32) + high) / 2).reshape(height, width)
+    never_free = (counts == 0).reshape(height, width)
     if never_free.any():
         median[never_free] = np.median(frames[:, never_free], axis=0)
-    return median.astype(np.float32)
+    return median
 
 
 def _gradient(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
