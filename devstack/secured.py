@@ -67,7 +67,11 @@ class SecuredMosquitto(Mosquitto):
         kept = [f"max_queued_messages {MAX_QUEUED_MESSAGES}" if line.startswith("max_queued_messages ") else line
                 for line in kept]
         security = (self.deployment_dir / "broker" / "security.conf").read_text()
-        self.config_file.write_text("\n".join(kept) + "\n" + security)
+        self.config_file.write_text("\n".join(kept) + f"\npid_file {self.pid_file}\n" + security)
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "mosquitto.pid"
 
     def _is_ready(self) -> bool:
         return tls_broker_answers(self.host, self.port, self.deployment_dir / "ca" / "ca.pem", timeout=0.5)

@@ -44,6 +44,7 @@ class Account:
     auth: Auth
     serial: int | None = None          # of its client certificate, when auth is cert
     revoked: bool = False
+    retired_serials: list[int] = field(default_factory=list)   # one-off certificates, revoked after use
 
 
 @dataclass
@@ -185,6 +186,26 @@ class Deployment:
         self.write_broker_files()
         return account
 
+    def one_off_certificate(self, name: str) -> tuple[Path, Path]:
+        """A short-lived certificate in a revoked certificate account's name, to take over (and so end) the
+        session its box still holds: Mosquitto 2.0.11 keeps a certificate client connected through a reload.
+        Its serial is recorded now and is in the CRL from the next write on: use it once, then ``retire``."""
+        account = self.accounts[name]
+        if not account.revoked or account.auth != "cert":
+            raise ProvisionError(f"{name!r} is not a revoked certificate account")
+        folder = self.broker_dir / "takeover"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+        serial = self.authority().issue(name, cert, key, days=1)
+        account.retired_serials.append(serial)
+        self._save()    # recorded before use; the CRL written now still lets it in
+        return cert, key
+
+    def retire(self, name: str) -> None:
+        """Put the one-off certificates of ``name`` into the CRL and delete them."""
+        shutil.rmtree(self.broker_dir / "takeover", ignore_errors=True)
+        self.write_broker_files()
+
     def write_broker_files(self) -> None:
         live = [a for a in self.accounts.values() if not a.revoked]
         grants = []
@@ -202,6 +223,7 @@ class Deployment:
         if not passwd.exists():
             broker.write_password_file(passwd, {})
         revoked = [a.serial for a in self.accounts.values() if a.revoked and a.serial is not None]
+        revoked += [serial for a in self.accounts.values() for serial in a.retired_serials]
         self.authority().write_crl(self.broker_dir / "crl.pem", revoked)
         listeners = broker.Listeners(self.place.host, self.place.port, self.place.cert_port)
         self.security_conf.write_text(listeners.config_text(

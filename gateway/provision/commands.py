@@ -31,7 +31,13 @@ EXIT_USAGE = 2
 EXIT_NO_ANSWER = 3
 
 
+def _no_gateway_config(parser: argparse.ArgumentParser) -> None:
+    """These commands read no gateway config: ``gateway``'s main loads the defaults."""
+    parser.set_defaults(config=None, influx=None, db=None)
+
+
 def _deployment_flags(parser: argparse.ArgumentParser) -> None:
+    _no_gateway_config(parser)
     parser.add_argument("--dir", type=Path, default=Path(os.environ.get(DEPLOYMENT_ENV, "deployment")),
                         help=f"Deployment folder (default ${DEPLOYMENT_ENV}, else ./deployment).")
 
@@ -81,6 +87,7 @@ def add_commands(commands) -> None:
     config = commands.add_parser("config", help="Signed live config changes for boxes.")
     config_commands = config.add_subparsers(dest="config_command", required=True)
     push = config_commands.add_parser("push", help="Sign a change, publish it retained and wait for the box's ack.")
+    _no_gateway_config(push)
     push.add_argument("box", metavar="BOX")
     push.add_argument("--district", required=True)
     what = push.add_mutually_exclusive_group(required=True)
@@ -133,25 +140,58 @@ def _account(args: argparse.Namespace, _config) -> int:
 
 
 def _revoke(args: argparse.Namespace, _config) -> int:
+    """Revoke, reload, and for a certificate box end the session the reload leaves open (see ``end_session``)."""
     from gateway.provision.accounts import Deployment, ProvisionError
 
     try:
-        account = Deployment(args.dir).revoke(args.name)
+        deployment = Deployment(args.dir)
+        account = deployment.revoke(args.name)
     except (ProvisionError, FileNotFoundError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return EXIT_USAGE
     log.info("provision.revoked kind=%s name=%s auth=%s", account.kind, account.name, account.auth)
     if args.broker_pid_file is None:
-        print(f"{account.name} revoked; reload the broker (SIGHUP) to apply")
+        print(f"{account.name} revoked; reload the broker (SIGHUP) to apply"
+              + ("; its open session ends when it next reconnects" if account.auth == "cert" else ""))
         return 0
     try:
         pid = int(args.broker_pid_file.read_text().split()[0])
-        os.kill(pid, signal.SIGHUP)
+        reload_broker(pid)
+        if account.auth == "cert":
+            end_session(deployment, account.name)
+            reload_broker(pid)
     except (OSError, ValueError, IndexError) as exc:
         print(f"gateway: {account.name} revoked, but the broker could not be reloaded: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    print(f"{account.name} revoked; broker (pid {pid}) reloaded")
+    print(f"{account.name} revoked; broker (pid {pid}) reloaded, its session ended")
     return 0
+
+
+def reload_broker(pid: int, settle_s: float = 0.5) -> None:
+    """SIGHUP: Mosquitto re-reads the password file, the ACL and the CRL, and drops password clients whose
+    entry is gone. The signal is handled in the broker's next loop; ``settle_s`` gives it that time."""
+    os.kill(pid, signal.SIGHUP)
+    time.sleep(settle_s)
+
+
+def end_session(deployment, name: str) -> None:
+    """End a revoked certificate box's open session: Mosquitto 2.0.11 keeps certificate clients connected through
+    a reload, so log in once with a one-off certificate in the box's name. The broker makes the user name the
+    client id, so this login takes the box's session over (closing its connection, and with a clean start
+    discarding its stored session); then that certificate is revoked as well."""
+    from common.broker import Credentials
+    from gateway.transport.operator import OperatorLink, OperatorLinkError
+
+    cert, key = deployment.one_off_certificate(name)
+    try:
+        with OperatorLink(deployment.cert_url, name, Credentials(ca_file=str(deployment.ca_cert), cert_file=str(cert),
+                                                                  key_file=str(key))):
+            pass
+        log.info("provision.session_ended name=%s", name)
+    except OperatorLinkError as exc:
+        log.warning("provision.session_not_ended name=%s error=%s", name, exc)
+    finally:
+        deployment.retire(name)
 
 
 # --------------------------------------------------------------------------- config push

@@ -26,8 +26,10 @@ def deployment(tmp_path_factory) -> Deployment:
     deployment.add("box-a", "box", districts=["campus"], auth="password")
     deployment.add("box-b", "box", districts=["campus"], auth="cert")
     deployment.add("box-c", "box", districts=["market"], auth="password")
+    deployment.add("campus-01", "box", districts=["campus"], auth="password")
     deployment.add("gw-1", "gateway")
     deployment.add("ops-1", "operator")
+    deployment.add("ops-2", "operator", districts=["campus"])
     return deployment
 
 
