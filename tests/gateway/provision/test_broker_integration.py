@@ -144,3 +144,33 @@ def test_a_box_cannot_take_over_another_box_session_by_client_id(deployment, sec
     assert not box_c.disconnected.is_set()   # the broker made box-a's client id "box-a"
     for p in (box_a, box_c):
         p.close()
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_the_gateway_ingests_with_its_provisioned_login(deployment, secured, tmp_path, fast):
+    """The gateway's own link, its [mqtt] table as provisioned (password from a file), its shared subscriptions."""
+    import tomllib
+
+    from gateway.cli import subscriptions
+    from gateway.config import GatewayConfig
+    from gateway.transport.link import GatewayLink
+
+    table = tomllib.loads((deployment.bundle("gw-1") / "mqtt.toml").read_text())["mqtt"]
+    config = GatewayConfig.model_validate({"mqtt": table})
+    received: queue.Queue = queue.Queue()
+    link = GatewayLink(config.mqtt.url, config.mqtt.client_id, subscriptions(config),
+                       lambda messages: [received.put(m) for m in messages],
+                       credentials=config.mqtt.credentials(), fast=fast)
+    link.start()
+    try:
+        assert link.wait_connected(10)
+        time.sleep(0.3)                              # its subscriptions are sent on connect
+        box_c = probe(mqtt_settings(deployment, "box-c"), "box-c")
+        assert connected(box_c)
+        for kind in ("detection", "health", "evidence/e1"):
+            box_c.client.publish(f"city/market/box-c/{kind}", kind.encode(), qos=1)
+        got = {received.get(timeout=5).topic for _ in range(3)}
+        assert got == {"city/market/box-c/detection", "city/market/box-c/health", "city/market/box-c/evidence/e1"}
+        box_c.close()
+    finally:
+        link.stop()
