@@ -83,3 +83,22 @@ def connected(p: Probe, timeout: float = 10) -> bool:
     except queue.Empty:
         return False
     return not rc.is_failure
+
+
+def secrets_of(deployment: Deployment) -> list[str]:
+    """Every password and every private key line of the deployment: none may appear in a log."""
+    found = []
+    for path in deployment.folder.rglob("*"):
+        if path.name == "mqtt-password":
+            found.append(path.read_text().strip())
+        elif path.suffix == ".key":
+            found += [line for line in path.read_text().splitlines()
+                      if line and not line.startswith(("#", "-----"))]
+    assert found
+    return found
+
+
+def assert_no_secrets(deployment: Deployment, *texts: str) -> None:
+    logs = "\n".join(texts)
+    leaked = [secret[:6] + "…" for secret in secrets_of(deployment) if secret in logs]
+    assert not leaked, f"secrets in the logs: {leaked}"

@@ -9,7 +9,7 @@ import pytest
 
 from common.broker import BrokerSettings
 
-from .conftest import connected, mqtt_settings, probe
+from .conftest import assert_no_secrets, connected, mqtt_settings, probe
 
 pytestmark = pytest.mark.integration
 
@@ -174,3 +174,7 @@ def test_the_gateway_ingests_with_its_provisioned_login(deployment, secured, tmp
         box_c.close()
     finally:
         link.stop()
+
+
+def test_the_broker_log_holds_no_password_or_key(deployment, secured):
+    assert_no_secrets(deployment, secured.log_file.read_text(), secured.console_log.read_text())

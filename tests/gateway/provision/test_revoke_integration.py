@@ -9,13 +9,13 @@ import pytest
 from gateway.cli import main as gateway_main
 from gateway.provision.accounts import Deployment
 
-from .conftest import connected, mqtt_settings, probe
+from .conftest import assert_no_secrets, connected, mqtt_settings, probe
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("name", ["box-a", "box-b"])    # box-a logs in by password, box-b by certificate
-def test_a_revoked_box_loses_its_session_and_cannot_come_back(deployment, secured, capsys, name):
+def test_a_revoked_box_loses_its_session_and_cannot_come_back(deployment, secured, capsys, caplog, name):
     other = probe(mqtt_settings(deployment, "box-c"), "box-c")
     assert connected(other)
     box = probe(mqtt_settings(deployment, name), name)
@@ -32,6 +32,7 @@ def test_a_revoked_box_loses_its_session_and_cannot_come_back(deployment, secure
     for p in (other, box, again):
         p.close()
     assert Deployment(deployment.folder).accounts[name].revoked
+    assert_no_secrets(deployment, printed.out, printed.err, caplog.text, secured.log_file.read_text())
 
 
 def test_revoking_an_unknown_account_says_so(deployment, capsys):
