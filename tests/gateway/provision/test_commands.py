@@ -79,3 +79,17 @@ def test_password_line_has_mosquittos_format():
     _, algo, iterations, salt64, hash64 = rest.split("$")
     assert (name, algo, iterations, salt64) == ("u", "7", "101", "ABEiM0RVZneImaq7")
     assert len(hash64) == 88 and "s3cret" not in line           # 64 bytes, base64
+
+
+def test_init_makes_the_ca_and_the_broker_certificate_once(tmp_path, capsys):
+    folder = tmp_path / "d"
+    args = ["provision-init", "--dir", str(folder), "--port", "9883", "--cert-port", "9884",
+            "--server-name", "127.0.0.1", "--server-name", "localhost"]
+    assert gateway_main(args) == 0
+    ca = (folder / "ca" / "ca.pem").read_bytes()
+    conf = (folder / "broker" / "security.conf").read_text()
+    assert "listener 9883 127.0.0.1" in conf and "listener 9884 127.0.0.1" in conf
+    assert "require_certificate true\nuse_identity_as_username true" in conf
+    assert gateway_main(args) == 0
+    assert (folder / "ca" / "ca.pem").read_bytes() == ca       # kept, not replaced
+    assert "security.conf" in capsys.readouterr().out
