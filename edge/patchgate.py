@@ -119,6 +119,12 @@ class PatchGate:
             log.warning("config.live_changes_off: [remote_config] lists no trusted_keys and does not accept "
                         "unsigned changes; every change on the config topic is refused")
 
+    def trusts_remembered(self) -> bool:
+        """Whether the change kept on disk may be applied at start: one this gate let through. A box whose config
+        now trusts keys but that never applied a signed change, or whose live changes are off, starts from its
+        file config, whatever an earlier firmware or setting kept."""
+        return self.settings.accept_unsigned or (bool(self.keys) and self.counter > 0)
+
     def open(self, payload: bytes) -> Opened:
         digest = hashlib.sha256(payload).hexdigest()
         if not looks_signed(payload):

@@ -83,15 +83,17 @@ class Box:
         self._settings = camera_settings(config)   # swapped whole by a live change, read per frame
         self._pipelines = {name: CameraPipeline.from_settings(settings, self.detector)
                            for name, settings in self._settings.items()}
-        if file_table is not None:
-            remembered = self.remote.remembered()
-            if remembered is not None and remembered.accepted:
-                self._apply(remembered.config)
-        self.config_topic = Topic(config.district, config.box, Kind.CONFIG)
         self.gate = PatchGate(config.remote_config, config.box, config.district,
                               spool_path.with_name("remote-config-counter.json"))
         if file_table is not None:
             self.gate.describe()
+            remembered = self.remote.remembered() if self.gate.trusts_remembered() else None
+            if remembered is None and self.remote.state_file.exists() and not self.gate.trusts_remembered():
+                log.warning("config.remembered_change_ignored file=%s: not let through under this box's "
+                            "[remote_config]; starting from the file config", self.remote.state_file)
+            if remembered is not None and remembered.accepted:
+                self._apply(remembered.config)
+        self.config_topic = Topic(config.district, config.box, Kind.CONFIG)
         self.outbox = Outbox(spool_path, mqtt_url or config.mqtt.url, config.district, config.box,
                              credentials=config.mqtt.credentials(), keepalive_s=config.mqtt.keepalive_s,
                              max_bytes=int(config.spool.max_mb * 1024 * 1024),

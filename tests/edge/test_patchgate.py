@@ -88,3 +88,12 @@ def test_the_config_refuses_keys_with_unsigned_changes_and_bad_keys(tmp_path):
     with_keys = parse_config(table, "demo", demo.parent)
     table["remote_config"] = {"accept_unsigned": True}
     assert parse_config(table, "demo", demo.parent).config_hash() == with_keys.config_hash()   # not decisive
+
+
+def test_a_kept_change_is_applied_at_start_only_when_the_gate_let_it_through(tmp_path):
+    assert gate(tmp_path, trusted_keys=[], accept_unsigned=True).trusts_remembered()
+    assert not gate(tmp_path, trusted_keys=[]).trusts_remembered()           # live changes off
+    signed_box = gate(tmp_path)
+    assert not signed_box.trusts_remembered()     # keys now, but no signed change yet: an older unsigned one stays out
+    signed_box.applied(signed_box.open(change(3)))
+    assert gate(tmp_path).trusts_remembered()
