@@ -135,7 +135,7 @@ def _account(args: argparse.Namespace, _config) -> int:
     if args.kind == "operator":
         print(f"trusted key for boxes' [remote_config] trusted_keys: {(bundle / 'operator.pub').read_text().strip()}")
     print((bundle / "mqtt.toml").read_text().rstrip())
-    print(f"reload the broker (SIGHUP) so that it takes the new entries")
+    print("reload the broker (SIGHUP) so that it takes the new entries")
     return 0
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import queue
 import time
 
-import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 

@@ -6,7 +6,6 @@ import queue
 import threading
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest

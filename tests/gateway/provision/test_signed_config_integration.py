@@ -4,7 +4,6 @@ that must change nothing (unsigned, wrongly signed, for another box, replayed)."
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import queue
 import threading
