@@ -32,6 +32,7 @@ from edge.detectors import detector_for
 from edge.detectors.base import Thresholds
 from edge.messages import detection_message, new_message_id
 from edge.outbox import Outbox
+from edge.patchgate import AlreadyApplied, ChangeRefused, PatchGate
 from edge.pipeline import CameraPipeline, evidence_for
 from edge.remote import Decision, RemoteConfig
 from edge.rules import RuleHit
@@ -82,8 +83,14 @@ class Box:
         self._settings = camera_settings(config)   # swapped whole by a live change, read per frame
         self._pipelines = {name: CameraPipeline.from_settings(settings, self.detector)
                            for name, settings in self._settings.items()}
+        self.gate = PatchGate(config.remote_config, config.box, config.district,
+                              spool_path.with_name("remote-config-counter.json"))
         if file_table is not None:
-            remembered = self.remote.remembered()
+            self.gate.describe()
+            remembered = self.remote.remembered() if self.gate.trusts_remembered() else None
+            if remembered is None and self.remote.state_file.exists() and not self.gate.trusts_remembered():
+                log.warning("config.remembered_change_ignored file=%s: not let through under this box's "
+                            "[remote_config]; starting from the file config", self.remote.state_file)
             if remembered is not None and remembered.accepted:
                 self._apply(remembered.config)
         self.config_topic = Topic(config.district, config.box, Kind.CONFIG)
@@ -237,14 +244,24 @@ class Box:
             return
         if not payload:
             return  # a cleared retained config: nothing to apply
-        decision = self.remote.decide(payload)
+        try:
+            opened = self.gate.open(payload)
+        except AlreadyApplied:
+            log.info("config.already_applied counter=%d", self.gate.counter)
+            return
+        except ChangeRefused as exc:
+            opened, decision = None, Decision(None, str(exc))
+        else:
+            decision = self.remote.decide(opened.patch)
         with self._lock:  # no camera sets its zones up between the check and the change
             decision = self._fitting_frames(decision)
             if decision.accepted:
                 self._apply(decision.config)
         if decision.accepted:
-            self.remote.remember(payload)
-            log.info("config.accepted hash=%s", self.config_hash)
+            self.remote.remember(opened.patch)
+            self.gate.applied(opened)
+            log.info("config.accepted hash=%s counter=%s key=%s reset=%s", self.config_hash, opened.counter,
+                     opened.key, opened.reset)
         else:
             log.warning("config.rejected reason=%s", decision.reason[:300])
         ack = ConfigAck(box=self.config.box, ts=int(time.time() * 1000),
