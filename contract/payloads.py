@@ -169,6 +169,25 @@ class Position(BaseModel):
     ts: EpochMs
 
 
+class DroppedSeqs(BaseModel):
+    """A run of seqs the box's spool gave up under its size policy: announced, so not a gap to wait for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["telemetry", "keep"] = Field(description="Class dropped: telemetry (health, readings) or keep.")
+    from_seq: Count
+    to_seq: Count
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.from_seq > self.to_seq:
+            raise ValueError("from_seq must not exceed to_seq")
+        return self
+
+
+MAX_RANGES = 256
+
+
 class Health(Message):
     """Periodic self-report of a box."""
 
@@ -185,6 +204,66 @@ class Health(Message):
         None, description="Messages the spool gave up since it was created, by class.")
     serial: list[SerialPortHealth] | None = Field(None, max_length=32, description="Serial sensor ports.")
     position: Position | None = Field(None, description="Last GPS fix of the box.")
+    # Optional v1 additions of confirmed delivery (docs/contract.md).
+    last_seq: Count | None = Field(None, description="The last seq the box assigned when it built this message.")
+    delivery: Literal["confirmed", "puback"] | None = Field(None, description=(
+        "How the box frees its spool: on the gateway's confirmation, or on the broker's PUBACK (fallback)."))
+    dropped_seqs: list[DroppedSeqs] | None = Field(None, max_length=MAX_RANGES, description=(
+        "Seqs the spool gave up under its size policy and no confirmation covers yet."))
+
+
+def _sorted_disjoint(ranges: list[tuple[int, int]], above: int, what: str) -> list[tuple[int, int]]:
+    previous = above
+    for index, (first, last) in enumerate(ranges):
+        if first > last:
+            raise ValueError(f"{what}.{index}: {first} > {last}")
+        if first <= previous:
+            raise ValueError(f"{what}.{index}: ranges must be sorted, disjoint and above {above}")
+        previous = last
+    return ranges
+
+
+SeqRange = tuple[Count, Count]
+
+
+class Confirmation(Message):
+    """Gateway -> box, retained on ``confirm``: every seq up to ``upto`` is stored, and so are ``ranges`` above it."""
+
+    box: Name
+    district: Name
+    ts: EpochMs
+    upto: Count = Field(description="Every seq at or below this is stored (or was announced dropped by policy).")
+    ranges: list[SeqRange] = Field(default_factory=list, max_length=MAX_RANGES, description=(
+        "Stored seqs above upto, as inclusive [first, last] runs, sorted and disjoint."))
+
+    @model_validator(mode="after")
+    def _ranges_above_upto(self) -> Self:
+        _sorted_disjoint(list(self.ranges), self.upto, "ranges")
+        return self
+
+    def covers(self, seq: int) -> bool:
+        return seq <= self.upto or any(first <= seq <= last for first, last in self.ranges)
+
+
+MAX_RESEND_SPAN = 100_000
+
+
+class ResendRequest(Message):
+    """Gateway -> box on ``resend``: send again the seqs ``from_seq``..``to_seq`` still in your spool."""
+
+    box: Name
+    district: Name
+    ts: EpochMs
+    from_seq: Count
+    to_seq: Count
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Self:
+        if self.from_seq > self.to_seq:
+            raise ValueError("from_seq must not exceed to_seq")
+        if self.to_seq - self.from_seq >= MAX_RESEND_SPAN:
+            raise ValueError(f"a request spans at most {MAX_RESEND_SPAN} seqs")
+        return self
 
 
 class ConfigAck(Message):

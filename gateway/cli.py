@@ -118,7 +118,7 @@ def _now_ms() -> int:
 
 def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
     from gateway.store.base import StoreError
-    from gateway.ingest.batches import Ingest, Stopped
+    from gateway.ingest.batches import Ingest, Stopped, confirmation_sender
     from gateway.transport.link import GatewayLink
 
     log = logging.getLogger("gateway")
@@ -141,7 +141,7 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
                        credentials=config.mqtt.credentials(), receive_maximum=receive_maximum(config),
                        fast=None if config.mqtt.fast_receive else False)
     try:
-        ingest.start_writer(link.ack_all)  # ready before the first message arrives
+        ingest.start_writer(link.ack_all, confirmation_sender(link.publish))  # ready before the first message
     except RuntimeError as exc:
         log.error("gateway.writer_failed error=%s", exc)
         store.close()

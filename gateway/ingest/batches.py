@@ -7,7 +7,13 @@ Per batch, top to bottom:
 3. read back the groups a late detection may join (older than the in-memory horizon);
 4. apply the batch to the in-memory state and turn it into points (``pipeline.apply``);
 5. write the points, retrying while InfluxDB is away;
-6. acknowledge the batch to the broker.
+6. acknowledge the batch to the broker, and confirm to each box of it what is stored.
+
+Confirmations (``contract.Confirmation``, retained on the box's ``confirm``
+topic): the seq state after a batch is what the box may forget once that
+batch, and so every batch before it, is stored. Its snapshot for the boxes of
+the batch is taken when the batch is handled and published when the writer
+reports it stored.
 
 Steps 5 and 6 run in a writer process (``gateway.store.writer``), behind steps
 1-4: the ingest's interpreter lock is the gateway's bottleneck, and writing
@@ -26,12 +32,12 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import TypeVar
 
 from common.backoff import Waits
-from contract import Kind
+from contract import Confirmation, Kind, Topic
 from gateway.config import GatewayConfig
 from gateway.dedupe.leads import LeadBook
 from gateway.dedupe.policies import merge_policies
@@ -90,6 +96,9 @@ class Ingest:
         self._events_applied: set[tuple[str, int]] = set()
         self._next_refresh = 0.0
         self._next_prune = 0.0
+        # Per batch handed to the writer, in order: (messages, {box: confirmation once it is stored}).
+        self._to_confirm: deque[tuple[int, dict[str, Confirmation]]] = deque()
+        self._confirmed: dict[str, tuple[int, list]] = {}   # box -> last (upto, ranges) published
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -116,7 +125,8 @@ class Ingest:
         boxes = self._retrying("restore.boxes", lambda: self.store.box_seqs(seq_since, districts))
         gaps = self._retrying("restore.gaps", lambda: self.store.open_gaps(seq_since, districts))
         for box in boxes:
-            self.tracker.restore(box.box, box.district, box.last_seq, [g for g in gaps if g.box == box.box])
+            self.tracker.restore(box.box, box.district, box.last_seq, [g for g in gaps if g.box == box.box],
+                                 box.first_seq)
         self._loaded_from_ms = since
         self._events_from_ms = now
         self._next_prune = self.clock() + self.config.prune_every_s
@@ -124,11 +134,17 @@ class Ingest:
         log.info("state.restored groups=%d leads=%d detections=%d boxes=%d open_gaps=%d since_ms=%d", len(groups),
                  leads, sum(lead.detections for lead in groups), len(boxes), len(gaps), since)
 
-    def start_writer(self, ack: Callable[[list[Incoming]], None]) -> None:
-        """Start the writer process; ``ack(messages)`` is called only once they are stored."""
+    def start_writer(self, ack: Callable[[list[Incoming]], None],
+                     confirm: Callable[[list[Confirmation]], None] = lambda confirmations: None) -> None:
+        """Start the writer process; ``ack(messages)`` and ``confirm(confirmations)`` are called only once the
+        messages are stored."""
         def stored(messages: list[Incoming]) -> None:
             ack(messages)
             self.stats["acked"] += len(messages)
+            confirmations = self.stored_confirmations(len(messages))
+            if confirmations:
+                confirm(confirmations)
+                self.stats["confirmations"] += len(confirmations)
 
         self._writer_process = WriterProcess(self.config, stored, self.stats)
         self._writer_process.start()
@@ -146,7 +162,12 @@ class Ingest:
         try:
             while not self._stop.is_set() and self._writer_process.alive:
                 batch = self.next_batch()
-                if batch and not self._writer_process.put(self.handle(batch), batch, self._stop):
+                if not batch:
+                    self.prune_if_due()
+                    continue
+                points = self.handle(batch)
+                self._to_confirm.append((len(batch), self.confirmations()))   # before the writer may report it
+                if not self._writer_process.put(points, batch, self._stop):
                     break
                 self.prune_if_due()
         except Stopped:
@@ -187,6 +208,27 @@ class Ingest:
         checked = [check(message, now) for message in batch]
         self.load_history_for(checked)
         return self.pipeline.apply(checked, now)
+
+    def confirmations(self) -> dict[str, Confirmation]:
+        """What the boxes of the batch just handled may forget once it is stored: those whose state moved."""
+        found: dict[str, Confirmation] = {}
+        ts = max(self.now_ms(), 946_684_800_001)
+        for box, district in self.pipeline.touched.items():
+            state = self.tracker.confirmation(box)
+            if state is None or self._confirmed.get(box) == state:
+                continue
+            self._confirmed[box] = state
+            found[box] = Confirmation(box=box, district=district, ts=ts, upto=state[0], ranges=state[1])
+        return found
+
+    def stored_confirmations(self, messages: int) -> list[Confirmation]:
+        """The confirmations of the batches that make up ``messages`` stored messages, the newest per box."""
+        newest: dict[str, Confirmation] = {}
+        while messages > 0 and self._to_confirm:
+            count, confirmations = self._to_confirm.popleft()
+            messages -= count
+            newest.update(confirmations)
+        return list(newest.values())
 
     def learn_case_changes(self, force: bool = False) -> None:
         """Apply claims and closes written by case staff since the last look.
@@ -261,6 +303,16 @@ class Ingest:
                 log.warning("influx.unavailable during=%s retry_in_s=%.1f error=%s", what, backoff.next_s, exc)
             backoff.wait(self._stop)
         raise Stopped(what)
+
+
+def confirmation_sender(publish: Callable[..., None]) -> Callable[[list[Confirmation]], None]:
+    """Publishes each confirmation retained, QoS 1, on its box's ``confirm`` topic (``publish(topic, payload,
+    qos=, retain=)``: the transport's)."""
+    def send(confirmations: list[Confirmation]) -> None:
+        for confirmation in confirmations:
+            topic = Topic(confirmation.district, confirmation.box, Kind.CONFIRM)
+            publish(str(topic), confirmation.encode(), qos=1, retain=True)
+    return send
 
 
 def _runs(numbers: list[int]) -> list[tuple[int, int]]:

@@ -11,12 +11,13 @@ before and writing points after is ``gateway.ingest``'s job.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 from collections import Counter
 from dataclasses import dataclass
 
-from contract import Detection, Health, Kind, SensorReading
+from contract import ContractError, Detection, Health, Kind, SensorReading, Topic
 from gateway.dedupe.leads import Lead, LeadBook
 from gateway.dedupe.routing import Router
 from gateway.dedupe.seqgaps import Gap, SeqTracker
@@ -89,21 +90,33 @@ class Pipeline:
         self.stats = stats
         self.pending_evidence = PendingEvidence()
         self._serial = random.randrange(schema.NS_PER_MS)
+        self.touched: dict[str, str] = {}   # box -> district, of the boxes whose seqs the last batch moved
 
     def apply(self, batch: list[Checked], now_ms: int) -> list[Point]:
         points: list[Point] = []
         leads: dict[str, Lead] = {}
         opened: set[str] = set()
         gaps: dict[int, Gap] = {}
+        self.touched = {}
         for item in batch:
             if isinstance(item.outcome, Rejected):
                 points.append(self._dead_letter(item.outcome, item.message))
+                refused = _refused_seq(item.message)
+                if refused is not None:   # kept as a dead letter: the box need not send it again
+                    box, district, seq = refused
+                    self.touched[box] = district
+                    for gap in self.tracker.observe(box, district, seq, now_ms):
+                        gaps[id(gap)] = gap
                 continue
             message = item.outcome.message
             self.stats[item.outcome.topic.kind.value] += 1
             if isinstance(message, SeqMessage):
+                self.touched[message.box] = message.district
                 for gap in self.tracker.observe(message.box, message.district, message.seq, now_ms):
                     gaps[id(gap)] = gap
+                if isinstance(message, Health):
+                    for gap in self._health_seqs(message, now_ms):
+                        gaps[id(gap)] = gap
             if isinstance(message, Detection):
                 points.extend(self._detection(item, message, leads, opened))
             elif item.outcome.topic.kind is Kind.EVIDENCE:
@@ -113,6 +126,20 @@ class Pipeline:
         points.extend(self._lead_points(leads, opened))
         points.extend(self._gap_points(gaps.values()))
         return points
+
+    def _health_seqs(self, health: Health, now_ms: int) -> list[Gap]:
+        """A health message's last assigned seq (a lost tail is a gap) and its seqs dropped by policy."""
+        changed: list[Gap] = []
+        if health.last_seq is not None:
+            changed.extend(self.tracker.expect(health.box, health.district, health.last_seq, now_ms))
+        for dropped in health.dropped_seqs or []:
+            closed = self.tracker.close_by_policy(health.box, health.district, dropped.from_seq, dropped.to_seq,
+                                                  now_ms)
+            if closed:
+                log.warning("box.dropped_by_policy box=%s class=%s from_seq=%d to_seq=%d", health.box, dropped.kind,
+                            dropped.from_seq, dropped.to_seq)
+            changed.extend(closed)
+        return changed
 
     # ------------------------------------------------------------------ detections and leads
 
@@ -190,8 +217,8 @@ class Pipeline:
                          gap.to_seq, gap.missing)
             else:
                 self.stats["gaps_closed"] += 1
-                log.info("box.gap_closed box=%s district=%s from_seq=%d to_seq=%d", gap.box, gap.district,
-                         gap.from_seq, gap.to_seq)
+                log.info("box.gap_closed box=%s district=%s from_seq=%d to_seq=%d backfilled=%d policy=%d", gap.box,
+                         gap.district, gap.from_seq, gap.to_seq, gap.backfilled, gap.policy)
             points.append(schema.gap_point(gap))
         return points
 
@@ -202,3 +229,17 @@ class Pipeline:
             log.warning("message.rejected topic=%r reason=%r payload=%r", rejected.topic[:120],
                         rejected.reason[:300], rejected.payload[:LOG_PAYLOAD_BYTES])
         return schema.rejected_point(rejected, int(message.received * 1000), self._serial)
+
+
+def _refused_seq(message: Incoming) -> tuple[str, str, int] | None:
+    """(box, district, seq) of a refused message whose topic names a box and whose JSON names a seq."""
+    try:
+        topic = Topic.parse(message.topic)
+        if topic.kind not in (Kind.DETECTION, Kind.SENSOR, Kind.HEALTH):
+            return None
+        seq = json.loads(message.payload).get("seq")
+    except (ContractError, ValueError, AttributeError, RecursionError):
+        return None
+    if type(seq) is not int or not 0 <= seq < 2**63:
+        return None
+    return topic.box, topic.district, seq

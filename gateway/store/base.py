@@ -47,6 +47,7 @@ class BoxSeqState:
     box: str
     district: str
     last_seq: int
+    first_seq: int = 1    # the lowest seq stored in the window read: what lies below is not known
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +81,7 @@ class LeadStore(Protocol):
         """The ``lead`` point of each of these leads that has one, by lead id."""
 
     def box_seqs(self, since_ms: int, districts: Sequence[str] = ()) -> list[BoxSeqState]:
-        """Each box's highest seq stored since ``since_ms`` over ``SEQ_MEASUREMENTS``."""
+        """Each box's highest (and lowest) seq stored since ``since_ms`` over ``SEQ_MEASUREMENTS``."""
 
     def open_gaps(self, since_ms: int, districts: Sequence[str] = ()) -> list[Gap]:
         """The seq gaps opened since ``since_ms`` and not closed yet."""

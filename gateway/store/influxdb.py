@@ -78,20 +78,24 @@ class InfluxStore:
     def box_seqs(self, since_ms: int, districts: Sequence[str] = ()) -> list[BoxSeqState]:
         best: dict[str, BoxSeqState] = {}
         for measurement in SEQ_MEASUREMENTS:
-            rows = self.client.query(f"SELECT max({quote_ident('seq')}) FROM {quote_ident(measurement)} "
+            rows = self.client.query(f"SELECT max({quote_ident('seq')}), min({quote_ident('seq')}) "
+                                     f"FROM {quote_ident(measurement)} "
                                      f"WHERE time >= {ms_to_ns(since_ms)}{_district_filter(districts)} "
                                      f"GROUP BY {quote_ident('box')}, {quote_ident('district')}")
             for row in rows:
                 current = best.get(row["box"])
-                if current is None or row["max"] > current.last_seq:
-                    best[row["box"]] = BoxSeqState(row["box"], row["district"], row["max"])
+                if current is None:
+                    best[row["box"]] = BoxSeqState(row["box"], row["district"], row["max"], row["min"])
+                else:
+                    best[row["box"]] = BoxSeqState(row["box"], row["district"], max(row["max"], current.last_seq),
+                                                   min(row["min"], current.first_seq))
         return list(best.values())
 
     def open_gaps(self, since_ms: int, districts: Sequence[str] = ()) -> list[Gap]:
         rows = self.client.query_all(f"SELECT * FROM {quote_ident('box_gap')} "
                                      f"WHERE time >= {ms_to_ns(since_ms)}{_district_filter(districts)}")
         return [Gap(row["box"], row["district"], row["from_seq"], row["to_seq"], row["time"] // NS_PER_MS,
-                    parse_ranges(row.get("ranges", ""))) for row in rows if row.get("status") == "open"]
+                    parse_ranges(row.get("ranges", "")), row.get("policy", 0), row.get("backfilled", 0)) for row in rows if row.get("status") == "open"]
 
     def events_since(self, since_ms: int) -> list[SeenEvent]:
         rows = self.client.query_all(f"SELECT * FROM {quote_ident('lead_event')} WHERE time >= {ms_to_ns(since_ms)}")

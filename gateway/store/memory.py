@@ -93,13 +93,18 @@ class MemoryStore:
         for measurement in SEQ_MEASUREMENTS:
             for row in self._rows(measurement, since_ms, where=self._in(districts)):
                 current = best.get(row["box"])
-                if "seq" in row and (current is None or row["seq"] > current.last_seq):
-                    best[row["box"]] = BoxSeqState(row["box"], row["district"], row["seq"])
+                if "seq" not in row:
+                    continue
+                if current is None:
+                    best[row["box"]] = BoxSeqState(row["box"], row["district"], row["seq"], row["seq"])
+                else:
+                    best[row["box"]] = BoxSeqState(row["box"], row["district"], max(row["seq"], current.last_seq),
+                                                   min(row["seq"], current.first_seq))
         return list(best.values())
 
     def open_gaps(self, since_ms: int, districts: Sequence[str] = ()) -> list[Gap]:
         return [Gap(row["box"], row["district"], row["from_seq"], row["to_seq"], row["time"] // NS_PER_MS,
-                    parse_ranges(row.get("ranges", "")))
+                    parse_ranges(row.get("ranges", "")), row.get("policy", 0), row.get("backfilled", 0))
                 for row in self._rows("box_gap", since_ms, where=self._in(districts)) if row.get("status") == "open"]
 
     def events_since(self, since_ms: int) -> list[SeenEvent]:

@@ -125,7 +125,8 @@ def gap_point(gap: Gap) -> Point:
     """A box's seq gap; written again (same point) whenever late messages fill part of it."""
     fields: dict[str, Any] = {"from_seq": gap.from_seq, "to_seq": gap.to_seq, "missing": gap.missing,
                               "status": "open" if gap.is_open else "closed",
-                              "ranges": format_ranges(gap.missing_ranges)}
+                              "ranges": format_ranges(gap.missing_ranges), "policy": gap.policy,
+                              "backfilled": gap.backfilled}
     return Point("box_gap", {"box": gap.box, "district": gap.district}, fields,
                  ms_to_ns(gap.opened_ms) + gap.from_seq % NS_PER_MS)
 

@@ -84,6 +84,13 @@ class GatewayLink(SessionState):
         for message in acked_one_by_one:
             self._client.ack(message.mid, message.qos)
 
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        """Publish (the gateway's confirmations and re-send requests to boxes). While disconnected, paho keeps
+        a QoS 1 message for the next connection of this persistent session."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+            log.warning("mqtt.publish_refused topic=%s rc=%s", topic, paho.error_string(info.rc))
+
     def stop(self) -> None:
         self._connected.clear()  # a disconnection asked for is no news worth a warning
         self._client.disconnect()

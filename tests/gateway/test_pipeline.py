@@ -98,11 +98,13 @@ def test_seq_gaps_are_recorded_and_closed(tmp_path):
     h = Harness(tmp_path)
     h.run(health(1))
     [gap] = of(h.run(health(4)), "box_gap")
-    assert gap.fields | {} == {"from_seq": 2, "to_seq": 3, "missing": 2, "status": "open", "ranges": "2-3"}
+    assert gap.fields | {} == {"from_seq": 2, "to_seq": 3, "missing": 2, "status": "open", "ranges": "2-3",
+                               "policy": 0, "backfilled": 0}
     [narrowed] = of(h.run(detection(2)), "box_gap")
     assert narrowed.fields["missing"] == 1 and narrowed.time == gap.time
     [closed] = of(h.run(health(3)), "box_gap")
     assert closed.fields["status"] == "closed" and closed.fields["missing"] == 0
+    assert closed.fields["backfilled"] == 2 and closed.fields["policy"] == 0
 
 
 def test_evidence_after_the_detection_becomes_the_leads_picture(tmp_path):
@@ -139,7 +141,10 @@ def test_what_cannot_be_stored_is_dead_lettered_before_it_touches_the_state(tmp_
     rejected = of(points, "rejected")
     assert len(rejected) == 2 and of(points, "detection") == []
     assert rejected[0].fields["reason"].startswith("label:") and rejected[1].fields["reason"].startswith("seq:")
-    assert not h.book.seen("d1") and "box-1" not in h.tracker.boxes
+    assert not h.book.seen("d1")
+    # A dead letter is kept, so its seq is accounted for (the box need not send it again); a seq that is no
+    # counter is not.
+    assert h.tracker.boxes["box-1"].last_seq == 1 and h.tracker.confirmation("box-1") == (1, [])
 
 
 def test_sensor_readings_may_not_shadow_gateway_fields(tmp_path):

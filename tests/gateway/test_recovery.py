@@ -23,7 +23,7 @@ def detection(name: str, ts: int, seq: int = 1, **changes) -> Incoming:
 
 
 def health(seq: int) -> Incoming:
-    message = Health(box="box-1", district="old-town", seq=seq, ts=NOW - 1000, uptime_s=1.0, config="abcdef12")
+    message = Health(box="box-1", district="old-town", seq=seq, ts=NOW - 1000 + seq, uptime_s=1.0, config="abcdef12")
     return Incoming(str(Topic("old-town", "box-1", Kind.HEALTH)), message.encode(), 0, 1, time.time())
 
 
