@@ -123,14 +123,18 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
 
     log = logging.getLogger("gateway")
     store = _open_store(config)
-    try:
-        store.create_database()
-    except StoreError as exc:
-        print(f"gateway: InfluxDB at {config.influx.url} is not usable: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     ingest = Ingest(config, store)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: ingest.stop())
+    try:
+        ingest.wait_for_store()   # an InfluxDB that is away is waited for; one that refuses us is an error
+    except Stopped:
+        store.close()
+        return 0
+    except StoreError as exc:
+        print(f"gateway: InfluxDB at {config.influx.url} is not usable: {exc}", file=sys.stderr)
+        store.close()
+        return EXIT_USAGE
     try:
         ingest.restore()  # before subscribing: every message meets the state it was written against
     except Stopped:

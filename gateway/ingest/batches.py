@@ -112,6 +112,14 @@ class Ingest:
     def stop(self) -> None:
         self._stop.set()
 
+    def wait_for_store(self) -> None:
+        """Make the database, waiting (with the retry policy) while InfluxDB cannot be reached.
+
+        Raises ``StoreError`` when it answers with a refusal (credentials, a bad URL path), ``Stopped`` when
+        the gateway is asked to stop first.
+        """
+        self._retrying("start.create_database", self.store.create_database)
+
     def restore(self) -> None:
         """Rebuild the dedupe and seq state from the store; retries until it answers or the gateway stops."""
         now = self.now_ms()
