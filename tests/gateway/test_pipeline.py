@@ -174,8 +174,8 @@ def test_health_with_serial_ports_position_and_drops_becomes_flat_fields(tmp_pat
                      position=Position(lat=48.2, lon=16.3, ts=T0))
     [point] = h.run(raw(str(Topic("old-town", "box-1", Kind.HEALTH)), message.encode()))
     assert point.measurement == "box_health"
-    assert point.fields["serial_bin-14_state"] == "open" and point.fields["serial_bin-14_modbus_timeouts"] == 2
-    assert point.fields["spool_dropped_telemetry"] == 3 and point.fields["lat"] == 48.2
+    assert point.fields["serial.bin-14.state"] == "open" and point.fields["serial.bin-14.counter.modbus_timeouts"] == 2
+    assert point.fields["spool_dropped.telemetry"] == 3 and point.fields["lat"] == 48.2
 
 
 def test_a_down_camera_keeps_its_reason_in_the_health_point(tmp_path):
@@ -187,5 +187,5 @@ def test_a_down_camera_keeps_its_reason_in_the_health_point(tmp_path):
                      cameras={"north": CameraHealth(state="running", fps=5.0),
                               "south": CameraHealth(state="down", fps=0.0, reason=reason)})
     [point] = h.run(raw(str(Topic("old-town", "box-1", Kind.HEALTH)), message.encode()))
-    assert point.fields["south_state"] == "down" and point.fields["south_reason"] == reason
-    assert "north_reason" not in point.fields
+    assert point.fields["camera.south.state"] == "down" and point.fields["camera.south.reason"] == reason
+    assert "camera.north.reason" not in point.fields
