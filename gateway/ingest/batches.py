@@ -45,7 +45,7 @@ from gateway.dedupe.routing import Router
 from gateway.dedupe.seqgaps import SeqTracker
 from gateway.ingest.pipeline import Checked, Pipeline, check
 from gateway.store import schema
-from gateway.store.evidence import EvidenceStore
+from gateway.store.evidence import EvidenceBudget, EvidenceStore
 from gateway.ingest.restore import load_groups
 from gateway.store.base import LeadStore, StoreError, StoreUnavailable
 from gateway.store.lineprotocol import Point
@@ -79,7 +79,7 @@ class Ingest:
         self.policies = merge_policies(dedupe)
         self.book = LeadBook(self.policies)
         self.tracker = SeqTracker()
-        self.evidence = EvidenceStore(config.evidence_dir)
+        self.evidence = EvidenceStore(config.evidence_dir, EvidenceBudget.of(config.evidence))
         self.stats: Counter = Counter()
         self.pipeline = Pipeline(self.book, self.tracker, self.evidence, Router(config.teams, config.districts),
                                  self.stats)
@@ -129,6 +129,8 @@ class Ingest:
             self.store, since, None, self.policies, known=lambda _: False, districts=districts))
         for lead in groups:
             self.book.restore(lead, verified=self.evidence.has)
+            if lead.status == "closed":   # closed while no gateway ran: its pictures' retention counts from now
+                self.evidence.lead_closed(lead.lead_id, now)
         seq_since = now - int(self.config.seq_lookback_s * 1000)
         boxes = self._retrying("restore.boxes", lambda: self.store.box_seqs(seq_since, districts))
         gaps = self._retrying("restore.gaps", lambda: self.store.open_gaps(seq_since, districts))
@@ -264,6 +266,8 @@ class Ingest:
                 continue
             self.book.set_status(seen.lead_id, to_status, claimed_by=seen.event.by if to_status == "claimed" else None,
                                  outcome=seen.event.outcome)
+            if to_status == "closed":
+                self.evidence.lead_closed(seen.lead_id, seen.event.at_ms)
             log.info("lead.status_learned lead=%s status=%s by=%s", seen.lead_id, to_status, seen.event.by)
         self._events_from_ms = started_ms
         horizon_ns = schema.ms_to_ns(started_ms - 2 * EVENT_SLACK_MS)

@@ -23,7 +23,7 @@ from gateway.dedupe.routing import Router
 from gateway.dedupe.seqgaps import Gap, SeqTracker
 from gateway.ingest.validate import Accepted, Rejected, validate
 from gateway.store import schema
-from gateway.store.evidence import EvidenceStore, PendingEvidence
+from gateway.store.evidence import EvidenceRefused, EvidenceStore, PendingEvidence
 from gateway.store.lineprotocol import LineProtocolError, Point, encoded
 from gateway.transport.incoming import Incoming
 
@@ -91,12 +91,15 @@ class Pipeline:
         self.pending_evidence = PendingEvidence()
         self._serial = random.randrange(schema.NS_PER_MS)
         self.touched: dict[str, str] = {}   # box -> district, of the boxes whose seqs the last batch moved
+        self.evidence_refused: Counter = Counter()   # box -> pictures refused for the budget, since start
+        self._next_expiry_ms = 0
 
     def apply(self, batch: list[Checked], now_ms: int) -> list[Point]:
         points: list[Point] = []
         leads: dict[str, Lead] = {}
         opened: set[str] = set()
         gaps: dict[int, Gap] = {}
+        evidence_boxes: dict[str, str] = {}
         self.touched = {}
         for item in batch:
             if isinstance(item.outcome, Rejected):
@@ -120,11 +123,14 @@ class Pipeline:
             if isinstance(message, Detection):
                 points.extend(self._detection(item, message, leads, opened))
             elif item.outcome.topic.kind is Kind.EVIDENCE:
-                points.extend(self._evidence(item, leads))
+                points.extend(self._evidence(item, leads, now_ms))
+                evidence_boxes[item.outcome.topic.box] = item.outcome.topic.district
             elif item.point is not None:
                 points.append(item.point)
         points.extend(self._lead_points(leads, opened))
         points.extend(self._gap_points(gaps.values()))
+        points.extend(self._expired_evidence(now_ms))
+        points.extend(self._evidence_budget_points(evidence_boxes, now_ms))
         return points
 
     def _health_seqs(self, health: Health, now_ms: int) -> list[Gap]:
@@ -154,6 +160,8 @@ class Pipeline:
         earlier_picture = self.pending_evidence.pop(det.id)
         if earlier_picture is not None and earlier_picture != det.evidence_sha256:
             points.append(self._evidence_mismatch(item.message, det.id, earlier_picture, det.evidence_sha256))
+        if det.evidence_sha256 and (earlier_picture is not None or self.evidence.has(det.evidence_sha256)):
+            self.evidence.detection_arrived(det.id, lead.lead_id)   # its picture, waiting, is now kept
         if merge.opened:
             route = self.router.route(lead.district, lead.lat, lead.lon)
             lead.team, lead.route = route.team, route.source
@@ -176,7 +184,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------ evidence
 
-    def _evidence(self, item: Checked, leads: dict[str, Lead]) -> list[Point]:
+    def _evidence(self, item: Checked, leads: dict[str, Lead], now_ms: int) -> list[Point]:
         topic = item.outcome.topic
         jpeg: bytes = item.outcome.message
         detection_id = topic.detection_id
@@ -184,7 +192,15 @@ class Pipeline:
         known = self.book.entry_for(detection_id)
         if known is not None and known[1].evidence != sha:
             return [self._evidence_mismatch(item.message, detection_id, sha, known[1].evidence)]
-        self.evidence.save(jpeg)
+        try:
+            self.evidence.admit(jpeg, box=topic.box, district=topic.district, detection_id=detection_id,
+                                lead_id=known[0].lead_id if known else None, known=known is not None, now_ms=now_ms)
+        except EvidenceRefused as exc:
+            self.evidence_refused[topic.box] += 1
+            self.stats["evidence_refused"] += 1
+            log.warning("evidence.refused box=%s detection=%s reason=%s", topic.box, detection_id, exc.reason)
+            return [self._dead_letter(Rejected(item.message.topic, exc.reason, item.message.payload), item.message,
+                                      quiet=True)]
         if known is None:
             self.pending_evidence.add(detection_id, sha)
         else:
@@ -202,6 +218,30 @@ class Pipeline:
                   f"{named or 'no picture'}")
         log.warning("evidence.mismatch detection=%s actual=%s named=%s", detection_id, actual, named)
         return self._dead_letter(Rejected(message.topic, reason, message.payload), message, quiet=True)
+
+    def _expired_evidence(self, now_ms: int) -> list[Point]:
+        """Pictures whose detection never came within the wait: deleted, and dead-lettered (every 10 s)."""
+        if now_ms < self._next_expiry_ms:
+            return []
+        self._next_expiry_ms = now_ms + 10_000
+        points = []
+        for gone in self.evidence.expire(now_ms):
+            self.pending_evidence.pop(gone.detection_id)
+            self.stats["evidence_expired"] += 1
+            reason = (f"no detection {gone.detection_id} arrived within {self.evidence.budget.wait_s:g} s of its "
+                      f"picture (sha256 {gone.sha256}, {gone.bytes} bytes); the picture is not kept")
+            log.warning("evidence.expired box=%s detection=%s bytes=%d", gone.box, gone.detection_id, gone.bytes)
+            topic = f"city/{gone.district}/{gone.box}/evidence/{gone.detection_id}"
+            self._serial += 1
+            points.append(schema.rejected_point(Rejected(topic, reason, b""), now_ms, self._serial))
+        return points
+
+    def _evidence_budget_points(self, boxes: dict[str, str], now_ms: int) -> list[Point]:
+        """Per box that sent pictures in the batch: its disk use, its budget, and pictures refused since start."""
+        return [schema.box_evidence_point(box, district, self.evidence.used(box), self.evidence.budget.max_box_bytes,
+                                          self.evidence.used(), self.evidence.budget.max_total_bytes,
+                                          self.evidence_refused[box], now_ms)
+                for box, district in boxes.items()]
 
     # ------------------------------------------------------------------ gaps and dead letters
 

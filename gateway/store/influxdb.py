@@ -16,7 +16,17 @@ from typing import Self
 
 from gateway.config import GatewayConfig
 from gateway.dedupe.seqgaps import Gap, parse_ranges
-from gateway.store.base import SEQ_MEASUREMENTS, BoxSeqState, Row, SeenEvent, lead_event, new_box_summary, seen_at
+from gateway.store.base import (
+    SEQ_MEASUREMENTS,
+    BoxSeqState,
+    Row,
+    SeenEvent,
+    add_evidence,
+    add_gap,
+    lead_event,
+    new_box_summary,
+    seen_at,
+)
 from gateway.store.influx import InfluxClient, quote_ident, quote_string
 from gateway.store.lineprotocol import Point
 from gateway.store.schema import LEDGER_NAMES, NS_PER_MS, PRECISION, ms_to_ns
@@ -146,10 +156,12 @@ class InfluxStore:
             entry["online"] = bool(row["last"])
             seen_at(entry, row["time"])
         for row in self.client.query_all(f"SELECT * FROM {quote_ident('box_gap')} WHERE {since}"):
-            if row.get("status") == "open":
-                entry = box(row)
-                entry["open_gaps"] += 1
-                entry["missing"] += row.get("missing", 0)
+            add_gap(box(row), row)
+        for row in self.client.query(f"SELECT last({quote_ident('delivery')}) FROM {quote_ident('box_health')} "
+                                     f"WHERE {since} {group}"):
+            box(row)["delivery"] = row["last"]
+        for row in self.client.query(f"SELECT last(*) FROM {quote_ident('box_evidence')} WHERE {since} {group}"):
+            add_evidence(box(row), {name.removeprefix("last_"): value for name, value in row.items()})
         return sorted(boxes.values(), key=lambda b: (b["district"], b["box"]))
 
 

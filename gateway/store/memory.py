@@ -15,7 +15,17 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from gateway.dedupe.seqgaps import Gap, parse_ranges
-from gateway.store.base import SEQ_MEASUREMENTS, BoxSeqState, Row, SeenEvent, lead_event, new_box_summary, seen_at
+from gateway.store.base import (
+    SEQ_MEASUREMENTS,
+    BoxSeqState,
+    Row,
+    SeenEvent,
+    add_evidence,
+    add_gap,
+    lead_event,
+    new_box_summary,
+    seen_at,
+)
 from gateway.store.lineprotocol import Point
 from gateway.store.schema import LEDGER_NAMES, NS_PER_MS, ms_to_ns
 
@@ -141,8 +151,10 @@ class MemoryStore:
             entry = box(row)
             entry["online"] = bool(row["online"])   # rows come oldest first: the last one stands
             seen_at(entry, row["time"])
-        for row in self._rows("box_gap", since_ms, where=lambda row: row.get("status") == "open"):
-            entry = box(row)
-            entry["open_gaps"] += 1
-            entry["missing"] += row.get("missing", 0)
+        for row in self._rows("box_gap", since_ms, where=lambda row: "status" in row):
+            add_gap(box(row), row)
+        for row in self._rows("box_health", since_ms, where=lambda row: "delivery" in row):
+            box(row)["delivery"] = row["delivery"]
+        for row in self._rows("box_evidence", since_ms, where=lambda row: "used_bytes" in row):
+            add_evidence(box(row), row)
         return sorted(boxes.values(), key=lambda b: (b["district"], b["box"]))

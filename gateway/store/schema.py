@@ -138,6 +138,14 @@ def evidence_point(box: str, district: str, detection_id: str, sha256: str, size
                  ms_to_ns(received_ms) + serial % NS_PER_MS)
 
 
+def box_evidence_point(box: str, district: str, used: int, budget: int, total_used: int, total_budget: int,
+                       refused: int, now_ms: int) -> Point:
+    """A box's evidence on disk against its budget, and the pictures refused for a full budget since start."""
+    fields = {"used_bytes": used, "budget_bytes": budget, "total_used_bytes": total_used,
+              "total_budget_bytes": total_budget, "refused": refused}
+    return Point("box_evidence", {"box": box, "district": district}, fields, ms_to_ns(now_ms))
+
+
 def health_point(h: Health) -> Point:
     """A health message as one point whose field names can never collide and whose types never change.
 

@@ -135,7 +135,8 @@ def test_the_box_overview(store, tmp_path):
                  status_point("box-1", "old-town", False, NOW - 5000)])
     [box] = store.boxes(NOW - 3_600_000)
     assert box == {"box": "box-1", "district": "old-town", "last_seen": NOW - 5000, "online": False, "last_seq": 4,
-                   "open_gaps": 1, "missing": 2}
+                   "open_gaps": 1, "missing": 2, "backfilled": 0, "dropped_by_policy": 0, "delivery": None,
+                   "evidence_used": None, "evidence_budget": None, "evidence_refused": 0}
     assert store.boxes(int(time.time() * 1000) + 3_600_000) == []
 
 
