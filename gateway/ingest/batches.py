@@ -46,7 +46,7 @@ from gateway.dedupe.seqgaps import SeqTracker
 from gateway.ingest.pipeline import Checked, Pipeline, check
 from gateway.store import schema
 from gateway.store.evidence import EvidenceBudget, EvidenceStore
-from gateway.ingest.restore import load_groups
+from gateway.ingest.restore import load_groups, load_windows
 from gateway.store.base import LeadStore, StoreError, StoreUnavailable
 from gateway.store.lineprotocol import Point
 from gateway.store.writer import WriterProcess
@@ -274,7 +274,12 @@ class Ingest:
         self._events_applied = {key for key in self._events_applied if key[1] >= horizon_ns}
 
     def load_history_for(self, checked: list[Checked]) -> None:
-        """Read back the groups that late detections (older than the in-memory horizon) may join."""
+        """Read back the groups that late detections (older than the in-memory horizon) may join.
+
+        All the merge-gap-wide windows the batch needs are read at once (one request per 200 windows, however
+        far apart the detections' times lie), never one read per detection; the groups read join the book
+        until the next prune, so a batch adds at most three windows per detection to memory.
+        """
         needed: set[int] = set()
         for item in checked:
             det = item.detection
@@ -283,15 +288,19 @@ class Ingest:
             first, last = (det.ts - self._gap_ms) // self._gap_ms, (det.ts + self._gap_ms) // self._gap_ms
             needed.update(b for b in range(first, last + 1)
                           if b not in self._cold_buckets and b * self._gap_ms < self._loaded_from_ms)
-        for start, end in _runs(sorted(needed)):
-            since, until = start * self._gap_ms, min((end + 1) * self._gap_ms, self._loaded_from_ms)
-            groups = self._retrying("history.late_window", lambda: load_groups(
-                self.store, since, until, self.policies,
-                known=lambda lead_id: self.book.get(lead_id) is not None, districts=self.config.serve_districts))
-            for lead in groups:
-                self.book.restore(lead, verified=self.evidence.has)
-            self._cold_buckets.update(range(start, end + 1))
-            log.info("history.loaded since_ms=%d until_ms=%d groups=%d", since, until, len(groups))
+        if not needed:
+            return
+        windows = [(start * self._gap_ms, min((end + 1) * self._gap_ms, self._loaded_from_ms))
+                   for start, end in _runs(sorted(needed))]
+        groups = self._retrying("history.late_windows", lambda: load_windows(
+            self.store, windows, self.policies, known=lambda lead_id: self.book.get(lead_id) is not None,
+            districts=self.config.serve_districts))
+        for lead in groups:
+            self.book.restore(lead, verified=self.evidence.has)
+        self._cold_buckets.update(needed)
+        self.stats["history_reads"] += 1
+        log.info("history.loaded windows=%d groups=%d from_ms=%d until_ms=%d", len(windows), len(groups),
+                 windows[0][0], windows[-1][1])
 
     def prune_if_due(self) -> None:
         if self.clock() < self._next_prune:

@@ -74,6 +74,9 @@ class LeadStore(Protocol):
     def ledger_rows(self, since_ms: int, until_ms: int | None, districts: Sequence[str] = ()) -> list[Row]:
         """Detections with event time in [since_ms, until_ms), as ledger rows (``schema.LEDGER_NAMES``)."""
 
+    def ledger_rows_in(self, windows: Sequence[tuple[int, int]], districts: Sequence[str] = ()) -> list[Row]:
+        """Detections with event time in any of the [since_ms, until_ms) windows, as ledger rows, read at once."""
+
     def ledgers(self, lead_ids: Sequence[str]) -> dict[str, list[Row]]:
         """The whole ledger of each of these leads, by lead id."""
 

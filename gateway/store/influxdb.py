@@ -32,6 +32,7 @@ from gateway.store.lineprotocol import Point
 from gateway.store.schema import LEDGER_NAMES, NS_PER_MS, PRECISION, ms_to_ns
 
 IDS_PER_QUERY = 200
+WINDOWS_PER_REQUEST = 200   # time windows of late detections read in one request (InfluxQL has no OR of times)
 # A lead's ledger, read from its detections, under the names ``gateway leads show`` prints.
 LEDGER_COLUMNS = ", ".join(quote_ident(stored) if stored == name else f"{quote_ident(stored)} AS {quote_ident(name)}"
                            for stored, name in LEDGER_NAMES.items())
@@ -69,6 +70,16 @@ class InfluxStore:
         window = f"time >= {ms_to_ns(since_ms)}" + (f" AND time < {ms_to_ns(until_ms)}" if until_ms else "")
         return self.client.query_all(f"SELECT {LEDGER_COLUMNS} FROM {quote_ident('detection')} "
                                      f"WHERE {window}{_district_filter(districts)}")
+
+    def ledger_rows_in(self, windows: Sequence[tuple[int, int]], districts: Sequence[str] = ()) -> list[Row]:
+        rows: list[Row] = []
+        for start in range(0, len(windows), WINDOWS_PER_REQUEST):
+            statements = [f"SELECT {LEDGER_COLUMNS} FROM {quote_ident('detection')} WHERE time >= {ms_to_ns(since)} "
+                          f"AND time < {ms_to_ns(until)}{_district_filter(districts)}"
+                          for since, until in windows[start:start + WINDOWS_PER_REQUEST]]
+            for found in self.client.query_many(statements):
+                rows.extend(found)
+        return rows
 
     def ledgers(self, lead_ids: Sequence[str]) -> dict[str, list[Row]]:
         found: dict[str, list[Row]] = defaultdict(list)

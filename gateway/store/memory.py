@@ -87,6 +87,9 @@ class MemoryStore:
     def ledger_rows(self, since_ms: int, until_ms: int | None, districts: Sequence[str] = ()) -> list[Row]:
         return self._ledger(self._rows("detection", since_ms, until_ms, self._in(districts)))
 
+    def ledger_rows_in(self, windows: Sequence[tuple[int, int]], districts: Sequence[str] = ()) -> list[Row]:
+        return [row for since, until in windows for row in self.ledger_rows(since, until, districts)]
+
     def ledgers(self, lead_ids: Sequence[str]) -> dict[str, list[Row]]:
         wanted = set(lead_ids)
         found: dict[str, list[Row]] = {}
