@@ -18,6 +18,7 @@ from contract.payloads import (
     MAX_EVIDENCE_BYTES,
     MAX_JSON_BYTES,
     MAX_REASON_CHARS,
+    MAX_RESEND_SPAN,
     RESERVED_SENSOR_VALUES,
     SHA256_PATTERN,
     VERSION,
@@ -50,7 +51,7 @@ from contract.topics import (
 )
 
 __all__ = [
-    "ID_PATTERN", "MAX_CLOCK_SKEW_MS", "MAX_EVIDENCE_BYTES", "MAX_JSON_BYTES", "MAX_REASON_CHARS", "NAME_PATTERN",
+    "ID_PATTERN", "MAX_CLOCK_SKEW_MS", "MAX_EVIDENCE_BYTES", "MAX_JSON_BYTES", "MAX_REASON_CHARS", "MAX_RESEND_SPAN", "NAME_PATTERN",
     "RESERVED_SENSOR_VALUES", "SHA256_PATTERN", "STATUS_OFFLINE", "STATUS_ONLINE", "TOPIC_ROOT", "VERSION",
     "CameraHealth", "Category", "ConfigAck", "Confirmation", "DroppedSeqs", "ContractError", "Detection", "Health", "Kind", "Message", "Position", "ResendRequest",
     "SensorReading", "SerialPortHealth", "Topic", "check_evidence", "decode_status", "describe_validation_error",

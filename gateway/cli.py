@@ -120,7 +120,7 @@ def _now_ms() -> int:
 
 def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
     from gateway.store.base import StoreError
-    from gateway.ingest.batches import Ingest, Stopped, confirmation_sender
+    from gateway.ingest.batches import Ingest, Stopped, confirmation_sender, resend_request_sender
     from gateway.transport.link import GatewayLink
 
     log = logging.getLogger("gateway")
@@ -145,9 +145,10 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
     _tune_gc()
     link = GatewayLink(config.mqtt.url, config.mqtt.client_id, subscriptions(config), ingest.offer,
                        credentials=config.mqtt.credentials(), receive_maximum=receive_maximum(config),
-                       fast=None if config.mqtt.fast_receive else False)
+                       fast=None if config.mqtt.fast_receive else False, on_session_lost=ingest.broker_session_lost)
     try:
-        ingest.start_writer(link.ack_all, confirmation_sender(link.publish))  # ready before the first message
+        # Ready before the first message arrives.
+        ingest.start_writer(link.ack_all, confirmation_sender(link.publish), resend_request_sender(link.publish))
     except RuntimeError as exc:
         log.error("gateway.writer_failed error=%s", exc)
         store.close()

@@ -151,6 +151,10 @@ class GatewayConfig(Strict):
         "Longest time before the ingest reads case staff's lead changes again; 0 reads them before every batch."))
     prune_every_s: float = Field(60.0, gt=0, description="How often groups beyond the horizon are forgotten.")
     seq_lookback_s: float = Field(7 * 86400.0, gt=0, description="How far back box seq state is read on start.")
+    resend_request_after_s: float = Field(120.0, gt=0, description=(
+        "A seq gap open this long is asked of its box again (contract ResendRequest); the box answers from its "
+        "spool."))
+    resend_request_every_s: float = Field(600.0, gt=0, description="How often one gap is asked for at most.")
 
     @model_validator(mode="after")
     def _a_write_holds_a_batch(self):

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from common.backoff import Waits
-from contract import Confirmation, Kind, Topic
+from contract import MAX_RESEND_SPAN, Confirmation, Kind, ResendRequest, Topic
 from gateway.config import GatewayConfig
 from gateway.dedupe.leads import LeadBook
 from gateway.dedupe.policies import merge_policies
@@ -99,6 +99,9 @@ class Ingest:
         # Per batch handed to the writer, in order: (messages, {box: confirmation once it is stored}).
         self._to_confirm: deque[tuple[int, dict[str, Confirmation]]] = deque()
         self._confirmed: dict[str, tuple[int, list]] = {}   # box -> last (upto, ranges) published
+        self._asked: dict[tuple[str, int], int] = {}   # (box, gap from_seq) -> when last asked of the box (ms)
+        self._next_backfill = 0.0
+        self._request: Callable[[list[ResendRequest]], None] = lambda requests: None
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -111,6 +114,10 @@ class Ingest:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def broker_session_lost(self) -> None:
+        """Called from the transport when the broker holds no session of ours; noted with the next batch."""
+        self.pipeline.session_lost_ms = self.now_ms()
 
     def wait_for_store(self) -> None:
         """Make the database, waiting (with the retry policy) while InfluxDB cannot be reached.
@@ -145,7 +152,8 @@ class Ingest:
                  leads, sum(lead.detections for lead in groups), len(boxes), len(gaps), since)
 
     def start_writer(self, ack: Callable[[list[Incoming]], None],
-                     confirm: Callable[[list[Confirmation]], None] = lambda confirmations: None) -> None:
+                     confirm: Callable[[list[Confirmation]], None] = lambda confirmations: None,
+                     request: Callable[[list[ResendRequest]], None] = lambda requests: None) -> None:
         """Start the writer process; ``ack(messages)`` and ``confirm(confirmations)`` are called only once the
         messages are stored."""
         def stored(messages: list[Incoming]) -> None:
@@ -156,6 +164,7 @@ class Ingest:
                 confirm(confirmations)
                 self.stats["confirmations"] += len(confirmations)
 
+        self._request = request
         self._writer_process = WriterProcess(self.config, stored, self.stats)
         self._writer_process.start()
 
@@ -172,7 +181,8 @@ class Ingest:
         try:
             while not self._stop.is_set() and self._writer_process.alive:
                 batch = self.next_batch()
-                if not batch:
+                self.ask_for_gaps_if_due()
+                if not batch and self.pipeline.session_lost_ms is None:
                     self.prune_if_due()
                     continue
                 points = self.handle(batch)
@@ -234,11 +244,41 @@ class Ingest:
     def stored_confirmations(self, messages: int) -> list[Confirmation]:
         """The confirmations of the batches that make up ``messages`` stored messages, the newest per box."""
         newest: dict[str, Confirmation] = {}
-        while messages > 0 and self._to_confirm:
+        while self._to_confirm and (messages > 0 or self._to_confirm[0][0] == 0):
             count, confirmations = self._to_confirm.popleft()
             messages -= count
             newest.update(confirmations)
         return list(newest.values())
+
+    def ask_for_gaps_if_due(self) -> None:
+        if self.clock() < self._next_backfill:
+            return
+        self._next_backfill = self.clock() + 10.0
+        requests = self.backfill_requests(self.now_ms())
+        if requests:
+            self._request(requests)
+            self.stats["resend_requests"] += len(requests)
+
+    def backfill_requests(self, now_ms: int) -> list[ResendRequest]:
+        """Re-send requests for the seq gaps open longer than ``resend_request_after_s``, each at most every
+        ``resend_request_every_s``: the box answers from its spool (a box before confirmed delivery ignores it)."""
+        after_ms = int(self.config.resend_request_after_s * 1000)
+        every_ms = int(self.config.resend_request_every_s * 1000)
+        requests: list[ResendRequest] = []
+        open_now = set()
+        for gap in self.tracker.open_gaps():
+            key = (gap.box, gap.from_seq)
+            open_now.add(key)
+            if now_ms - gap.opened_ms < after_ms or now_ms - self._asked.get(key, -every_ms) < every_ms:
+                continue
+            self._asked[key] = now_ms
+            for first, last in gap.missing_ranges[:16]:
+                requests.append(ResendRequest(box=gap.box, district=gap.district, ts=now_ms, from_seq=first,
+                                              to_seq=min(last, first + MAX_RESEND_SPAN - 1)))
+            log.info("box.backfill_requested box=%s from_seq=%d to_seq=%d missing=%d", gap.box, gap.from_seq,
+                     gap.to_seq, gap.missing)
+        self._asked = {key: at for key, at in self._asked.items() if key in open_now}
+        return requests
 
     def learn_case_changes(self, force: bool = False) -> None:
         """Apply claims and closes written by case staff since the last look.
@@ -333,6 +373,14 @@ def confirmation_sender(publish: Callable[..., None]) -> Callable[[list[Confirma
         for confirmation in confirmations:
             topic = Topic(confirmation.district, confirmation.box, Kind.CONFIRM)
             publish(str(topic), confirmation.encode(), qos=1, retain=True)
+    return send
+
+
+def resend_request_sender(publish: Callable[..., None]) -> Callable[[list[ResendRequest]], None]:
+    """Publishes each request, QoS 1, not retained, on its box's ``resend`` topic."""
+    def send(requests: list[ResendRequest]) -> None:
+        for request in requests:
+            publish(str(Topic(request.district, request.box, Kind.RESEND)), request.encode(), qos=1, retain=False)
     return send
 
 

@@ -75,6 +75,10 @@ def _own_point(accepted: Accepted, message: Incoming) -> Point | None:
     if isinstance(item, Health):
         return schema.health_point(item)
     if accepted.topic.kind is Kind.STATUS:
+        if message.retain and item:
+            # A retained "online" replayed on subscribing says only that the box was online when it was
+            # retained: after a broker restart it may be a box long gone. Live statuses (and the box's will) say.
+            return None
         return schema.status_point(accepted.topic.box, accepted.topic.district, bool(item),
                                   int(message.received * 1000))
     return None
@@ -91,6 +95,8 @@ class Pipeline:
         self.pending_evidence = PendingEvidence()
         self._serial = random.randrange(schema.NS_PER_MS)
         self.touched: dict[str, str] = {}   # box -> district, of the boxes whose seqs the last batch moved
+        self.session_lost_ms: int | None = None   # the broker lost its sessions (set from the transport's thread)
+        self._offline_until_heard: set[str] = set()   # boxes marked offline then, until a message shows them back
         self.evidence_refused: Counter = Counter()   # box -> pictures refused for the budget, since start
         self._next_expiry_ms = 0
 
@@ -101,6 +107,7 @@ class Pipeline:
         gaps: dict[int, Gap] = {}
         evidence_boxes: dict[str, str] = {}
         self.touched = {}
+        points.extend(self._sessions_lost())
         for item in batch:
             if isinstance(item.outcome, Rejected):
                 points.append(self._dead_letter(item.outcome, item.message))
@@ -113,6 +120,8 @@ class Pipeline:
                 continue
             message = item.outcome.message
             self.stats[item.outcome.topic.kind.value] += 1
+            if self._offline_until_heard and item.outcome.topic.box in self._offline_until_heard:
+                points.extend(self._heard_again(item))
             if isinstance(message, SeqMessage):
                 self.touched[message.box] = message.district
                 for gap in self.tracker.observe(message.box, message.district, message.seq, now_ms):
@@ -132,6 +141,25 @@ class Pipeline:
         points.extend(self._expired_evidence(now_ms))
         points.extend(self._evidence_budget_points(evidence_boxes, now_ms))
         return points
+
+    def _sessions_lost(self) -> list[Point]:
+        """The broker lost its sessions: every box counts as offline until it connects again and says so."""
+        lost, self.session_lost_ms = self.session_lost_ms, None
+        if lost is None:
+            return []
+        log.warning("broker.sessions_lost boxes=%d: each is offline until it is heard again", len(self.tracker.boxes))
+        self._offline_until_heard = set(self.tracker.boxes)
+        return [schema.status_point(state.box, state.district, False, lost) for state in self.tracker.boxes.values()]
+
+    def _heard_again(self, item: Checked) -> list[Point]:
+        """A box marked offline when the broker lost its sessions sent something live: it is connected again."""
+        topic, message = item.outcome.topic, item.message
+        if message.retain:
+            return []
+        self._offline_until_heard.discard(topic.box)
+        if topic.kind is Kind.STATUS:
+            return []   # its own status point says it
+        return [schema.status_point(topic.box, topic.district, True, int(message.received * 1000) - 1)]
 
     def _health_seqs(self, health: Health, now_ms: int) -> list[Gap]:
         """A health message's last assigned seq (a lost tail is a gap) and its seqs dropped by policy."""

@@ -117,3 +117,46 @@ def test_the_gateway_confirms_each_box_retained_after_storing(gateway_process, p
     for incident in range(4):
         confirmation = Confirmation.decode(received[f"city/old-town/box-{incident}/confirm"])
         assert confirmation.covers(incident) and confirmation.box == f"box-{incident}"
+
+
+def publish_all(url: str, messages, retain: bool = False) -> None:
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    host, port = url.removeprefix("mqtt://").split(":")
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="stale-state", protocol=paho.MQTTv5)
+    client.connect(host, int(port))
+    client.loop_start()
+    for topic, payload in messages:
+        client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def box_rows(cli, influxdb, db) -> dict[str, dict]:
+    import json
+
+    result = cli("boxes", "--influx", influxdb.url, "--db", db, "--json")
+    assert result.returncode == 0, result.stderr
+    return {row["box"]: row for row in json.loads(result.stdout)}
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["fast-receive", "plain-paho"])
+def test_a_box_that_left_while_the_broker_crashed_is_not_shown_online(gateway_process, influxdb, influx_db_name,
+                                                                      cli, wait, tmp_path, plain, monkeypatch):
+    """The box's "offline" waited on the broker for the gateway and died with the broker: the restarted
+    broker holds no session of the gateway's, and nobody is online until heard again."""
+    if plain:
+        monkeypatch.setenv("STREETWATCH_MQTT_PLAIN", "1")
+    with Mosquitto(tmp_path / "mosquitto") as broker:
+        gateway = gateway_process(mqtt_url=broker.url)
+        writer = start_writer(tmp_path / "gone.db", broker.url, 40, box="gone-box", rate=20, drain_timeout=1)
+        wait_for_line(writer, "put 10")
+        wait(lambda: box_rows(cli, influxdb, influx_db_name).get("gone-box", {}).get("online") is True, 20, 0.5)
+        gateway.stop()
+        writer.wait(30)                  # the box says "offline" and leaves; the broker queues it for the gateway
+        broker.kill()
+        broker.start()
+        gateway = gateway_process(mqtt_url=broker.url)   # its log holds the first run's lines too
+        wait(lambda: gateway.log().count("broker.sessions_lost") >= 2, 30, 0.2)
+        wait(lambda: box_rows(cli, influxdb, influx_db_name)["gone-box"]["online"] is False, 20, 0.5)

@@ -173,3 +173,16 @@ def test_late_detections_spread_over_years_cost_a_few_reads_per_batch_not_one_ea
     # The old sightings met their groups: those near a stored one joined it.
     joined = [p for p in of(points, "detection") if p.fields["rule"] != "opened"]
     assert joined
+
+
+def test_a_gap_open_too_long_is_asked_of_its_box_again_and_not_too_often(make_ingest):
+    ingest = make_ingest(resend_request_after_s=60, resend_request_every_s=300)
+    stored(ingest, [health(1), health(5)])
+    [gap] = ingest.tracker.open_gaps()
+    assert ingest.backfill_requests(gap.opened_ms + 59_000) == []
+    [request] = ingest.backfill_requests(gap.opened_ms + 60_000)
+    assert (request.box, request.from_seq, request.to_seq) == ("box-1", 2, 4)
+    assert ingest.backfill_requests(gap.opened_ms + 120_000) == []          # asked a minute ago
+    stored(ingest, [health(3)])
+    requests = ingest.backfill_requests(gap.opened_ms + 360_000)
+    assert [(r.from_seq, r.to_seq) for r in requests] == [(2, 2), (4, 4)]
