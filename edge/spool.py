@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 DROP_BATCH = 50
+DROPPED_RECORD = 1000   # runs of dropped seqs kept on record once a confirmation covers them
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -237,7 +238,7 @@ class Spool:
     def confirm(self, upto: int, ranges: list[tuple[int, int]]) -> list[int]:
         """The gateway stored every seq up to ``upto`` and those in ``ranges``: forget them; the rows forgotten.
 
-        Dropped-seq announcements that ``upto`` covers are forgotten too. Not synced
+        Dropped-seq announcements that ``upto`` covers are no longer made. Not synced
         to disk, like ``remove``: a lost removal only means a harmless re-send.
         """
         conditions = ["seq <= ?"] + ["seq BETWEEN ? AND ?"] * len(ranges)
@@ -250,7 +251,10 @@ class Spool:
                     f"SELECT row FROM outbox WHERE seq IS NOT NULL AND ({' OR '.join(conditions)})", params)]
                 if gone:
                     self._db.executemany("DELETE FROM outbox WHERE row = ?", [(row,) for row in gone])
-                self._db.execute("DELETE FROM dropped_seqs WHERE to_seq <= ?", (upto,))
+                # Covered announcements are no longer sent (``dropped_seqs``); the record is kept, bounded.
+                self._db.execute("DELETE FROM dropped_seqs WHERE to_seq <= ? AND from_seq NOT IN "
+                                 "(SELECT from_seq FROM dropped_seqs ORDER BY from_seq DESC LIMIT ?)",
+                                 (upto, DROPPED_RECORD))
                 self._db.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'confirmed_upto'", (upto,))
                 self._db.execute("UPDATE meta SET value = 1 WHERE key = 'confirmation_heard'")
                 self._db.execute("COMMIT")
@@ -267,11 +271,14 @@ class Spool:
         with self._lock:
             return self._db.execute("SELECT value FROM meta WHERE key='confirmed_upto'").fetchone()[0]
 
-    def dropped_seqs(self, limit: int = 256) -> list[tuple[str, int, int]]:
-        """(class, from_seq, to_seq) of the seqs given up and not yet covered by a confirmation, oldest first."""
+    def dropped_seqs(self, limit: int = 256, covered: bool = False) -> list[tuple[str, int, int]]:
+        """(class, from_seq, to_seq) of the seqs given up and not yet covered by a confirmation (with ``covered``,
+        also the last ones covered), oldest first."""
         with self._lock:
-            found = self._db.execute("SELECT class, from_seq, to_seq FROM dropped_seqs ORDER BY from_seq LIMIT ?",
-                                     (limit,)).fetchall()
+            upto = -1 if covered else self._db.execute(
+                "SELECT value FROM meta WHERE key='confirmed_upto'").fetchone()[0]
+            found = self._db.execute("SELECT class, from_seq, to_seq FROM dropped_seqs WHERE to_seq > ? "
+                                     "ORDER BY from_seq LIMIT ?", (upto, limit)).fetchall()
         return [(Class(kind).name.lower(), first, last) for kind, first, last in found]
 
     def remove(self, rows: list[int]) -> None:
