@@ -12,6 +12,7 @@ waits until every message is stored (or a deadline passes) and counts, from the 
     duplicated  detection points beyond one per detection id
     dup leads   leads beyond one per incident (zone)
     recover s   from the end of the fault to the last message of the stream stored
+    re-sent     messages the boxes sent again because no confirmation covered them in time
 
 ``run(names)`` runs the named faults and returns their results; ``python bench/faults.py`` is the command.
 """
@@ -298,6 +299,7 @@ class Result:
     duplicate_leads: int
     leads: int
     recover_s: float | None
+    resent: int = 0              # messages the boxes sent again because no confirmation covered them in time
 
     @property
     def ok(self) -> bool:
@@ -307,11 +309,11 @@ class Result:
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(self.dropped.items())) or "0"
         recover = "never" if self.recover_s is None else f"{self.recover_s:.1f}"
         return (f"| {self.fault} | {self.assigned} | {self.stored} | {self.lost} | {dropped} | {self.duplicated} | "
-                f"{self.duplicate_leads} | {self.leads} | {recover} |")
+                f"{self.duplicate_leads} | {self.leads} | {recover} | {self.resent} |")
 
 
 HEADER = ("| fault | assigned | stored | lost | dropped by policy | duplicated | duplicate leads | leads | "
-          "recover s |\n|---|---:|---:|---:|---|---:|---:|---:|---:|")
+          "recover s | re-sent |\n|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
 
 
 def measure(stack: Stack, fault: str, fault_ended: float) -> Result:
@@ -345,8 +347,12 @@ def measure(stack: Stack, fault: str, fault_ended: float) -> Result:
     duplicated = len(rows) - len({row["id"] for row in rows})
     leads = client.query('SELECT * FROM "lead" GROUP BY *')
     per_zone = Counter(lead["zone"] for lead in leads)
+    resent = sum(int(part.removeprefix("messages="))
+                 for box in stack.boxes if box.log.exists()
+                 for line in box.log.read_text().splitlines() if "delivery.resent" in line
+                 for part in line.split() if part.startswith("messages="))
     return Result(fault, assigned, stored_total, lost, {k: v for k, v in dropped.items() if v}, duplicated,
-                  sum(n - 1 for n in per_zone.values() if n > 1), len(leads), recover_s)
+                  sum(n - 1 for n in per_zone.values() if n > 1), len(leads), recover_s, resent)
 
 
 # --------------------------------------------------------------------------- the faults

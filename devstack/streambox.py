@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from common.logs import configure_logging
 from contract import Detection, Health, Kind, Topic
 from edge.outbox import Outbox
 from edge.sender import DeliveryPolicy
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--health-every", type=float, default=1.0)
     parser.add_argument("--drain-timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
+    configure_logging("INFO")
     policy = DeliveryPolicy(resend_after_s=args.resend_after, resend_max_s=max(args.resend_after, 8.0),
                             confirm_timeout_s=args.confirm_timeout)
     outbox = Outbox(args.spool, args.mqtt_url, DISTRICT, args.box, window=50, policy=policy,
