@@ -48,7 +48,8 @@ class SpoolConfig(Strict):
         "A message the broker took and the gateway has not confirmed stored is sent again after this long; "
         "each further try waits twice as long, up to resend_max_s."))
     resend_max_s: float = Field(600.0, gt=0, le=86400, description="Longest wait between tries of one message.")
-    resend_in_flight: int = Field(50, ge=1, le=10_000, description="Re-sent messages in flight at most.")
+    resend_in_flight: int = Field(50, ge=1, le=10_000, description=(
+        "Messages being sent again at most until a confirmation covers them (the oldest; others wait their turn)."))
     confirm_timeout_s: float = Field(600.0, ge=0, le=7 * 86400, description=(
         "A box that never heard a gateway confirmation frees messages on the broker's acknowledgement once one "
         "has waited this long (an older gateway); 0 always frees on the acknowledgement."))

@@ -10,8 +10,10 @@ leaves on the PUBACK.
 Re-sending: a message the broker acknowledged and no confirmation covered
 after ``resend_after_s`` is sent again, oldest first; each further try of it
 waits twice as long, up to ``resend_max_s``, and at most ``resend_in_flight``
-re-sent messages are in flight at once, so a long gateway or InfluxDB outage
-does not pile copies onto the broker's queues. The gateway ignores repeats.
+distinct messages are being sent again until a confirmation covers them (the
+oldest; the rest wait their turn), so a long gateway or InfluxDB outage puts
+at most that many copies per backoff period onto the broker's queues. The
+gateway ignores repeats.
 
 Mixed fleets: a box whose spool never heard a confirmation, holding a
 message acknowledged by the broker more than ``confirm_timeout_s`` ago, falls
@@ -53,6 +55,7 @@ class _Awaiting:
     acked_at: float      # monotonic time of the last PUBACK
     tries: int           # sends so far
     first_acked_at: float
+    resent: bool = False  # sent again at least once: one of the copies the cap counts
 
 
 class Sender:
@@ -114,7 +117,8 @@ class Sender:
         now = self.clock()
         earlier = self._awaiting.get(row)
         tries = earlier.tries + 1 if earlier else 1
-        self._awaiting[row] = _Awaiting(seq, now, tries, earlier.first_acked_at if earlier else now)
+        self._awaiting[row] = _Awaiting(seq, now, tries, earlier.first_acked_at if earlier else now,
+                                        earlier.resent if earlier else False)
 
     def refused(self, mid: int) -> None:
         """The broker refused ``mid``: it stays in the spool and is sent again from there."""
@@ -283,8 +287,14 @@ class Sender:
                 return 0
             wanted = {row for row, a in self._awaiting.items()
                       if any(r.from_seq <= a.seq <= r.to_seq for r in requests)}
-            due = sorted(row for row, a in self._awaiting.items()
-                         if now - a.acked_at >= self._wait_s(a.tries) or row in wanted or a.acked_at == 0.0)
+            # At most resend_in_flight messages are being sent again until a confirmation covers them: those
+            # go again as their backoff allows, others join them only as confirmations free places.
+            resending = [row for row, a in self._awaiting.items() if a.resent]
+            joining = sorted(row for row, a in self._awaiting.items()
+                             if not a.resent)[:max(0, self.policy.resend_in_flight - len(resending))]
+            due = sorted(row for row in (*resending, *joining)
+                         if (a := self._awaiting[row]).acked_at == 0.0 or now - a.acked_at >= self._wait_s(a.tries))
+            due = sorted({*due, *wanted})
         if requests:
             log.info("delivery.resend_requested ranges=%s held=%d",
                      ",".join(f"{r.from_seq}-{r.to_seq}" for r in requests), len(wanted))
@@ -297,6 +307,7 @@ class Sender:
                 if waiting is None:
                     continue   # confirmed meanwhile
                 waiting.acked_at = float("inf")   # in flight again: not due until its PUBACK
+                waiting.resent = True
             if not self._publish(link, message.row, message.seq, message.topic, message.payload, message.qos,
                                  message.retain, resend=True):
                 with self._lock:
