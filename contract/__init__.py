@@ -5,7 +5,7 @@ box. It stays light: pydantic, the standard library and ``common.validation``
 (how a pydantic error is put in words), so importing it is instant.
 
     contract.topics     Kind, Topic, subscription filters, status payloads
-    contract.payloads   Detection, SensorReading, Health, ConfigAck (``encode``/``decode``), evidence checks
+    contract.payloads   Detection, SensorReading, Health, ConfigAck, Confirmation, ResendRequest (``encode``/``decode``), evidence checks
     contract.errors     ContractError
 
 See docs/contract.md for the full field reference; tests/golden holds example
@@ -18,16 +18,20 @@ from contract.payloads import (
     MAX_EVIDENCE_BYTES,
     MAX_JSON_BYTES,
     MAX_REASON_CHARS,
+    MAX_RESEND_SPAN,
     RESERVED_SENSOR_VALUES,
     SHA256_PATTERN,
     VERSION,
     CameraHealth,
     Category,
     ConfigAck,
+    Confirmation,
     Detection,
+    DroppedSeqs,
     Health,
     Message,
     Position,
+    ResendRequest,
     SensorReading,
     SerialPortHealth,
     check_evidence,
@@ -47,9 +51,9 @@ from contract.topics import (
 )
 
 __all__ = [
-    "ID_PATTERN", "MAX_CLOCK_SKEW_MS", "MAX_EVIDENCE_BYTES", "MAX_JSON_BYTES", "MAX_REASON_CHARS", "NAME_PATTERN",
+    "ID_PATTERN", "MAX_CLOCK_SKEW_MS", "MAX_EVIDENCE_BYTES", "MAX_JSON_BYTES", "MAX_REASON_CHARS", "MAX_RESEND_SPAN", "NAME_PATTERN",
     "RESERVED_SENSOR_VALUES", "SHA256_PATTERN", "STATUS_OFFLINE", "STATUS_ONLINE", "TOPIC_ROOT", "VERSION",
-    "CameraHealth", "Category", "ConfigAck", "ContractError", "Detection", "Health", "Kind", "Message", "Position",
+    "CameraHealth", "Category", "ConfigAck", "Confirmation", "DroppedSeqs", "ContractError", "Detection", "Health", "Kind", "Message", "Position", "ResendRequest",
     "SensorReading", "SerialPortHealth", "Topic", "check_evidence", "decode_status", "describe_validation_error",
     "shared_subscription", "subscription",
 ]

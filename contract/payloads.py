@@ -39,8 +39,12 @@ class Category(StrEnum):
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
-# No control characters, no backslash: InfluxDB line protocol cannot carry every backslash position.
-Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\\]+$")]
+# No label holds a Unicode control (C0, DEL, C1), format (soft hyphen, zero-width and direction marks, ...),
+# line or paragraph separator character, nor a backslash (InfluxDB line protocol cannot carry every backslash
+# position); the ordinary space is allowed ("dining table"). Checked by pydantic's Rust regex engine, which
+# knows Unicode categories, at no cost per character in Python.
+UNPRINTABLE = r"\p{Cc}\p{Cf}\p{Zl}\p{Zp}"
+Label = Annotated[str, Field(min_length=1, max_length=64, pattern=rf"^[^{UNPRINTABLE}\\]+$")]
 # Counters stay below 2**63 so that every store (InfluxDB integers are int64) can hold them.
 Count = Annotated[int, Field(ge=0, lt=2**63)]
 RESERVED_SENSOR_VALUES = frozenset({"seq", "id", "event"})
@@ -136,7 +140,7 @@ class SensorReading(Message):
 
 
 MAX_REASON_CHARS = 256
-Reason = Annotated[str, Field(min_length=1, max_length=MAX_REASON_CHARS, pattern=r"^[^\x00-\x1f]+$")]
+Reason = Annotated[str, Field(min_length=1, max_length=MAX_REASON_CHARS, pattern=rf"^[^{UNPRINTABLE}]+$")]
 
 
 class CameraHealth(BaseModel):
@@ -154,7 +158,7 @@ class SerialPortHealth(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    port: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
+    port: Annotated[str, Field(min_length=1, max_length=256, pattern=rf"^[^{UNPRINTABLE}]+$")]
     state: Literal["open", "reconnecting", "down", "stopped"]
     sensors: list[Name] = Field(default_factory=list, max_length=32)
     counters: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], Annotated[int, Field(ge=0)]] = Field(
@@ -167,6 +171,25 @@ class Position(BaseModel):
     lat: Latitude
     lon: Longitude
     ts: EpochMs
+
+
+class DroppedSeqs(BaseModel):
+    """A run of seqs the box's spool gave up under its size policy: announced, so not a gap to wait for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["telemetry", "keep"] = Field(description="Class dropped: telemetry (health, readings) or keep.")
+    from_seq: Count
+    to_seq: Count
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.from_seq > self.to_seq:
+            raise ValueError("from_seq must not exceed to_seq")
+        return self
+
+
+MAX_RANGES = 256
 
 
 class Health(Message):
@@ -185,6 +208,66 @@ class Health(Message):
         None, description="Messages the spool gave up since it was created, by class.")
     serial: list[SerialPortHealth] | None = Field(None, max_length=32, description="Serial sensor ports.")
     position: Position | None = Field(None, description="Last GPS fix of the box.")
+    # Optional v1 additions of confirmed delivery (docs/contract.md).
+    last_seq: Count | None = Field(None, description="The last seq the box assigned when it built this message.")
+    delivery: Literal["confirmed", "puback"] | None = Field(None, description=(
+        "How the box frees its spool: on the gateway's confirmation, or on the broker's PUBACK (fallback)."))
+    dropped_seqs: list[DroppedSeqs] | None = Field(None, max_length=MAX_RANGES, description=(
+        "Seqs the spool gave up under its size policy and no confirmation covers yet."))
+
+
+def _sorted_disjoint(ranges: list[tuple[int, int]], above: int, what: str) -> list[tuple[int, int]]:
+    previous = above
+    for index, (first, last) in enumerate(ranges):
+        if first > last:
+            raise ValueError(f"{what}.{index}: {first} > {last}")
+        if first <= previous:
+            raise ValueError(f"{what}.{index}: ranges must be sorted, disjoint and above {above}")
+        previous = last
+    return ranges
+
+
+SeqRange = tuple[Count, Count]
+
+
+class Confirmation(Message):
+    """Gateway -> box, retained on ``confirm``: every seq up to ``upto`` is stored, and so are ``ranges`` above it."""
+
+    box: Name
+    district: Name
+    ts: EpochMs
+    upto: Count = Field(description="Every seq at or below this is stored (or was announced dropped by policy).")
+    ranges: list[SeqRange] = Field(default_factory=list, max_length=MAX_RANGES, description=(
+        "Stored seqs above upto, as inclusive [first, last] runs, sorted and disjoint."))
+
+    @model_validator(mode="after")
+    def _ranges_above_upto(self) -> Self:
+        _sorted_disjoint(list(self.ranges), self.upto, "ranges")
+        return self
+
+    def covers(self, seq: int) -> bool:
+        return seq <= self.upto or any(first <= seq <= last for first, last in self.ranges)
+
+
+MAX_RESEND_SPAN = 100_000
+
+
+class ResendRequest(Message):
+    """Gateway -> box on ``resend``: send again the seqs ``from_seq``..``to_seq`` still in your spool."""
+
+    box: Name
+    district: Name
+    ts: EpochMs
+    from_seq: Count
+    to_seq: Count
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Self:
+        if self.from_seq > self.to_seq:
+            raise ValueError("from_seq must not exceed to_seq")
+        if self.to_seq - self.from_seq >= MAX_RESEND_SPAN:
+            raise ValueError(f"a request spans at most {MAX_RESEND_SPAN} seqs")
+        return self
 
 
 class ConfigAck(Message):

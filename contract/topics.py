@@ -7,6 +7,8 @@
     city/{district}/{box}/config                 JSON box config patch, retained, operator -> box
     city/{district}/{box}/config/ack             JSON ConfigAck
     city/{district}/{box}/evidence/{detection}   raw JPEG bytes
+    city/{district}/{box}/confirm                JSON Confirmation, retained, gateway -> box (optional, v1 addition)
+    city/{district}/{box}/resend                 JSON ResendRequest, gateway -> box (optional, v1 addition)
 
 ``district`` and ``box`` are lowercase names (``NAME_PATTERN``).
 """
@@ -36,6 +38,8 @@ class Kind(StrEnum):
     CONFIG = "config"
     CONFIG_ACK = "config/ack"
     EVIDENCE = "evidence"
+    CONFIRM = "confirm"
+    RESEND = "resend"
 
 
 _NAME_RE = re.compile(NAME_PATTERN)

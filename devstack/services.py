@@ -174,6 +174,23 @@ class _Service:
         with _live_lock:
             _live_services.discard(self)
 
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would end it: nothing flushed, no clean shutdown. Idempotent."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            self._signal_group(process, signal.SIGKILL)
+            process.wait()
+        self.stop()
+
+    def pause(self) -> None:
+        """SIGSTOP the server: it holds its connections and answers nothing until ``resume``."""
+        if self._process is not None and self._process.poll() is None:
+            self._signal_group(self._process, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._signal_group(self._process, signal.SIGCONT)
+
     def restart(self) -> None:
         """Stop and start again on the same port with the same data."""
         self.stop()

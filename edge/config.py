@@ -45,6 +45,22 @@ class MqttConfig(BrokerSettings):
 class SpoolConfig(Strict):
     path: Path = Field(Path("spool.db"), description="SQLite file holding unsent messages and the seq counter.")
     max_mb: float = Field(512.0, gt=0, description="Size beyond which telemetry is dropped first.")
+    resend_after_s: float = Field(60.0, gt=0, le=86400, description=(
+        "A message the broker took and the gateway has not confirmed stored is sent again after this long; "
+        "each further try waits twice as long, up to resend_max_s."))
+    resend_max_s: float = Field(600.0, gt=0, le=86400, description="Longest wait between tries of one message.")
+    resend_in_flight: int = Field(50, ge=1, le=10_000, description=(
+        "Messages being sent again at most until a confirmation covers them (the oldest; others wait their turn)."))
+    confirm_timeout_s: float = Field(600.0, ge=0, le=7 * 86400, description=(
+        "A box that never heard a gateway confirmation frees messages on the broker's acknowledgement once one "
+        "has waited this long (an older gateway); 0 always frees on the acknowledgement."))
+
+    def delivery(self):
+        """The sender's re-send and fallback policy."""
+        from edge.sender import DeliveryPolicy
+
+        return DeliveryPolicy(self.resend_after_s, max(self.resend_max_s, self.resend_after_s),
+                              self.resend_in_flight, self.confirm_timeout_s)
 
 
 # The detector types are the plugin families the registry found, so an unknown

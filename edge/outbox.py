@@ -2,7 +2,9 @@
 
 Callers hand over messages; each is stored on disk first (with the next
 ``seq`` when it carries one) and reaches the broker in order, after outages
-and restarts too.
+and restarts too. The outbox listens on the box's ``confirm`` and ``resend``
+topics itself: the gateway's confirmations free the spool, its re-send
+requests are answered from it (``edge.sender``).
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from contract import Topic
+from typing import Any
+
+from contract import Confirmation, ContractError, DroppedSeqs, Kind, ResendRequest, Topic
 from edge.mqtt import BoxLink, Credentials
-from edge.sender import Sender
+from edge.sender import DeliveryPolicy, Sender
 from edge.spool import DEFAULT_MAX_BYTES, Spool
 
 log = logging.getLogger(__name__)
@@ -24,14 +28,40 @@ class Outbox:
                  credentials: Credentials = Credentials(), keepalive_s: int = 30, window: int = 100,
                  max_bytes: int = DEFAULT_MAX_BYTES,
                  on_message: Callable[[str, bytes], None] | None = None,
-                 subscriptions: tuple[str, ...] = ()) -> None:
-        self.spool = Spool(spool_path, max_bytes=max_bytes)
-        self.sender = Sender(self.spool, window=window)
+                 subscriptions: tuple[str, ...] = (), policy: DeliveryPolicy = DeliveryPolicy(),
+                 page_limit: int | None = None) -> None:
+        self.spool = Spool(spool_path, max_bytes=max_bytes, page_limit=page_limit)
+        self.sender = Sender(self.spool, window=window, policy=policy)
+        self.confirm_topic = str(Topic(district, box, Kind.CONFIRM))
+        self.resend_topic = str(Topic(district, box, Kind.RESEND))
+        self._on_message = on_message
         self.link = BoxLink(mqtt_url, district, box, credentials=credentials, keepalive_s=keepalive_s,
                             window=window, on_ack=self.sender.acknowledge, on_refused=self.sender.refused,
-                            on_message=on_message,
-                            subscriptions=subscriptions)
+                            on_message=self._handle_message,
+                            subscriptions=(self.confirm_topic, self.resend_topic, *subscriptions))
         self.sender.attach(self.link)
+
+    def _handle_message(self, topic: str, payload: bytes) -> None:
+        """The gateway's confirmations and re-send requests are the outbox's; the rest goes to the caller."""
+        try:
+            if topic == self.confirm_topic:
+                if payload:   # an empty retained message clears the topic
+                    self.sender.confirmed(Confirmation.decode(payload))
+                return
+            if topic == self.resend_topic:
+                self.sender.resend_requested(ResendRequest.decode(payload))
+                return
+        except ContractError as exc:
+            log.warning("delivery.bad_gateway_message topic=%s reason=%s", topic, exc.reason[:300])
+            return
+        if self._on_message is not None:
+            self._on_message(topic, payload)
+
+    def delivery_health(self) -> dict[str, Any]:
+        """The health message's delivery fields: last seq, how the spool is freed, seqs dropped by policy."""
+        dropped = [DroppedSeqs(kind=kind, from_seq=first, to_seq=last)
+                   for kind, first, last in self.spool.dropped_seqs() if kind in ("telemetry", "keep")]
+        return {"last_seq": self.spool.last_seq(), "delivery": self.sender.mode, "dropped_seqs": dropped or None}
 
     def start(self) -> None:
         self.link.start()

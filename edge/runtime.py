@@ -96,7 +96,7 @@ class Box:
         self.config_topic = Topic(config.district, config.box, Kind.CONFIG)
         self.outbox = Outbox(spool_path, mqtt_url or config.mqtt.url, config.district, config.box,
                              credentials=config.mqtt.credentials(), keepalive_s=config.mqtt.keepalive_s,
-                             max_bytes=int(config.spool.max_mb * 1024 * 1024),
+                             max_bytes=int(config.spool.max_mb * 1024 * 1024), policy=config.spool.delivery(),
                              on_message=self._on_message,
                              subscriptions=(str(self.config_topic),) if file_table is not None else ())
         self.sensors = SensorHub(config.sensors, config.sensor_profiles, self._put_sensor)
@@ -217,13 +217,14 @@ class Box:
         dropped = self.outbox.spool.dropped() or None
         config_hash = self.config_hash
         serial, position = self._sensor_health()
+        delivery = self.outbox.delivery_health()
 
         def build(seq: int) -> bytes:
             return Health(box=self.config.box, district=self.config.district, seq=seq,
                           ts=int(time.time() * 1000), uptime_s=round(time.monotonic() - self.started, 1),
                           config=config_hash, cameras=cameras, spool_depth=depth,
                           spool_oldest_s=oldest_s, spool_dropped=dropped, serial=serial,
-                          position=position).encode()
+                          position=position, **delivery).encode()
 
         self.outbox.put(Topic(self.config.district, self.config.box, Kind.HEALTH), build, telemetry=True)
 

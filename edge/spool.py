@@ -1,7 +1,11 @@
 """Disk spool: every outgoing message is stored here before it is published.
 
-A message leaves the spool only when the broker acknowledged it, so a broker
-outage or a crash loses nothing; on restart the rest is re-sent in order.
+A message that carries a ``seq`` leaves the spool only when the gateway
+confirmed it stored (``confirm``), or, on a box that falls back to the
+broker's word, when the broker acknowledged it; a message without one
+(evidence, config acks) leaves on the broker's acknowledgement. So a broker
+outage, a broker crash or a box crash loses nothing; on restart the rest is
+re-sent in order.
 The per-box ``seq`` counter lives in the same database and is advanced in
 the same transaction that stores the message, so it survives restarts and
 never repeats.
@@ -14,6 +18,9 @@ Size policy, for outages longer than the disk can hold:
 
 Every drop is counted (``dropped()``, reported in the box health) and logged
 as an error: a box that drops detections must be visible from the gateway.
+The seqs dropped are kept as ranges (``dropped_seqs()``) and announced in the
+health message until a confirmation covers them, so the gateway records them
+as closed by policy instead of waiting for them.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 DROP_BATCH = 50
+DROPPED_RECORD = 1000   # runs of dropped seqs kept on record once a confirmation covers them
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -46,8 +54,18 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_class ON outbox (class, row);
+CREATE TABLE IF NOT EXISTS dropped_seqs (
+    from_seq INTEGER PRIMARY KEY,
+    to_seq INTEGER NOT NULL,
+    class INTEGER NOT NULL
+);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('confirmed_upto', 0);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('confirmation_heard', 0);
 """
+# Spools written before confirmed delivery lack the seq column; it is added on open (NULL: sent before).
+_SEQ_COLUMN = "ALTER TABLE outbox ADD COLUMN seq INTEGER"
+_SEQ_INDEX = "CREATE INDEX IF NOT EXISTS outbox_seq ON outbox (seq) WHERE seq IS NOT NULL"
 
 
 class Class(IntEnum):
@@ -69,6 +87,7 @@ class Spooled:
     payload: bytes
     qos: int
     retain: bool
+    seq: int | None = None    # None: a message without seq, freed on the broker's acknowledgement
 
 
 def _is_full(exc: sqlite3.OperationalError) -> bool:
@@ -85,6 +104,9 @@ class Spool:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        if "seq" not in {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}:
+            self._db.execute(_SEQ_COLUMN)
+        self._db.execute(_SEQ_INDEX)
         if page_limit is not None:  # stands in for a full disk in tests
             self._db.execute(f"PRAGMA max_page_count={int(page_limit)}")
         self._page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
@@ -127,7 +149,7 @@ class Spool:
             seq = self._db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0] + 1
             payload = build(seq)
             self._db.execute("UPDATE meta SET value=? WHERE key='seq'", (seq,))
-            self._insert(topic, payload, qos, retain, kind)
+            self._insert(topic, payload, qos, retain, kind, seq)
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:  # SQLite already rolled back after some errors, "full" among them
@@ -136,10 +158,11 @@ class Spool:
         self._trim_telemetry()
         return seq
 
-    def _insert(self, topic: str, payload: bytes, qos: int, retain: bool, kind: Class) -> None:
+    def _insert(self, topic: str, payload: bytes, qos: int, retain: bool, kind: Class,
+                seq: int | None = None) -> None:
         self._db.execute(
-            "INSERT INTO outbox (topic, payload, qos, retain, class, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
-            (topic, payload, qos, int(retain), int(kind), int(time.time() * 1000)),
+            "INSERT INTO outbox (topic, payload, qos, retain, class, created_ms, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (topic, payload, qos, int(retain), int(kind), int(time.time() * 1000), seq),
         )
 
     def _used_bytes(self) -> int:
@@ -160,12 +183,14 @@ class Spool:
         raise SpoolFull(f"spool is full and holds nothing to drop for a {incoming.name.lower()} message")
 
     def _drop_oldest(self, kind: Class, why: str) -> int:
-        rows = [r[0] for r in self._db.execute(
-            "SELECT row FROM outbox WHERE class = ? ORDER BY row LIMIT ?", (int(kind), DROP_BATCH))]
-        if not rows:
+        found = self._db.execute(
+            "SELECT row, seq FROM outbox WHERE class = ? ORDER BY row LIMIT ?", (int(kind), DROP_BATCH)).fetchall()
+        if not found:
             return 0
+        rows = [r[0] for r in found]
         self._db.execute("BEGIN IMMEDIATE")
         self._db.execute(f"DELETE FROM outbox WHERE row IN ({','.join('?' * len(rows))})", rows)
+        self._record_dropped_seqs(sorted(r[1] for r in found if r[1] is not None), kind)
         self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                          "ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
                          (f"dropped_{kind.name.lower()}", len(rows)))
@@ -174,14 +199,89 @@ class Spool:
         log.log(level, "spool.dropped class=%s messages=%d reason=%s", kind.name.lower(), len(rows), why)
         return len(rows)
 
+    def _record_dropped_seqs(self, seqs: list[int], kind: Class) -> None:
+        """Inside the dropping transaction: keep the dropped seqs as ranges, merged with the ones before."""
+        for first, last in _runs(seqs):
+            before = self._db.execute("SELECT from_seq, to_seq FROM dropped_seqs WHERE to_seq = ? AND class = ?",
+                                      (first - 1, int(kind))).fetchone()
+            if before is not None:
+                self._db.execute("UPDATE dropped_seqs SET to_seq = ? WHERE from_seq = ?", (last, before[0]))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO dropped_seqs (from_seq, to_seq, class) VALUES (?, ?, ?)",
+                                 (first, last, int(kind)))
+
     def after(self, row: int, limit: int) -> list[Spooled]:
         """Up to ``limit`` messages stored after ``row``, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT row, topic, payload, qos, retain FROM outbox WHERE row > ? ORDER BY row LIMIT ?",
+                "SELECT row, topic, payload, qos, retain, seq FROM outbox WHERE row > ? ORDER BY row LIMIT ?",
                 (row, limit),
             ).fetchall()
-        return [Spooled(r[0], r[1], bytes(r[2]), r[3], bool(r[4])) for r in rows]
+        return [Spooled(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5]) for r in rows]
+
+    def rows(self, rows: list[int]) -> list[Spooled]:
+        """These messages, those still in the spool, oldest first."""
+        if not rows:
+            return []
+        with self._lock:
+            found = self._db.execute(
+                f"SELECT row, topic, payload, qos, retain, seq FROM outbox WHERE row IN ({','.join('?' * len(rows))}) "
+                "ORDER BY row", rows).fetchall()
+        return [Spooled(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5]) for r in found]
+
+    def seq_rows(self, from_seq: int, to_seq: int, limit: int) -> list[Spooled]:
+        """The messages with a seq in [from_seq, to_seq] still in the spool, oldest first (a re-send request)."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT row, topic, payload, qos, retain, seq FROM outbox WHERE seq BETWEEN ? AND ? ORDER BY seq "
+                "LIMIT ?", (from_seq, to_seq, limit)).fetchall()
+        return [Spooled(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5]) for r in found]
+
+    def confirm(self, upto: int, ranges: list[tuple[int, int]]) -> list[int]:
+        """The gateway stored every seq up to ``upto`` and those in ``ranges``: forget them; the rows forgotten.
+
+        Dropped-seq announcements that ``upto`` covers are no longer made. Not synced
+        to disk, like ``remove``: a lost removal only means a harmless re-send.
+        """
+        conditions = ["seq <= ?"] + ["seq BETWEEN ? AND ?"] * len(ranges)
+        params = [upto] + [bound for first_last in ranges for bound in first_last]
+        with self._lock:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                gone = [r[0] for r in self._db.execute(
+                    f"SELECT row FROM outbox WHERE seq IS NOT NULL AND ({' OR '.join(conditions)})", params)]
+                if gone:
+                    self._db.executemany("DELETE FROM outbox WHERE row = ?", [(row,) for row in gone])
+                # Covered announcements are no longer sent (``dropped_seqs``); the record is kept, bounded.
+                self._db.execute("DELETE FROM dropped_seqs WHERE to_seq <= ? AND from_seq NOT IN "
+                                 "(SELECT from_seq FROM dropped_seqs ORDER BY from_seq DESC LIMIT ?)",
+                                 (upto, DROPPED_RECORD))
+                self._db.execute("UPDATE meta SET value = max(value, ?) WHERE key = 'confirmed_upto'", (upto,))
+                self._db.execute("UPDATE meta SET value = 1 WHERE key = 'confirmation_heard'")
+                self._db.execute("COMMIT")
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
+        return gone
+
+    def confirmation_heard(self) -> bool:
+        """Whether a gateway ever confirmed anything to this spool (kept across restarts)."""
+        with self._lock:
+            return bool(self._db.execute("SELECT value FROM meta WHERE key='confirmation_heard'").fetchone()[0])
+
+    def confirmed_upto(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT value FROM meta WHERE key='confirmed_upto'").fetchone()[0]
+
+    def dropped_seqs(self, limit: int = 256, covered: bool = False) -> list[tuple[str, int, int]]:
+        """(class, from_seq, to_seq) of the seqs given up and not yet covered by a confirmation (with ``covered``,
+        also the last ones covered), oldest first."""
+        with self._lock:
+            upto = -1 if covered else self._db.execute(
+                "SELECT value FROM meta WHERE key='confirmed_upto'").fetchone()[0]
+            found = self._db.execute("SELECT class, from_seq, to_seq FROM dropped_seqs WHERE to_seq > ? "
+                                     "ORDER BY from_seq LIMIT ?", (upto, limit)).fetchall()
+        return [(Class(kind).name.lower(), first, last) for kind, first, last in found]
 
     def remove(self, rows: list[int]) -> None:
         """Forget acknowledged messages, in one transaction.
@@ -222,3 +322,14 @@ class Spool:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _runs(numbers: list[int]) -> list[tuple[int, int]]:
+    """Consecutive runs of a sorted list: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    runs: list[tuple[int, int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    return runs

@@ -79,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--json", action="store_true", help="Print a JSON array instead of a table.")
     preview.set_defaults(handler=_preview)
 
-    boxes = commands.add_parser("boxes", help="Boxes: last seen, online, last seq, open seq gaps.")
+    boxes = commands.add_parser("boxes", help=(
+        "Boxes: last seen, online, last seq, seq gaps (open, back-filled, dropped by policy), delivery mode, "
+        "evidence disk use and budget."))
     _add_connection_flags(boxes)
     boxes.add_argument("--json", action="store_true", help="Print a JSON array instead of a table.")
     boxes.set_defaults(handler=_boxes)
@@ -122,19 +124,23 @@ def _now_ms() -> int:
 
 def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
     from gateway.store.base import StoreError
-    from gateway.ingest.batches import Ingest, Stopped
+    from gateway.ingest.batches import Ingest, Stopped, confirmation_sender, resend_request_sender
     from gateway.transport.link import GatewayLink
 
     log = logging.getLogger("gateway")
     store = _open_store(config)
-    try:
-        store.create_database()
-    except StoreError as exc:
-        print(f"gateway: InfluxDB at {config.influx.url} is not usable: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     ingest = Ingest(config, store)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: ingest.stop())
+    try:
+        ingest.wait_for_store()   # an InfluxDB that is away is waited for; one that refuses us is an error
+    except Stopped:
+        store.close()
+        return 0
+    except StoreError as exc:
+        print(f"gateway: InfluxDB at {config.influx.url} is not usable: {exc}", file=sys.stderr)
+        store.close()
+        return EXIT_USAGE
     try:
         ingest.restore()  # before subscribing: every message meets the state it was written against
     except Stopped:
@@ -143,9 +149,10 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
     _tune_gc()
     link = GatewayLink(config.mqtt.url, config.mqtt.client_id, subscriptions(config), ingest.offer,
                        credentials=config.mqtt.credentials(), receive_maximum=receive_maximum(config),
-                       fast=None if config.mqtt.fast_receive else False)
+                       fast=None if config.mqtt.fast_receive else False, on_session_lost=ingest.broker_session_lost)
     try:
-        ingest.start_writer(link.ack_all)  # ready before the first message arrives
+        # Ready before the first message arrives.
+        ingest.start_writer(link.ack_all, confirmation_sender(link.publish), resend_request_sender(link.publish))
     except RuntimeError as exc:
         log.error("gateway.writer_failed error=%s", exc)
         store.close()
@@ -389,14 +396,25 @@ def format_lead_details(shown: dict[str, Any]) -> str:
 
 def format_boxes_table(boxes: list[dict]) -> str:
     lines = [f"{'BOX':<20} {'DISTRICT':<14} {'ONLINE':<7} {'LAST SEEN (UTC)':<19}  {'LAST SEQ':>9} {'GAPS':>5} "
-             f"{'MISSING':>8}"]
+             f"{'MISSING':>8} {'BACKFILLED':>10} {'POLICY':>6} {'DELIVERY':<9} {'EVIDENCE MB':>13}"]
+    warnings = []
     for box in boxes:
         online = {True: "yes", False: "no", None: "?"}[box["online"]]
         last_seq = "-" if box["last_seq"] is None else str(box["last_seq"])
+        evidence = "-"
+        if box.get("evidence_used") is not None:
+            evidence = f"{box['evidence_used'] / 2**20:.1f}/{(box.get('evidence_budget') or 0) / 2**20:.0f}"
         lines.append(f"{box['box']:<20} {box['district']:<14} {online:<7} {_when(box['last_seen']):<19}  "
-                     f"{last_seq:>9} {box['open_gaps']:>5} {box['missing']:>8}")
+                     f"{last_seq:>9} {box['open_gaps']:>5} {box['missing']:>8} {box.get('backfilled', 0):>10} "
+                     f"{box.get('dropped_by_policy', 0):>6} {box.get('delivery') or '-':<9} {evidence:>13}")
+        if box.get("evidence_refused"):
+            warnings.append(f"warning: {box['box']}: evidence budget full, {box['evidence_refused']} picture(s) "
+                            "refused (dead-lettered); close leads or raise [evidence] max_box_mb / max_total_mb")
+        if box.get("delivery") == "puback":
+            warnings.append(f"warning: {box['box']}: frees its spool on the broker's PUBACK (it heard no gateway "
+                            "confirmation); a broker crash may lose its messages")
     lines.append(f"{len(boxes)} box(es)")
-    return "\n".join(lines)
+    return "\n".join(lines + warnings)
 
 
 if __name__ == "__main__":

@@ -134,11 +134,24 @@ class DistrictArea(Strict):
     polygon: list[tuple[Latitude, Longitude]] = Field(min_length=3, description="[[lat, lon], ...] corners.")
 
 
+class EvidenceSettings(Strict):
+    """How much disk evidence pictures may take, and what may be evicted to make room."""
+
+    max_total_mb: float = Field(20480.0, gt=0, description="All pictures together, in MiB.")
+    max_box_mb: float = Field(2048.0, gt=0, description="The pictures of one box, in MiB.")
+    retention_days: float = Field(90.0, ge=0, description=(
+        "Pictures of a lead closed this long ago may be evicted, oldest first, when a budget is full; pictures "
+        "of leads not closed never are: new pictures are refused (dead-lettered) instead."))
+    wait_s: float = Field(900.0, gt=0, le=86400, description=(
+        "A picture whose detection is unknown is kept this long for it to arrive, then deleted and dead-lettered."))
+
+
 class GatewayConfig(Strict):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     dedupe: DedupeSettings = Field(default_factory=DedupeSettings)
     evidence_dir: Path = Field(Path("evidence"), description="Content-addressed store of evidence JPEGs.")
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
     batch_size: int = Field(500, ge=1, le=50_000, description="Messages checked and deduped together at most.")
     write_max_messages: int = Field(4000, ge=1, le=50_000, description=(
         "Messages per InfluxDB write at most: batches that queue up while a write runs are written together."))
@@ -154,6 +167,10 @@ class GatewayConfig(Strict):
         "Longest time before the ingest reads case staff's lead changes again; 0 reads them before every batch."))
     prune_every_s: float = Field(60.0, gt=0, description="How often groups beyond the horizon are forgotten.")
     seq_lookback_s: float = Field(7 * 86400.0, gt=0, description="How far back box seq state is read on start.")
+    resend_request_after_s: float = Field(120.0, gt=0, description=(
+        "A seq gap open this long is asked of its box again (contract ResendRequest); the box answers from its "
+        "spool."))
+    resend_request_every_s: float = Field(600.0, gt=0, description="How often one gap is asked for at most.")
 
     @model_validator(mode="after")
     def _a_write_holds_a_batch(self):

@@ -147,3 +147,30 @@ def test_subscriptions():
 def test_a_trailing_newline_is_not_a_name(text):
     with pytest.raises(ContractError):
         Topic.parse(text)
+
+
+@pytest.mark.parametrize("char", [
+    "\x00", "\x1f", "\x7f",            # C0 and DEL
+    "\x85", "\x9b",                    # C1 (NEL, CSI)
+    "\u00ad", "\u200b", "\u200e", "\u202e", "\u2066", "\ufeff",   # format: soft hyphen, zero width, direction marks
+    "\u2028", "\u2029",                # line and paragraph separators
+])
+def test_a_label_with_a_control_format_or_separator_character_is_refused(char):
+    good = json.loads(golden("detection_v1.json"))
+    for field in ("label", "model"):
+        bad = json.dumps({**good, field: f"dining{char}table"}).encode()
+        with pytest.raises(ContractError, match=field):
+            Detection.decode(bad)
+
+
+@pytest.mark.parametrize("label", ["dining table", "potted plant", "Straßenstand", "ниша", "café"])
+def test_ordinary_labels_with_spaces_and_letters_of_any_script_pass(label):
+    good = json.loads(golden("detection_v1.json"))
+    assert Detection.decode(json.dumps({**good, "label": label}).encode()).label == label
+
+
+def test_a_down_cameras_reason_refuses_separators_too():
+    health = json.loads(golden("health_v1_camera_down.json"))
+    health["cameras"]["south"]["reason"] = "zone\u2028kiosk"
+    with pytest.raises(ContractError, match="reason"):
+        Health.decode(json.dumps(health).encode())

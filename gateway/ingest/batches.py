@@ -7,7 +7,13 @@ Per batch, top to bottom:
 3. read back the groups a late detection may join (older than the in-memory horizon);
 4. apply the batch to the in-memory state and turn it into points (``pipeline.apply``);
 5. write the points, retrying while InfluxDB is away;
-6. acknowledge the batch to the broker.
+6. acknowledge the batch to the broker, and confirm to each box of it what is stored.
+
+Confirmations (``contract.Confirmation``, retained on the box's ``confirm``
+topic): the seq state after a batch is what the box may forget once that
+batch, and so every batch before it, is stored. Its snapshot for the boxes of
+the batch is taken when the batch is handled and published when the writer
+reports it stored.
 
 Steps 5 and 6 run in a writer process (``gateway.store.writer``), behind steps
 1-4: the ingest's interpreter lock is the gateway's bottleneck, and writing
@@ -26,12 +32,12 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import TypeVar
 
 from common.backoff import Waits
-from contract import Kind
+from contract import MAX_RESEND_SPAN, Confirmation, Kind, ResendRequest, Topic
 from gateway.config import GatewayConfig
 from gateway.dedupe.leads import LeadBook
 from gateway.dedupe.policies import merge_policies
@@ -39,8 +45,8 @@ from gateway.dedupe.routing import Router
 from gateway.dedupe.seqgaps import SeqTracker
 from gateway.ingest.pipeline import Checked, Pipeline, check
 from gateway.store import schema
-from gateway.store.evidence import EvidenceStore
-from gateway.ingest.restore import load_groups
+from gateway.store.evidence import EvidenceBudget, EvidenceStore
+from gateway.ingest.restore import load_groups, load_windows
 from gateway.store.base import LeadStore, StoreError, StoreUnavailable
 from gateway.store.lineprotocol import Point
 from gateway.store.writer import WriterProcess
@@ -73,7 +79,7 @@ class Ingest:
         self.policies = merge_policies(dedupe)
         self.book = LeadBook(self.policies)
         self.tracker = SeqTracker()
-        self.evidence = EvidenceStore(config.evidence_dir)
+        self.evidence = EvidenceStore(config.evidence_dir, EvidenceBudget.of(config.evidence))
         self.stats: Counter = Counter()
         self.pipeline = Pipeline(self.book, self.tracker, self.evidence, Router(config.teams, config.districts),
                                  self.stats)
@@ -90,6 +96,12 @@ class Ingest:
         self._events_applied: set[tuple[str, int]] = set()
         self._next_refresh = 0.0
         self._next_prune = 0.0
+        # Per batch handed to the writer, in order: (messages, {box: confirmation once it is stored}).
+        self._to_confirm: deque[tuple[int, dict[str, Confirmation]]] = deque()
+        self._confirmed: dict[str, tuple[int, list]] = {}   # box -> last (upto, ranges) published
+        self._asked: dict[tuple[str, int], int] = {}   # (box, gap from_seq) -> when last asked of the box (ms)
+        self._next_backfill = 0.0
+        self._request: Callable[[list[ResendRequest]], None] = lambda requests: None
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -103,6 +115,18 @@ class Ingest:
     def stop(self) -> None:
         self._stop.set()
 
+    def broker_session_lost(self) -> None:
+        """Called from the transport when the broker holds no session of ours; noted with the next batch."""
+        self.pipeline.session_lost_ms = self.now_ms()
+
+    def wait_for_store(self) -> None:
+        """Make the database, waiting (with the retry policy) while InfluxDB cannot be reached.
+
+        Raises ``StoreError`` when it answers with a refusal (credentials, a bad URL path), ``Stopped`` when
+        the gateway is asked to stop first.
+        """
+        self._retrying("start.create_database", self.store.create_database)
+
     def restore(self) -> None:
         """Rebuild the dedupe and seq state from the store; retries until it answers or the gateway stops."""
         now = self.now_ms()
@@ -112,11 +136,14 @@ class Ingest:
             self.store, since, None, self.policies, known=lambda _: False, districts=districts))
         for lead in groups:
             self.book.restore(lead, verified=self.evidence.has)
+            if lead.status == "closed":   # closed while no gateway ran: its pictures' retention counts from now
+                self.evidence.lead_closed(lead.lead_id, now)
         seq_since = now - int(self.config.seq_lookback_s * 1000)
         boxes = self._retrying("restore.boxes", lambda: self.store.box_seqs(seq_since, districts))
         gaps = self._retrying("restore.gaps", lambda: self.store.open_gaps(seq_since, districts))
         for box in boxes:
-            self.tracker.restore(box.box, box.district, box.last_seq, [g for g in gaps if g.box == box.box])
+            self.tracker.restore(box.box, box.district, box.last_seq, [g for g in gaps if g.box == box.box],
+                                 box.first_seq)
         self._loaded_from_ms = since
         self._events_from_ms = now
         self._next_prune = self.clock() + self.config.prune_every_s
@@ -124,12 +151,20 @@ class Ingest:
         log.info("state.restored groups=%d leads=%d detections=%d boxes=%d open_gaps=%d since_ms=%d", len(groups),
                  leads, sum(lead.detections for lead in groups), len(boxes), len(gaps), since)
 
-    def start_writer(self, ack: Callable[[list[Incoming]], None]) -> None:
-        """Start the writer process; ``ack(messages)`` is called only once they are stored."""
+    def start_writer(self, ack: Callable[[list[Incoming]], None],
+                     confirm: Callable[[list[Confirmation]], None] = lambda confirmations: None,
+                     request: Callable[[list[ResendRequest]], None] = lambda requests: None) -> None:
+        """Start the writer process; ``ack(messages)`` and ``confirm(confirmations)`` are called only once the
+        messages are stored."""
         def stored(messages: list[Incoming]) -> None:
             ack(messages)
             self.stats["acked"] += len(messages)
+            confirmations = self.stored_confirmations(len(messages))
+            if confirmations:
+                confirm(confirmations)
+                self.stats["confirmations"] += len(confirmations)
 
+        self._request = request
         self._writer_process = WriterProcess(self.config, stored, self.stats)
         self._writer_process.start()
 
@@ -146,7 +181,13 @@ class Ingest:
         try:
             while not self._stop.is_set() and self._writer_process.alive:
                 batch = self.next_batch()
-                if batch and not self._writer_process.put(self.handle(batch), batch, self._stop):
+                self.ask_for_gaps_if_due()
+                if not batch and self.pipeline.session_lost_ms is None:
+                    self.prune_if_due()
+                    continue
+                points = self.handle(batch)
+                self._to_confirm.append((len(batch), self.confirmations()))   # before the writer may report it
+                if not self._writer_process.put(points, batch, self._stop):
                     break
                 self.prune_if_due()
         except Stopped:
@@ -188,6 +229,57 @@ class Ingest:
         self.load_history_for(checked)
         return self.pipeline.apply(checked, now)
 
+    def confirmations(self) -> dict[str, Confirmation]:
+        """What the boxes of the batch just handled may forget once it is stored: those whose state moved."""
+        found: dict[str, Confirmation] = {}
+        ts = max(self.now_ms(), 946_684_800_001)
+        for box, district in self.pipeline.touched.items():
+            state = self.tracker.confirmation(box)
+            if state is None or self._confirmed.get(box) == state:
+                continue
+            self._confirmed[box] = state
+            found[box] = Confirmation(box=box, district=district, ts=ts, upto=state[0], ranges=state[1])
+        return found
+
+    def stored_confirmations(self, messages: int) -> list[Confirmation]:
+        """The confirmations of the batches that make up ``messages`` stored messages, the newest per box."""
+        newest: dict[str, Confirmation] = {}
+        while self._to_confirm and (messages > 0 or self._to_confirm[0][0] == 0):
+            count, confirmations = self._to_confirm.popleft()
+            messages -= count
+            newest.update(confirmations)
+        return list(newest.values())
+
+    def ask_for_gaps_if_due(self) -> None:
+        if self.clock() < self._next_backfill:
+            return
+        self._next_backfill = self.clock() + 10.0
+        requests = self.backfill_requests(self.now_ms())
+        if requests:
+            self._request(requests)
+            self.stats["resend_requests"] += len(requests)
+
+    def backfill_requests(self, now_ms: int) -> list[ResendRequest]:
+        """Re-send requests for the seq gaps open longer than ``resend_request_after_s``, each at most every
+        ``resend_request_every_s``: the box answers from its spool (a box before confirmed delivery ignores it)."""
+        after_ms = int(self.config.resend_request_after_s * 1000)
+        every_ms = int(self.config.resend_request_every_s * 1000)
+        requests: list[ResendRequest] = []
+        open_now = set()
+        for gap in self.tracker.open_gaps():
+            key = (gap.box, gap.from_seq)
+            open_now.add(key)
+            if now_ms - gap.opened_ms < after_ms or now_ms - self._asked.get(key, -every_ms) < every_ms:
+                continue
+            self._asked[key] = now_ms
+            for first, last in gap.missing_ranges[:16]:
+                requests.append(ResendRequest(box=gap.box, district=gap.district, ts=now_ms, from_seq=first,
+                                              to_seq=min(last, first + MAX_RESEND_SPAN - 1)))
+            log.info("box.backfill_requested box=%s from_seq=%d to_seq=%d missing=%d", gap.box, gap.from_seq,
+                     gap.to_seq, gap.missing)
+        self._asked = {key: at for key, at in self._asked.items() if key in open_now}
+        return requests
+
     def learn_case_changes(self, force: bool = False) -> None:
         """Apply claims and closes written by case staff since the last look.
 
@@ -214,13 +306,20 @@ class Ingest:
                 continue
             self.book.set_status(seen.lead_id, to_status, claimed_by=seen.event.by if to_status == "claimed" else None,
                                  outcome=seen.event.outcome)
+            if to_status == "closed":
+                self.evidence.lead_closed(seen.lead_id, seen.event.at_ms)
             log.info("lead.status_learned lead=%s status=%s by=%s", seen.lead_id, to_status, seen.event.by)
         self._events_from_ms = started_ms
         horizon_ns = schema.ms_to_ns(started_ms - 2 * EVENT_SLACK_MS)
         self._events_applied = {key for key in self._events_applied if key[1] >= horizon_ns}
 
     def load_history_for(self, checked: list[Checked]) -> None:
-        """Read back the groups that late detections (older than the in-memory horizon) may join."""
+        """Read back the groups that late detections (older than the in-memory horizon) may join.
+
+        All the merge-gap-wide windows the batch needs are read at once (one request per 200 windows, however
+        far apart the detections' times lie), never one read per detection; the groups read join the book
+        until the next prune, so a batch adds at most three windows per detection to memory.
+        """
         needed: set[int] = set()
         for item in checked:
             det = item.detection
@@ -229,15 +328,19 @@ class Ingest:
             first, last = (det.ts - self._gap_ms) // self._gap_ms, (det.ts + self._gap_ms) // self._gap_ms
             needed.update(b for b in range(first, last + 1)
                           if b not in self._cold_buckets and b * self._gap_ms < self._loaded_from_ms)
-        for start, end in _runs(sorted(needed)):
-            since, until = start * self._gap_ms, min((end + 1) * self._gap_ms, self._loaded_from_ms)
-            groups = self._retrying("history.late_window", lambda: load_groups(
-                self.store, since, until, self.policies,
-                known=lambda lead_id: self.book.get(lead_id) is not None, districts=self.config.serve_districts))
-            for lead in groups:
-                self.book.restore(lead, verified=self.evidence.has)
-            self._cold_buckets.update(range(start, end + 1))
-            log.info("history.loaded since_ms=%d until_ms=%d groups=%d", since, until, len(groups))
+        if not needed:
+            return
+        windows = [(start * self._gap_ms, min((end + 1) * self._gap_ms, self._loaded_from_ms))
+                   for start, end in _runs(sorted(needed))]
+        groups = self._retrying("history.late_windows", lambda: load_windows(
+            self.store, windows, self.policies, known=lambda lead_id: self.book.get(lead_id) is not None,
+            districts=self.config.serve_districts))
+        for lead in groups:
+            self.book.restore(lead, verified=self.evidence.has)
+        self._cold_buckets.update(needed)
+        self.stats["history_reads"] += 1
+        log.info("history.loaded windows=%d groups=%d from_ms=%d until_ms=%d", len(windows), len(groups),
+                 windows[0][0], windows[-1][1])
 
     def prune_if_due(self) -> None:
         if self.clock() < self._next_prune:
@@ -261,6 +364,24 @@ class Ingest:
                 log.warning("influx.unavailable during=%s retry_in_s=%.1f error=%s", what, backoff.next_s, exc)
             backoff.wait(self._stop)
         raise Stopped(what)
+
+
+def confirmation_sender(publish: Callable[..., None]) -> Callable[[list[Confirmation]], None]:
+    """Publishes each confirmation retained, QoS 1, on its box's ``confirm`` topic (``publish(topic, payload,
+    qos=, retain=)``: the transport's)."""
+    def send(confirmations: list[Confirmation]) -> None:
+        for confirmation in confirmations:
+            topic = Topic(confirmation.district, confirmation.box, Kind.CONFIRM)
+            publish(str(topic), confirmation.encode(), qos=1, retain=True)
+    return send
+
+
+def resend_request_sender(publish: Callable[..., None]) -> Callable[[list[ResendRequest]], None]:
+    """Publishes each request, QoS 1, not retained, on its box's ``resend`` topic."""
+    def send(requests: list[ResendRequest]) -> None:
+        for request in requests:
+            publish(str(Topic(request.district, request.box, Kind.RESEND)), request.encode(), qos=1, retain=False)
+    return send
 
 
 def _runs(numbers: list[int]) -> list[tuple[int, int]]:

@@ -40,6 +40,22 @@ def load_groups(store: LeadStore, since_ms: int, until_ms: int | None, policies:
     return [_group(lead_id, entries, lead_rows.get(lead_id), policies) for lead_id, entries in by_lead.items()]
 
 
+def load_windows(store: LeadStore, windows: Sequence[tuple[int, int]], policies: MergePolicies,
+                 known: Callable[[str], bool], districts: Sequence[str] = ()) -> list[Lead]:
+    """Whole groups with a ledger entry in any of the [since_ms, until_ms) windows, except those ``known``:
+    the rows of every window in one read, then the ledgers and lead points of the groups found."""
+    by_lead: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in store.ledger_rows_in(windows, districts):
+        if row.get("lead_id") and not known(row["lead_id"]):
+            by_lead[row["lead_id"]].append(row)
+    if not by_lead:
+        return []
+    for lead_id, entries in store.ledgers(list(by_lead)).items():
+        by_lead[lead_id] = entries
+    lead_rows = store.lead_rows(list(by_lead))
+    return [_group(lead_id, entries, lead_rows.get(lead_id), policies) for lead_id, entries in by_lead.items()]
+
+
 def _may_reach_before(entries: list[dict[str, Any]], since_ms: int, merge_gap_ms: int) -> bool:
     """Could this group have entries before ``since_ms`` that the window missed?
 

@@ -47,6 +47,7 @@ class BoxSeqState:
     box: str
     district: str
     last_seq: int
+    first_seq: int = 1    # the lowest seq stored in the window read: what lies below is not known
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,9 @@ class LeadStore(Protocol):
     def ledger_rows(self, since_ms: int, until_ms: int | None, districts: Sequence[str] = ()) -> list[Row]:
         """Detections with event time in [since_ms, until_ms), as ledger rows (``schema.LEDGER_NAMES``)."""
 
+    def ledger_rows_in(self, windows: Sequence[tuple[int, int]], districts: Sequence[str] = ()) -> list[Row]:
+        """Detections with event time in any of the [since_ms, until_ms) windows, as ledger rows, read at once."""
+
     def ledgers(self, lead_ids: Sequence[str]) -> dict[str, list[Row]]:
         """The whole ledger of each of these leads, by lead id."""
 
@@ -80,7 +84,7 @@ class LeadStore(Protocol):
         """The ``lead`` point of each of these leads that has one, by lead id."""
 
     def box_seqs(self, since_ms: int, districts: Sequence[str] = ()) -> list[BoxSeqState]:
-        """Each box's highest seq stored since ``since_ms`` over ``SEQ_MEASUREMENTS``."""
+        """Each box's highest (and lowest) seq stored since ``since_ms`` over ``SEQ_MEASUREMENTS``."""
 
     def open_gaps(self, since_ms: int, districts: Sequence[str] = ()) -> list[Gap]:
         """The seq gaps opened since ``since_ms`` and not closed yet."""
@@ -104,7 +108,9 @@ class LeadStore(Protocol):
 
     def boxes(self, since_ms: int) -> list[Row]:
         """Per box heard of since ``since_ms``: box, district, last_seen (ms), online, last_seq, open_gaps,
-        missing; sorted by district and box."""
+        missing, backfilled and dropped_by_policy (seqs of its gaps that arrived late, or that the box
+        announced dropped), delivery (from its last health: confirmed / puback), evidence_used,
+        evidence_budget, evidence_refused; sorted by district and box."""
 
 
 # --------------------------------------------------------------------------- rows both stores build alike
@@ -118,7 +124,24 @@ def lead_event(row: Row) -> LeadEvent:
 
 def new_box_summary(box: str, district: str) -> Row:
     return {"box": box, "district": district, "last_seen": None, "online": None, "last_seq": None,
-            "open_gaps": 0, "missing": 0}
+            "open_gaps": 0, "missing": 0, "backfilled": 0, "dropped_by_policy": 0, "delivery": None,
+            "evidence_used": None, "evidence_budget": None, "evidence_refused": 0}
+
+
+def add_gap(summary: Row, row: Row) -> None:
+    """One ``box_gap`` row into a box's summary."""
+    if row.get("status") == "open":
+        summary["open_gaps"] += 1
+        summary["missing"] += row.get("missing", 0)
+    summary["backfilled"] += row.get("backfilled") or 0
+    summary["dropped_by_policy"] += row.get("policy") or 0
+
+
+def add_evidence(summary: Row, row: Row) -> None:
+    """The last ``box_evidence`` row of a box into its summary."""
+    summary["evidence_used"] = row.get("used_bytes")
+    summary["evidence_budget"] = row.get("budget_bytes")
+    summary["evidence_refused"] = row.get("refused") or 0
 
 
 def seen_at(summary: Row, time_ns: int) -> None:

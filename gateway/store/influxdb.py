@@ -15,12 +15,23 @@ from typing import Self
 
 from gateway.config import GatewayConfig
 from gateway.dedupe.seqgaps import Gap, parse_ranges
-from gateway.store.base import SEQ_MEASUREMENTS, BoxSeqState, Row, SeenEvent, lead_event, new_box_summary, seen_at
+from gateway.store.base import (
+    SEQ_MEASUREMENTS,
+    BoxSeqState,
+    Row,
+    SeenEvent,
+    add_evidence,
+    add_gap,
+    lead_event,
+    new_box_summary,
+    seen_at,
+)
 from gateway.store.influx import InfluxClient, quote_ident, quote_string
 from gateway.store.lineprotocol import Point
 from gateway.store.schema import LEDGER_NAMES, NS_PER_MS, PRECISION, ms_to_ns
 
 IDS_PER_QUERY = 200
+WINDOWS_PER_REQUEST = 200   # time windows of late detections read in one request (InfluxQL has no OR of times)
 # A lead's ledger, read from its detections, under the names ``gateway leads show`` prints.
 LEDGER_COLUMNS = ", ".join(quote_ident(stored) if stored == name else f"{quote_ident(stored)} AS {quote_ident(name)}"
                            for stored, name in LEDGER_NAMES.items())
@@ -59,6 +70,16 @@ class InfluxStore:
         return self.client.query_all(f"SELECT {LEDGER_COLUMNS} FROM {quote_ident('detection')} "
                                      f"WHERE {window}{_district_filter(districts)}")
 
+    def ledger_rows_in(self, windows: Sequence[tuple[int, int]], districts: Sequence[str] = ()) -> list[Row]:
+        rows: list[Row] = []
+        for start in range(0, len(windows), WINDOWS_PER_REQUEST):
+            statements = [f"SELECT {LEDGER_COLUMNS} FROM {quote_ident('detection')} WHERE time >= {ms_to_ns(since)} "
+                          f"AND time < {ms_to_ns(until)}{_district_filter(districts)}"
+                          for since, until in windows[start:start + WINDOWS_PER_REQUEST]]
+            for found in self.client.query_many(statements):
+                rows.extend(found)
+        return rows
+
     def ledgers(self, lead_ids: Sequence[str]) -> dict[str, list[Row]]:
         found: dict[str, list[Row]] = defaultdict(list)
         for chunk in _chunks(lead_ids):
@@ -77,20 +98,24 @@ class InfluxStore:
     def box_seqs(self, since_ms: int, districts: Sequence[str] = ()) -> list[BoxSeqState]:
         best: dict[str, BoxSeqState] = {}
         for measurement in SEQ_MEASUREMENTS:
-            rows = self.client.query(f"SELECT max({quote_ident('seq')}) FROM {quote_ident(measurement)} "
+            rows = self.client.query(f"SELECT max({quote_ident('seq')}), min({quote_ident('seq')}) "
+                                     f"FROM {quote_ident(measurement)} "
                                      f"WHERE time >= {ms_to_ns(since_ms)}{_district_filter(districts)} "
                                      f"GROUP BY {quote_ident('box')}, {quote_ident('district')}")
             for row in rows:
                 current = best.get(row["box"])
-                if current is None or row["max"] > current.last_seq:
-                    best[row["box"]] = BoxSeqState(row["box"], row["district"], row["max"])
+                if current is None:
+                    best[row["box"]] = BoxSeqState(row["box"], row["district"], row["max"], row["min"])
+                else:
+                    best[row["box"]] = BoxSeqState(row["box"], row["district"], max(row["max"], current.last_seq),
+                                                   min(row["min"], current.first_seq))
         return list(best.values())
 
     def open_gaps(self, since_ms: int, districts: Sequence[str] = ()) -> list[Gap]:
         rows = self.client.query_all(f"SELECT * FROM {quote_ident('box_gap')} "
                                      f"WHERE time >= {ms_to_ns(since_ms)}{_district_filter(districts)}")
         return [Gap(row["box"], row["district"], row["from_seq"], row["to_seq"], row["time"] // NS_PER_MS,
-                    parse_ranges(row.get("ranges", ""))) for row in rows if row.get("status") == "open"]
+                    parse_ranges(row.get("ranges", "")), row.get("policy", 0), row.get("backfilled", 0)) for row in rows if row.get("status") == "open"]
 
     def events_since(self, since_ms: int) -> list[SeenEvent]:
         rows = self.client.query_all(f"SELECT * FROM {quote_ident('lead_event')} WHERE time >= {ms_to_ns(since_ms)}")
@@ -141,10 +166,12 @@ class InfluxStore:
             entry["online"] = bool(row["last"])
             seen_at(entry, row["time"])
         for row in self.client.query_all(f"SELECT * FROM {quote_ident('box_gap')} WHERE {since}"):
-            if row.get("status") == "open":
-                entry = box(row)
-                entry["open_gaps"] += 1
-                entry["missing"] += row.get("missing", 0)
+            add_gap(box(row), row)
+        for row in self.client.query(f"SELECT last({quote_ident('delivery')}) FROM {quote_ident('box_health')} "
+                                     f"WHERE {since} {group}"):
+            box(row)["delivery"] = row["last"]
+        for row in self.client.query(f"SELECT last(*) FROM {quote_ident('box_evidence')} WHERE {since} {group}"):
+            add_evidence(box(row), {name.removeprefix("last_"): value for name, value in row.items()})
         return sorted(boxes.values(), key=lambda b: (b["district"], b["box"]))
 
 

@@ -15,7 +15,17 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from gateway.dedupe.seqgaps import Gap, parse_ranges
-from gateway.store.base import SEQ_MEASUREMENTS, BoxSeqState, Row, SeenEvent, lead_event, new_box_summary, seen_at
+from gateway.store.base import (
+    SEQ_MEASUREMENTS,
+    BoxSeqState,
+    Row,
+    SeenEvent,
+    add_evidence,
+    add_gap,
+    lead_event,
+    new_box_summary,
+    seen_at,
+)
 from gateway.store.lineprotocol import Point
 from gateway.store.schema import LEDGER_NAMES, NS_PER_MS, ms_to_ns
 
@@ -77,6 +87,9 @@ class MemoryStore:
     def ledger_rows(self, since_ms: int, until_ms: int | None, districts: Sequence[str] = ()) -> list[Row]:
         return self._ledger(self._rows("detection", since_ms, until_ms, self._in(districts)))
 
+    def ledger_rows_in(self, windows: Sequence[tuple[int, int]], districts: Sequence[str] = ()) -> list[Row]:
+        return [row for since, until in windows for row in self.ledger_rows(since, until, districts)]
+
     def ledgers(self, lead_ids: Sequence[str]) -> dict[str, list[Row]]:
         wanted = set(lead_ids)
         found: dict[str, list[Row]] = {}
@@ -93,13 +106,18 @@ class MemoryStore:
         for measurement in SEQ_MEASUREMENTS:
             for row in self._rows(measurement, since_ms, where=self._in(districts)):
                 current = best.get(row["box"])
-                if "seq" in row and (current is None or row["seq"] > current.last_seq):
-                    best[row["box"]] = BoxSeqState(row["box"], row["district"], row["seq"])
+                if "seq" not in row:
+                    continue
+                if current is None:
+                    best[row["box"]] = BoxSeqState(row["box"], row["district"], row["seq"], row["seq"])
+                else:
+                    best[row["box"]] = BoxSeqState(row["box"], row["district"], max(row["seq"], current.last_seq),
+                                                   min(row["seq"], current.first_seq))
         return list(best.values())
 
     def open_gaps(self, since_ms: int, districts: Sequence[str] = ()) -> list[Gap]:
         return [Gap(row["box"], row["district"], row["from_seq"], row["to_seq"], row["time"] // NS_PER_MS,
-                    parse_ranges(row.get("ranges", "")))
+                    parse_ranges(row.get("ranges", "")), row.get("policy", 0), row.get("backfilled", 0))
                 for row in self._rows("box_gap", since_ms, where=self._in(districts)) if row.get("status") == "open"]
 
     def events_since(self, since_ms: int) -> list[SeenEvent]:
@@ -136,8 +154,10 @@ class MemoryStore:
             entry = box(row)
             entry["online"] = bool(row["online"])   # rows come oldest first: the last one stands
             seen_at(entry, row["time"])
-        for row in self._rows("box_gap", since_ms, where=lambda row: row.get("status") == "open"):
-            entry = box(row)
-            entry["open_gaps"] += 1
-            entry["missing"] += row.get("missing", 0)
+        for row in self._rows("box_gap", since_ms, where=lambda row: "status" in row):
+            add_gap(box(row), row)
+        for row in self._rows("box_health", since_ms, where=lambda row: "delivery" in row):
+            box(row)["delivery"] = row["delivery"]
+        for row in self._rows("box_evidence", since_ms, where=lambda row: "used_bytes" in row):
+            add_evidence(box(row), row)
         return sorted(boxes.values(), key=lambda b: (b["district"], b["box"]))

@@ -125,7 +125,8 @@ def gap_point(gap: Gap) -> Point:
     """A box's seq gap; written again (same point) whenever late messages fill part of it."""
     fields: dict[str, Any] = {"from_seq": gap.from_seq, "to_seq": gap.to_seq, "missing": gap.missing,
                               "status": "open" if gap.is_open else "closed",
-                              "ranges": format_ranges(gap.missing_ranges)}
+                              "ranges": format_ranges(gap.missing_ranges), "policy": gap.policy,
+                              "backfilled": gap.backfilled}
     return Point("box_gap", {"box": gap.box, "district": gap.district}, fields,
                  ms_to_ns(gap.opened_ms) + gap.from_seq % NS_PER_MS)
 
@@ -137,25 +138,46 @@ def evidence_point(box: str, district: str, detection_id: str, sha256: str, size
                  ms_to_ns(received_ms) + serial % NS_PER_MS)
 
 
+def box_evidence_point(box: str, district: str, used: int, budget: int, total_used: int, total_budget: int,
+                       refused: int, now_ms: int) -> Point:
+    """A box's evidence on disk against its budget, and the pictures refused for a full budget since start."""
+    fields = {"used_bytes": used, "budget_bytes": budget, "total_used_bytes": total_used,
+              "total_budget_bytes": total_budget, "refused": refused}
+    return Point("box_evidence", {"box": box, "district": district}, fields, ms_to_ns(now_ms))
+
+
 def health_point(h: Health) -> Point:
+    """A health message as one point whose field names can never collide and whose types never change.
+
+    Each kind of field has its own shape, and the parts a box names (cameras, sensors, counters, spool
+    classes) sit between dots, which no name may hold (``NAME_PATTERN``, counter names): ``camera.{name}.fps``
+    is a float and ``serial.{sensor}.counter.{name}`` an integer, whatever the names are, and neither can
+    equal another field's name. The fixed fields (``seq``, ``spool_depth``, ...) hold no dot.
+    """
     fields: dict[str, Any] = {"seq": h.seq, "uptime_s": float(h.uptime_s), "config": h.config,
                               "spool_depth": h.spool_depth, "spool_oldest_s": float(h.spool_oldest_s)}
     for name, cam in h.cameras.items():
-        fields[f"{name}_state"] = cam.state
-        fields[f"{name}_fps"] = float(cam.fps)
-        fields[f"{name}_detector_ms"] = float(cam.detector_ms)
+        fields[f"camera.{name}.state"] = cam.state
+        fields[f"camera.{name}.fps"] = float(cam.fps)
+        fields[f"camera.{name}.detector_ms"] = float(cam.detector_ms)
         if cam.reason is not None:
-            fields[f"{name}_reason"] = cam.reason
+            fields[f"camera.{name}.reason"] = cam.reason
     for kind, count in (h.spool_dropped or {}).items():
-        fields[f"spool_dropped_{kind}"] = count
-    for port in h.serial or []:
-        # A port path is no field name; the port is named after its first sensor.
-        prefix = f"serial_{port.sensors[0] if port.sensors else 'port'}"
-        fields[f"{prefix}_state"] = port.state
+        fields[f"spool_dropped.{kind}"] = int(count)
+    for index, port in enumerate(h.serial or []):
+        # A port path is no field name; the port is named after its first sensor (a sensorless one by its place).
+        prefix = f"serial.{port.sensors[0]}" if port.sensors else f"serial.#{index}"
+        fields[f"{prefix}.state"] = port.state
         for counter, count in port.counters.items():
-            fields[f"{prefix}_{counter}"] = count
+            fields[f"{prefix}.counter.{counter}"] = int(count)
     if h.position is not None:
         fields.update(lat=float(h.position.lat), lon=float(h.position.lon), position_ts=h.position.ts)
+    if h.last_seq is not None:
+        fields["last_seq"] = h.last_seq
+    if h.delivery is not None:
+        fields["delivery"] = h.delivery
+    if h.dropped_seqs:
+        fields["dropped_seqs"] = ",".join(f"{d.kind}:{d.from_seq}-{d.to_seq}" for d in h.dropped_seqs)
     return Point("box_health", {"box": h.box, "district": h.district}, fields, ms_to_ns(h.ts))
 
 

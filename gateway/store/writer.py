@@ -10,8 +10,14 @@ each batch's points as plain tuples, which are cheap to pickle:
 
 * ``InfluxWriter`` writes one list of points until InfluxDB holds it: it waits
   out an unreachable InfluxDB with backoff, makes a missing database again, and
-  dead-letters a point InfluxDB refuses. It runs in the child, and directly in
-  tests.
+  dead-letters a point InfluxDB refuses. A field type conflict (a field that
+  InfluxDB typed otherwise earlier in the shard) is learned from InfluxDB's
+  answer: from then on that field, of that type, is taken out of the points of
+  its measurement before they are written, and each such point is stored
+  without it and dead-lettered whole with the reason, so one bad field never
+  holds up the rest of a batch, later batches, or other boxes. Other refusals
+  are narrowed down by halving the write. It runs in the child, and directly
+  in tests.
 * ``WriteQueue`` joins the batches queued behind one into one write, so under
   load one request (and one InfluxDB fsync) carries several batches.
 * ``WriterProcess`` is the child as the ingest sees it: ``put`` a batch; each
@@ -30,6 +36,7 @@ import multiprocessing
 import os
 import pickle
 import queue
+import re
 import signal
 import threading
 import time
@@ -51,6 +58,11 @@ from gateway.store.schema import Rejected
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0
+# InfluxDB 1.x: 'partial write: field type conflict: input field "g" on measurement "n" is type string, ...'
+_CONFLICT = re.compile(r'input field \\?"(?P<field>.+?)\\?" on measurement \\?"(?P<measurement>.+?)\\?" '
+                       r'is type (?P<type>\w+)')
+CONFLICT_MEMORY_S = 3600.0   # shards roll over, and with them the field types: a learned conflict is tried again
+MAX_LEARNED_PER_WRITE = 32
 _END = b""                    # on the batch pipe: no more batches
 _PR_SET_PDEATHSIG = 1
 
@@ -68,15 +80,19 @@ class InfluxWriter:
         self.stop = stop
         self.stats = stats
         self.clock = clock
+        # (measurement, field, InfluxDB type of the refused values) -> when learned (clock seconds)
+        self.conflicts: dict[tuple[str, str, str], float] = {}
 
     def write_until_stored(self, points: list[Point]) -> bool:
         """True once InfluxDB holds the points (or their dead letters); False if stopped first."""
         if not points:
             return True
         backoff = Waits(self.retry.backoff())
+        learned = 0
         while not self.stop.is_set():
+            screened = self._screened(points)
             try:
-                self.client.write(points)
+                self.client.write(screened)
                 return True
             except InfluxUnavailable as exc:
                 log.warning("influx.unavailable retry_in_s=%.1f error=%s", backoff.next_s, exc)
@@ -85,17 +101,74 @@ class InfluxWriter:
                     log.error("influx.database_missing db=%s error=%s", self.client.database, exc)
                     self._create_database()
                     continue
-                # Our own encoding or a field-type clash: keep what InfluxDB accepts, dead-letter the rest.
-                log.error("influx.rejected_batch points=%d error=%s", len(points), str(exc)[:300])
-                return self._write_one_by_one(points)
+                if learned < MAX_LEARNED_PER_WRITE and self._learn_conflict(exc.message):
+                    learned += 1
+                    continue   # again without it: InfluxDB kept the rest of the partial write; rewriting is idempotent
+                # Our own encoding or a refusal we cannot read: keep what InfluxDB accepts, dead-letter the rest.
+                log.error("influx.rejected_batch points=%d error=%s", len(screened), str(exc)[:300])
+                return self._write_halves(screened)
             backoff.wait(self.stop)
         return False
 
-    def _write_one_by_one(self, points: list[Point]) -> bool:
-        for point in points:
-            if not self._write_or_dead_letter(point):
-                return False
+    # ------------------------------------------------------------------ field type conflicts
+
+    def _learn_conflict(self, message: str) -> bool:
+        """Remember the conflict InfluxDB names; False if it names none, or one already known."""
+        found = _CONFLICT.search(message)
+        if found is None:
+            return False
+        key = (found["measurement"], found["field"], found["type"])
+        if key in self.conflicts and self.clock() - self.conflicts[key] < CONFLICT_MEMORY_S:
+            return False
+        self.conflicts[key] = self.clock()
+        self.stats["field_conflicts"] += 1
+        log.error("influx.field_type_conflict measurement=%s field=%s refused_type=%s: points with it are stored "
+                  "without it and dead-lettered whole", *key)
         return True
+
+    def _screened(self, points: list[Point]) -> list[Point]:
+        """The points with known-conflicting fields taken out; each point changed is dead-lettered whole too."""
+        if not self.conflicts:
+            return points
+        now = self.clock()
+        for key, learned in list(self.conflicts.items()):
+            if now - learned >= CONFLICT_MEMORY_S:
+                del self.conflicts[key]
+        bad: dict[str, dict[str, str]] = {}
+        for measurement, field, kind in self.conflicts:
+            bad.setdefault(measurement, {})[field] = kind
+        out: list[Point] = []
+        for point in points:
+            fields_bad = bad.get(point.measurement)
+            clashing = [name for name, kind in (fields_bad or {}).items()
+                        if name in point.fields and _influx_type(point.fields[name]) == kind]
+            if not clashing:
+                out.append(point)
+                continue
+            kept = {name: value for name, value in point.fields.items() if name not in clashing}
+            if kept:
+                out.append(Point(point.measurement, point.tags, kept, point.time))
+            reason = (f"field type conflict: {', '.join(clashing)} of this type cannot be stored in "
+                      f"{point.measurement} (InfluxDB typed it otherwise earlier in the shard); stored without it")
+            self.stats["rejected_by_influx"] += 1
+            out.append(self._influx_dead_letter(point, reason))
+        return out
+
+    def _write_halves(self, points: list[Point]) -> bool:
+        """Write what InfluxDB takes, halving a refused write down to the single points it refuses."""
+        if len(points) == 1:
+            return self._write_or_dead_letter(points[0])
+        backoff = Waits(self.retry.backoff())
+        while not self.stop.is_set():
+            try:
+                self.client.write(points)
+                return True
+            except InfluxUnavailable:
+                backoff.wait(self.stop)
+            except InfluxRejected:
+                middle = len(points) // 2
+                return self._write_halves(points[:middle]) and self._write_halves(points[middle:])
+        return False
 
     def _write_or_dead_letter(self, point: Point) -> bool:
         backoff = Waits(self.retry.backoff())
@@ -183,6 +256,17 @@ class WriteQueue:
 
 
 # --------------------------------------------------------------------------- the child process, from the ingest
+
+
+def _influx_type(value: object) -> str:
+    """The InfluxDB type a field value is written as."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    return "string"
 
 
 def to_wire(point: Point) -> tuple:

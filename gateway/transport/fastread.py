@@ -39,6 +39,7 @@ from gateway.transport.incoming import READ_BURST, Incoming
 SUPPORTED_PAHO = "2.2."
 READ_CHUNK = 256 * 1024
 _QOS_BITS = 0x06
+_RETAIN = 0x01
 _QOS_1 = 0x02
 _PUBLISH_QOS_MASK = 0xF6   # packet type and QoS bits; DUP and RETAIN may be anything
 _PUBLISH_QOS_1 = 0x32
@@ -147,8 +148,8 @@ class FastClient(paho.Client):
         return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _publish_taken(self, command: int, packet: bytes) -> paho.MQTTErrorCode:
-        """A whole QoS 1 PUBLISH cut from the buffer; paho decodes it if this module does not."""
-        if self._delivered_qos1(packet):
+        """A whole QoS 1 PUBLISH cut from the buffer; paho decodes it if this module does not (retained ones)."""
+        if not command & _RETAIN and self._delivered_qos1(packet):
             return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
         self._in_packet = _in_packet(command, packet)
         try:
@@ -159,7 +160,8 @@ class FastClient(paho.Client):
             self._in_packet = _in_packet()
 
     def _handle_publish(self) -> paho.MQTTErrorCode:
-        if self._in_packet["command"] & _QOS_BITS == _QOS_1 and self._delivered_qos1(self._in_packet["packet"]):
+        command = self._in_packet["command"]
+        if command & _QOS_BITS == _QOS_1 and not command & _RETAIN and self._delivered_qos1(self._in_packet["packet"]):
             return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
         return super()._handle_publish()
 

@@ -16,3 +16,4 @@ class Incoming(NamedTuple):
     mid: int
     qos: int
     received: float
+    retain: bool = False   # a retained message the broker replays on subscribing, not a live one

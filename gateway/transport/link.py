@@ -53,11 +53,13 @@ class GatewayLink(SessionState):
     def __init__(self, url: str, client_id: str, subscriptions: list[str],
                  on_messages: Callable[[list[Incoming]], None],
                  *, credentials: Credentials = Credentials(), keepalive_s: int = 30,
-                 receive_maximum: int = 1000, fast: bool | None = None) -> None:
+                 receive_maximum: int = 1000, fast: bool | None = None,
+                 on_session_lost: Callable[[], None] = lambda: None) -> None:
         super().__init__(BrokerAddress.parse(url))
         self.subscriptions = subscriptions
         self.fast = use_fast_path(fast)
         self._on_messages = on_messages
+        self._on_session_lost = on_session_lost
         self._receive_maximum = receive_maximum
         factory = functools.partial(fastread.FastClient, on_messages) if self.fast else paho.Client
         self._client = build_client(client_id, self.address, credentials, factory=factory, manual_ack=True)
@@ -84,6 +86,13 @@ class GatewayLink(SessionState):
         for message in acked_one_by_one:
             self._client.ack(message.mid, message.qos)
 
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        """Publish (the gateway's confirmations and re-send requests to boxes). While disconnected, paho keeps
+        a QoS 1 message for the next connection of this persistent session."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+            log.warning("mqtt.publish_refused topic=%s rc=%s", topic, paho.error_string(info.rc))
+
     def stop(self) -> None:
         self._connected.clear()  # a disconnection asked for is no news worth a warning
         self._client.disconnect()
@@ -92,12 +101,17 @@ class GatewayLink(SessionState):
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if not self._accepted(flags, reason_code):
             return
+        if not flags.session_present:
+            # The broker holds no session of ours (first start, or a broker that lost its state): what it knew
+            # of who is connected is gone with it.
+            self._on_session_lost()
         options = SubscribeOptions(qos=1)
         client.subscribe([(topic, options) for topic in self.subscriptions])
         self._connected.set()
 
     def _handle_message(self, client, userdata, message) -> None:
-        incoming = Incoming(message.topic, bytes(message.payload), message.mid, message.qos, time.time())
+        incoming = Incoming(message.topic, bytes(message.payload), message.mid, message.qos, time.time(),
+                            bool(message.retain))
         if self.fast:
             self._client.deliver(incoming)  # handed on with the rest of this read
         else:

@@ -27,6 +27,7 @@ def test_a_dead_camera_is_reported_down_and_the_other_keeps_working(mosquitto, t
     bad = {"name": "gate", "source": "rtsp://127.0.0.1:9/stream", "fps": 2,
            "reconnect": {"first_s": 0.1, "max_s": 0.2, "down_after": 2}}
     table["cameras"].append(bad)
+    table["spool"] = {**table.get("spool", {}), "confirm_timeout_s": 0}   # no gateway here: the PUBACK frees
     config = parse_config(copy.deepcopy(table), str(DEMO), DEMO.parent)
 
     health: queue.Queue = queue.Queue()

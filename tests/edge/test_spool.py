@@ -72,3 +72,50 @@ def test_a_full_disk_drops_telemetry_then_evidence_then_detections_loudly(tmp_pa
     seqs = [int(m.payload.split()[0]) for m in remaining]
     assert seqs == sorted(seqs) and seqs[-1] == 130          # the newest detections are the ones kept
     assert any("spool.dropped class=keep" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+
+
+def test_a_confirmation_forgets_the_seqs_it_covers_and_only_those(tmp_path):
+    spool = Spool(tmp_path / "spool.db")
+    for _ in range(10):
+        spool.append("d", _detection)
+    spool.append_raw("e", b"\xff\xd8\xffjpeg", evidence=True)
+    assert not spool.confirmation_heard()
+    gone = spool.confirm(3, [(5, 6), (9, 9)])
+    assert len(gone) == 6
+    assert [m.seq for m in spool.after(0, 100)] == [4, 7, 8, 10, None]   # evidence leaves on the PUBACK
+    assert spool.confirmation_heard() and spool.confirmed_upto() == 3
+    assert [m.seq for m in spool.seq_rows(7, 100, 10)] == [7, 8, 10]
+    spool.close()
+    assert Spool(tmp_path / "spool.db").confirmation_heard()              # kept across restarts
+
+
+def test_seqs_dropped_by_policy_are_kept_as_ranges_until_confirmed(tmp_path):
+    spool = Spool(tmp_path / "spool.db", max_bytes=200_000)
+    spool.append("d", _detection)
+    for _ in range(400):
+        spool.append("h", lambda seq: b"t" * 1000, telemetry=True)
+    [(kind, first, last)] = spool.dropped_seqs()
+    assert kind == "telemetry" and first == 2 and last == first + spool.dropped()["telemetry"] - 1
+    spool.confirm(last, [])
+    assert spool.dropped_seqs() == []
+
+
+def test_a_spool_from_before_confirmed_delivery_gains_the_seq_column(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        CREATE TABLE outbox (row INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
+                             qos INTEGER NOT NULL, retain INTEGER NOT NULL, class INTEGER NOT NULL,
+                             created_ms INTEGER NOT NULL);
+        INSERT INTO meta VALUES ('seq', 7);
+        INSERT INTO outbox (topic, payload, qos, retain, class, created_ms) VALUES ('d', x'7b7d', 1, 0, 0, 1);
+    """)
+    db.commit()
+    db.close()
+    spool = Spool(path)
+    assert [m.seq for m in spool.after(0, 10)] == [None]     # sent before: leaves on the PUBACK, as then
+    assert spool.append("d", _detection) == 8
+    assert [m.seq for m in spool.after(0, 10)] == [None, 8]

@@ -12,6 +12,7 @@ from devstack.services import Mosquitto, TlsListener
 from contract import Kind, Topic
 from edge.mqtt import Credentials
 from edge.outbox import Outbox
+from edge.sender import DeliveryPolicy
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +38,8 @@ def test_a_box_publishes_over_tls_with_its_client_certificate(tls_broker, pki, t
     watcher.loop_start()
     credentials = Credentials(ca_file=str(pki["ca"][0]), cert_file=str(pki["client"][0]),
                               key_file=str(pki["client"][1]))
-    outbox = Outbox(tmp_path / "spool.db", tls_broker.tls_url, "tls", "box-1", credentials=credentials)
+    outbox = Outbox(tmp_path / "spool.db", tls_broker.tls_url, "tls", "box-1", credentials=credentials,
+                    policy=DeliveryPolicy(confirm_timeout_s=0))   # no gateway here: the PUBACK frees the spool
     outbox.start()
     assert outbox.link.wait_connected(10)
     outbox.put(Topic("tls", "box-1", Kind.DETECTION), lambda seq: b'{"seq": %d}' % seq)

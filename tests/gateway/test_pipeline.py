@@ -98,11 +98,13 @@ def test_seq_gaps_are_recorded_and_closed(tmp_path):
     h = Harness(tmp_path)
     h.run(health(1))
     [gap] = of(h.run(health(4)), "box_gap")
-    assert gap.fields | {} == {"from_seq": 2, "to_seq": 3, "missing": 2, "status": "open", "ranges": "2-3"}
+    assert gap.fields | {} == {"from_seq": 2, "to_seq": 3, "missing": 2, "status": "open", "ranges": "2-3",
+                               "policy": 0, "backfilled": 0}
     [narrowed] = of(h.run(detection(2)), "box_gap")
     assert narrowed.fields["missing"] == 1 and narrowed.time == gap.time
     [closed] = of(h.run(health(3)), "box_gap")
     assert closed.fields["status"] == "closed" and closed.fields["missing"] == 0
+    assert closed.fields["backfilled"] == 2 and closed.fields["policy"] == 0
 
 
 def test_evidence_after_the_detection_becomes_the_leads_picture(tmp_path):
@@ -139,7 +141,10 @@ def test_what_cannot_be_stored_is_dead_lettered_before_it_touches_the_state(tmp_
     rejected = of(points, "rejected")
     assert len(rejected) == 2 and of(points, "detection") == []
     assert rejected[0].fields["reason"].startswith("label:") and rejected[1].fields["reason"].startswith("seq:")
-    assert not h.book.seen("d1") and "box-1" not in h.tracker.boxes
+    assert not h.book.seen("d1")
+    # A dead letter is kept, so its seq is accounted for (the box need not send it again); a seq that is no
+    # counter is not.
+    assert h.tracker.boxes["box-1"].last_seq == 1 and h.tracker.confirmation("box-1") == (1, [])
 
 
 def test_sensor_readings_may_not_shadow_gateway_fields(tmp_path):
@@ -169,8 +174,8 @@ def test_health_with_serial_ports_position_and_drops_becomes_flat_fields(tmp_pat
                      position=Position(lat=48.2, lon=16.3, ts=T0))
     [point] = h.run(raw(str(Topic("old-town", "box-1", Kind.HEALTH)), message.encode()))
     assert point.measurement == "box_health"
-    assert point.fields["serial_bin-14_state"] == "open" and point.fields["serial_bin-14_modbus_timeouts"] == 2
-    assert point.fields["spool_dropped_telemetry"] == 3 and point.fields["lat"] == 48.2
+    assert point.fields["serial.bin-14.state"] == "open" and point.fields["serial.bin-14.counter.modbus_timeouts"] == 2
+    assert point.fields["spool_dropped.telemetry"] == 3 and point.fields["lat"] == 48.2
 
 
 def test_a_down_camera_keeps_its_reason_in_the_health_point(tmp_path):
@@ -182,5 +187,43 @@ def test_a_down_camera_keeps_its_reason_in_the_health_point(tmp_path):
                      cameras={"north": CameraHealth(state="running", fps=5.0),
                               "south": CameraHealth(state="down", fps=0.0, reason=reason)})
     [point] = h.run(raw(str(Topic("old-town", "box-1", Kind.HEALTH)), message.encode()))
-    assert point.fields["south_state"] == "down" and point.fields["south_reason"] == reason
-    assert "north_reason" not in point.fields
+    assert point.fields["camera.south.state"] == "down" and point.fields["camera.south.reason"] == reason
+    assert "camera.north.reason" not in point.fields
+
+
+def health_with(seq: int, **fields) -> Incoming:
+    message = Health(box="box-1", district="old-town", seq=seq, ts=T0 + seq, uptime_s=5.0, config="abcdef12",
+                     **fields)
+    return Incoming(str(Topic("old-town", "box-1", Kind.HEALTH)), message.encode(), seq, 1, time.time())
+
+
+def test_a_lost_tail_is_a_gap_and_policy_drops_close_gaps_without_holding_confirmation_back(tmp_path):
+    from contract import DroppedSeqs
+
+    h = Harness(tmp_path)
+    h.run(detection(1), detection(2))
+    # Seqs 3-9 went missing; the box had assigned up to 12 when it built health 13... as said by a later one.
+    [gap] = of(h.run(health_with(13, last_seq=12)), "box_gap")
+    assert (gap.fields["from_seq"], gap.fields["to_seq"], gap.fields["missing"]) == (3, 12, 10)
+    assert h.tracker.confirmation("box-1") == (2, [(13, 13)])
+    # The box announces 3-6 (telemetry) and 10-12 (kept) dropped by its size policy: closed, not missing.
+    [gap] = of(h.run(health_with(14, dropped_seqs=[DroppedSeqs(kind="telemetry", from_seq=3, to_seq=6),
+                                                  DroppedSeqs(kind="keep", from_seq=10, to_seq=12)])), "box_gap")
+    assert gap.fields["missing"] == 3 and gap.fields["ranges"] == "7-9" and gap.fields["policy"] == 7
+    [closed] = of(h.run(detection(7), detection(8), detection(9)), "box_gap")
+    assert closed.fields["status"] == "closed" and closed.fields["backfilled"] == 3 and closed.fields["policy"] == 7
+    assert h.tracker.confirmation("box-1") == (14, [])
+
+
+def test_after_the_broker_lost_its_sessions_a_box_is_offline_until_heard_again(tmp_path):
+    h = Harness(tmp_path)
+    h.run(health(1), health(1, box="box-2"))
+    h.pipeline.session_lost_ms = NOW - 10
+    statuses = of(h.run(health(2)), "box_status")
+    assert sorted((p.tags["box"], p.fields["online"]) for p in statuses) == [
+        ("box-1", False), ("box-1", True), ("box-2", False)]
+    assert of(h.run(health(3)), "box_status") == []                 # heard once is enough
+    replayed = Incoming(str(Topic("old-town", "box-2", Kind.STATUS)), b"online", 0, 1, time.time(), True)
+    assert of(h.run(replayed), "box_status") == []                  # a retained "online" says nothing of now
+    live = Incoming(str(Topic("old-town", "box-2", Kind.STATUS)), b"online", 0, 1, time.time())
+    assert [p.fields["online"] for p in of(h.run(live), "box_status")] == [True]

@@ -23,7 +23,7 @@ def detection(name: str, ts: int, seq: int = 1, **changes) -> Incoming:
 
 
 def health(seq: int) -> Incoming:
-    message = Health(box="box-1", district="old-town", seq=seq, ts=NOW - 1000, uptime_s=1.0, config="abcdef12")
+    message = Health(box="box-1", district="old-town", seq=seq, ts=NOW - 1000 + seq, uptime_s=1.0, config="abcdef12")
     return Incoming(str(Topic("old-town", "box-1", Kind.HEALTH)), message.encode(), 0, 1, time.time())
 
 
@@ -155,3 +155,34 @@ def test_per_category_settings_hold_across_a_restart(make_ingest, influx):
     assert lead.status == "open"
     [entry] = of(stored(restarted, [detection("x2", NOW - 1_000_000, seq=2, **dumping)]), "detection")
     assert entry.tags["lead_id"] == opened.tags["lead_id"] and entry.fields["gap_s"] == 2000.0
+
+
+def test_late_detections_spread_over_years_cost_a_few_reads_per_batch_not_one_each(make_ingest, influx):
+    year_ms = 365 * 86400_000
+    start = 978_307_200_000   # 2001-01-01
+    spread = [start + n * (22 * year_ms // 500) for n in range(500)]
+    first = make_ingest()
+    stored(first, [detection(f"y{n}", ts) for n, ts in enumerate(spread[::50])])   # some history to meet
+    second = make_ingest()
+    requests = []
+    second.store.client._http.event_hooks["request"].append(lambda request: requests.append(request.url.path))
+    points = stored(second, [detection(f"z{n}", ts) for n, ts in enumerate(spread)])
+    assert len(of(points, "detection")) == 500
+    reads = [path for path in requests if path == "/query"]
+    assert len(reads) <= 12, f"{len(reads)} reads for one batch"
+    # The old sightings met their groups: those near a stored one joined it.
+    joined = [p for p in of(points, "detection") if p.fields["rule"] != "opened"]
+    assert joined
+
+
+def test_a_gap_open_too_long_is_asked_of_its_box_again_and_not_too_often(make_ingest):
+    ingest = make_ingest(resend_request_after_s=60, resend_request_every_s=300)
+    stored(ingest, [health(1), health(5)])
+    [gap] = ingest.tracker.open_gaps()
+    assert ingest.backfill_requests(gap.opened_ms + 59_000) == []
+    [request] = ingest.backfill_requests(gap.opened_ms + 60_000)
+    assert (request.box, request.from_seq, request.to_seq) == ("box-1", 2, 4)
+    assert ingest.backfill_requests(gap.opened_ms + 120_000) == []          # asked a minute ago
+    stored(ingest, [health(3)])
+    requests = ingest.backfill_requests(gap.opened_ms + 360_000)
+    assert [(r.from_seq, r.to_seq) for r in requests] == [(2, 2), (4, 4)]

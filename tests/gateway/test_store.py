@@ -110,8 +110,8 @@ def test_box_seqs_and_open_gaps(store, tmp_path):
     ingest = make_ingest(store, tmp_path)
     stored(ingest, [health(1), health(5), health(2, box="box-9", district="harbour")])
     assert sorted(store.box_seqs(NOW - 3_600_000), key=lambda b: b.box) == [
-        BoxSeqState("box-1", "old-town", 5), BoxSeqState("box-9", "harbour", 2)]
-    assert store.box_seqs(NOW - 3_600_000, ["harbour"]) == [BoxSeqState("box-9", "harbour", 2)]
+        BoxSeqState("box-1", "old-town", 5, 5), BoxSeqState("box-9", "harbour", 2, 2)]  # health 1 and 5 share a ms
+    assert store.box_seqs(NOW - 3_600_000, ["harbour"]) == [BoxSeqState("box-9", "harbour", 2, 2)]
     [gap] = store.open_gaps(NOW - 3_600_000)
     assert (gap.box, gap.from_seq, gap.to_seq, gap.missing_ranges) == ("box-1", 2, 4, [(2, 4)])
     assert store.open_gaps(NOW - 3_600_000, ["harbour"]) == []
@@ -135,7 +135,8 @@ def test_the_box_overview(store, tmp_path):
                  status_point("box-1", "old-town", False, NOW - 5000)])
     [box] = store.boxes(NOW - 3_600_000)
     assert box == {"box": "box-1", "district": "old-town", "last_seen": NOW - 5000, "online": False, "last_seq": 4,
-                   "open_gaps": 1, "missing": 2}
+                   "open_gaps": 1, "missing": 2, "backfilled": 0, "dropped_by_policy": 0, "delivery": None,
+                   "evidence_used": None, "evidence_budget": None, "evidence_refused": 0}
     assert store.boxes(int(time.time() * 1000) + 3_600_000) == []
 
 

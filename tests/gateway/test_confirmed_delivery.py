@@ -1,0 +1,162 @@
+"""Gateway-confirmed delivery on a real box outbox, Mosquitto, gateway and InfluxDB.
+
+The broker's PUBACK only means the broker holds a message, in memory: a
+broker killed before the gateway took it loses it. The box therefore keeps
+every message until the gateway confirms it stored, and sends it again
+otherwise. The control case (a box that frees its spool on the PUBACK, as
+boxes did before) shows the fault is real.
+"""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from contract import Confirmation, Detection, Kind, Topic, subscription
+from devstack.services import Mosquitto
+
+pytestmark = pytest.mark.integration
+
+WRITER = Path(__file__).resolve().parents[1] / "edge" / "outbox_writer.py"
+DISTRICT = "test-district"
+
+
+def start_writer(spool: Path, url: str, count: int, *, box: str, rate: float = 200, confirm_timeout: float = 60,
+                 resend_after: float = 0.5, drain_timeout: float = 90) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(WRITER), str(spool), url, str(count), "--rate", str(rate),
+                             "--box", box, "--confirm-timeout", str(confirm_timeout),
+                             "--resend-after", str(resend_after), "--drain-timeout", str(drain_timeout)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def wait_for_line(process: subprocess.Popen, prefix: str, timeout_s: float = 30) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if line.startswith(prefix):
+            return line
+        if not line and process.poll() is not None:
+            break
+    raise AssertionError(f"writer never printed {prefix!r}")
+
+
+def detection(box: str, seq: int) -> bytes:
+    return Detection(id=f"{box}-{seq}", box=box, district="old-town", seq=seq, ts=int(time.time() * 1000),
+                     camera="north", category="illegal_dumping", label="suitcase", score=0.6,
+                     bbox=(0.1, 0.5, 0.2, 0.7), zone="spot", track=1, dwell_s=120.0, lat=48.2, lon=16.37,
+                     model="nanodet-g-416", config="abcdef12").encode()
+
+
+def stored_ids(influx, box: str) -> list[str]:
+    return [row["id"] for row in influx.query_all(f'SELECT "id" FROM "detection" WHERE "box" = \'{box}\'')]
+
+
+def leads(influx) -> list[dict]:
+    return influx.query('SELECT * FROM "lead" GROUP BY *')
+
+
+def crash_the_broker_while_the_gateway_is_away(broker, gateway_process, tmp_path, box: str, count: int,
+                                               confirm_timeout: float) -> subprocess.Popen:
+    """The gateway's session waits on the broker; the box publishes everything; the broker is SIGKILLed."""
+    gateway_process(mqtt_url=broker.url).stop()      # its persistent session now queues for it, in memory
+    writer = start_writer(tmp_path / f"{box}.db", broker.url, count, box=box, confirm_timeout=confirm_timeout)
+    wait_for_line(writer, "all put")
+    time.sleep(1.0)                                    # the broker acknowledged everything
+    broker.kill()
+    broker.start()
+    gateway_process(mqtt_url=broker.url)
+    return writer
+
+
+def test_a_broker_killed_while_the_gateway_is_away_loses_nothing(gateway_process, influx, wait, tmp_path):
+    count = 150
+    with Mosquitto(tmp_path / "mosquitto") as broker:
+        writer = crash_the_broker_while_the_gateway_is_away(broker, gateway_process, tmp_path, "conf-box", count,
+                                                            confirm_timeout=60)
+        assert wait_for_line(writer, "drained", 90)   # the spool empties only on the gateway's confirmation
+        assert writer.wait(10) == 0
+    ids = stored_ids(influx, "conf-box")
+    assert sorted(set(ids)) == sorted(f"conf-box-{seq}" for seq in range(1, count + 1))
+    assert len(leads(influx)) == 1
+
+
+def test_control_a_box_that_frees_on_puback_loses_what_the_broker_held(gateway_process, influx, wait, tmp_path):
+    count = 150
+    with Mosquitto(tmp_path / "mosquitto") as broker:
+        writer = crash_the_broker_while_the_gateway_is_away(broker, gateway_process, tmp_path, "puback-box", count,
+                                                            confirm_timeout=0)
+        assert wait_for_line(writer, "drained", 60)
+        writer.wait(10)
+        time.sleep(3)
+    assert len(set(stored_ids(influx, "puback-box"))) < count
+
+
+def test_the_gateway_confirms_each_box_retained_after_storing(gateway_process, publish, mosquitto, influx, wait):
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    gateway_process()
+    messages = [(str(Topic("old-town", f"box-{n}", Kind.DETECTION)), detection(f"box-{n}", n)) for n in range(4)]
+    publish(messages)
+    wait(lambda: len(influx.query_all('SELECT "id" FROM "detection"')) >= 4)
+    time.sleep(0.5)
+    received: dict[str, bytes] = {}
+    host, port = mosquitto.url.removeprefix("mqtt://").split(":")
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="confirm-reader", protocol=paho.MQTTv5)
+    client.on_message = lambda c, u, m: received.__setitem__(m.topic, bytes(m.payload)) if m.retain else None
+    client.connect(host, int(port))
+    client.subscribe(subscription(Kind.CONFIRM, "old-town"), qos=1)
+    client.loop_start()
+    try:
+        wait(lambda: len(received) == 4, 10, 0.1)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    for incident in range(4):
+        confirmation = Confirmation.decode(received[f"city/old-town/box-{incident}/confirm"])
+        assert confirmation.covers(incident) and confirmation.box == f"box-{incident}"
+
+
+def publish_all(url: str, messages, retain: bool = False) -> None:
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    host, port = url.removeprefix("mqtt://").split(":")
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="stale-state", protocol=paho.MQTTv5)
+    client.connect(host, int(port))
+    client.loop_start()
+    for topic, payload in messages:
+        client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def box_rows(cli, influxdb, db) -> dict[str, dict]:
+    import json
+
+    result = cli("boxes", "--influx", influxdb.url, "--db", db, "--json")
+    assert result.returncode == 0, result.stderr
+    return {row["box"]: row for row in json.loads(result.stdout)}
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["fast-receive", "plain-paho"])
+def test_a_box_that_left_while_the_broker_crashed_is_not_shown_online(gateway_process, influxdb, influx_db_name,
+                                                                      cli, wait, tmp_path, plain, monkeypatch):
+    """The box's "offline" waited on the broker for the gateway and died with the broker: the restarted
+    broker holds no session of the gateway's, and nobody is online until heard again."""
+    if plain:
+        monkeypatch.setenv("STREETWATCH_MQTT_PLAIN", "1")
+    with Mosquitto(tmp_path / "mosquitto") as broker:
+        gateway = gateway_process(mqtt_url=broker.url)
+        writer = start_writer(tmp_path / "gone.db", broker.url, 40, box="gone-box", rate=20, drain_timeout=1)
+        wait_for_line(writer, "put 10")
+        wait(lambda: box_rows(cli, influxdb, influx_db_name).get("gone-box", {}).get("online") is True, 20, 0.5)
+        gateway.stop()
+        writer.wait(30)                  # the box says "offline" and leaves; the broker queues it for the gateway
+        broker.kill()
+        broker.start()
+        gateway = gateway_process(mqtt_url=broker.url)   # its log holds the first run's lines too
+        wait(lambda: gateway.log().count("broker.sessions_lost") >= 2, 30, 0.2)
+        wait(lambda: box_rows(cli, influxdb, influx_db_name)["gone-box"]["online"] is False, 20, 0.5)
