@@ -107,6 +107,8 @@ def test_only_signed_newer_changes_apply(deployment, secured, tmp_path, capsys, 
         assert box.config.rules.street_vending.dwell_s == 45
         applied_hash = box.config_hash
         first = box.gate.counter
+        seen = next_ack(operator, timeout=10)          # the command's change, as this operator sees it too
+        assert seen is not None and seen.status == "accepted" and seen.config == applied_hash
 
         refusals = [
             (b'{"rules": {"street_vending": {"dwell_s": 1}}}', "unsigned change"),
