@@ -8,8 +8,8 @@ the group's span. A group becomes a lead once it holds ``min_detections``.
 Each of the three may differ by category and by district (``MergePolicies``);
 a detection is merged by the policy of its own category and district, and a
 group opens by the policy of its category and district.
-A lead that case staff closed takes no more detections: a detection near it
-starts a new group.
+A lead that case staff resolved or closed takes no more detections: a
+detection near it starts a new group.
 
 The book holds only what it is given; rebuilding it after a restart, and
 reading back groups for late detections, is ``gateway.ingest.restore``'s job.
@@ -26,7 +26,8 @@ from gateway.dedupe.geo import Grid, haversine_m
 
 __all__ = ["Lead", "LeadBook", "LedgerEntry", "Merge", "MergePolicies", "MergePolicy", "haversine_m", "lead_id_for"]
 
-ACTIVE = ("open", "claimed")
+ACTIVE = ("open", "dispatched", "on_scene", "claimed")   # claimed: leads from before dispatching
+FINISHED = ("resolved", "closed")
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ class LeadBook:
         gap_limit_ms = policy.merge_gap_s * 1000
         best: tuple[tuple, Lead, str, float, float] | None = None
         for lead in candidates:
-            if lead.status == "closed":
+            if lead.status in FINISHED:
                 continue
             gap_ms = max(0, det.ts - lead.last_seen, lead.first_seen - det.ts)
             if gap_ms > gap_limit_ms:

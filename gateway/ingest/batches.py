@@ -52,7 +52,7 @@ INGESTED_KINDS = (Kind.DETECTION, Kind.SENSOR, Kind.HEALTH, Kind.STATUS, Kind.EV
 # Case-staff changes are re-read this far back, to survive clock skew between their host and ours
 # (re-reading is harmless: statuses only move forward).
 EVENT_SLACK_MS = 10 * 60_000
-STATUS_ORDER = {"candidate": 0, "open": 1, "claimed": 2, "closed": 3}
+STATUS_ORDER = {"candidate": 0, "open": 1, "claimed": 2, "dispatched": 2, "on_scene": 3, "resolved": 4, "closed": 5}
 STOP_GRACE_S = 5.0   # on stop, how long the writer may go on storing what it holds
 
 T = TypeVar("T")
@@ -191,7 +191,7 @@ class Ingest:
     def learn_case_changes(self, force: bool = False) -> None:
         """Apply claims and closes written by case staff since the last look.
 
-        Statuses only move forward (open -> claimed -> closed), so re-reading an
+        Statuses only move forward (open -> dispatched -> on_scene -> resolved -> closed), so re-reading an
         event, or reading them out of order, never undoes a later change.
         """
         if not force and self.clock() < self._next_refresh:

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from gateway.dedupe.seqgaps import Gap
 from gateway.store.lineprotocol import Point
-from gateway.store.schema import LeadEvent
+from gateway.store.schema import EVENT_DETAILS, LeadEvent
 
 Row = dict[str, Any]
 # Measurements whose points carry a box's seq.
@@ -112,8 +112,9 @@ class LeadStore(Protocol):
 
 def lead_event(row: Row) -> LeadEvent:
     """A ``lead_event`` row as the change it records."""
+    details = {key: row[key] for key in EVENT_DETAILS if row.get(key) is not None}
     return LeadEvent(row.get("event", ""), row.get("from_status", ""), row.get("to_status", ""), row.get("by", ""),
-                     row.get("at", row["time"] // 1_000_000), row.get("outcome"), row.get("note"))
+                     row.get("at", row["time"] // 1_000_000), row.get("outcome"), row.get("note"), details or None)
 
 
 def new_box_summary(box: str, district: str) -> Row:

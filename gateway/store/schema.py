@@ -27,7 +27,11 @@ LEDGER_NAMES = {"id": "detection_id", **{name: name for name in (
     "n", "rule", "distance_m", "gap_s", "lat", "lon", "score", "evidence", "box", "camera", "zone", "category",
     "district", "lead_id")}}
 LEAD_FIELDS = ("status", "detections", "score", "first_seen", "last_seen", "lat", "lon", "boxes", "evidence",
-               "team", "route", "claimed_by", "outcome", "note", "updated_at")
+               "team", "route", "claimed_by", "outcome", "note", "updated_at", "opened_at", "dispatched_at",
+               "on_scene_at", "resolved_at", "closed_at", "site_photo", "overdue", "merged_into", "split_from")
+# What a lead_event may say beyond who changed what: the team and officer dispatched to, the site photo,
+# the other lead of a merge or split, the detection split out, the clock that ran over.
+EVENT_DETAILS = ("team", "assignee", "photo", "other", "detection", "clock")
 _NAME_RE = re.compile(NAME_PATTERN)
 
 
@@ -44,13 +48,14 @@ class Rejected:
 class LeadEvent:
     """A case-staff change of a lead, as kept in ``lead_event``."""
 
-    event: str           # claimed / closed
+    event: str           # dispatched / on_scene / resolved / closed / merged / split / overdue (claimed: older data)
     from_status: str
     to_status: str
     by: str
     at_ms: int
     outcome: str | None = None
     note: str | None = None
+    details: dict[str, str] | None = None   # EVENT_DETAILS
 
 
 def ms_to_ns(ms: int) -> int:
@@ -90,7 +95,8 @@ def lead_point(lead: Lead, *, with_status: bool) -> Point:
         "lat": float(lead.lat), "lon": float(lead.lon), "boxes": ",".join(sorted(lead.boxes)),
     }
     if with_status:
-        fields = {"status": lead.status, **fields}
+        # The lead's clocks start when it opens: the event time of the detection that made it a lead.
+        fields = {"status": lead.status, "opened_at": lead.last_seen, **fields}
     if lead.team:
         fields["team"] = lead.team
     if lead.route:
@@ -116,6 +122,10 @@ def lead_event_point(lead_id: str, event: LeadEvent) -> Point:
         fields["outcome"] = event.outcome
     if event.note:
         fields["note"] = event.note
+    for key, value in (event.details or {}).items():
+        if key not in EVENT_DETAILS:
+            raise ValueError(f"lead_event has no detail {key!r}")
+        fields[key] = value
     # Two changes in one millisecond stay two points.
     offset = int.from_bytes(os.urandom(3), "big") % NS_PER_MS
     return Point("lead_event", {"lead_id": lead_id}, fields, ms_to_ns(event.at_ms) + offset)
@@ -198,3 +208,10 @@ def visible(text: str) -> str:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def site_photo_point(lead_id: str, sha256: str, kind: str, size: int, by: str, at_ms: int) -> Point:
+    """A site photo uploaded to resolve a lead, kept like evidence: on disk by its sha256, recorded here."""
+    offset = int.from_bytes(os.urandom(3), "big") % NS_PER_MS
+    return Point("site_photo", {"lead_id": lead_id}, {"sha256": sha256, "type": kind, "bytes": size, "by": by},
+                 ms_to_ns(at_ms) + offset)
