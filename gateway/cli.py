@@ -105,6 +105,26 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--json", action="store_true", help="Print a JSON array instead of a table.")
     preview.set_defaults(handler=_preview)
 
+    web = commands.add_parser("web", help="The lead desk: case staff's pages, the clocks and the webhooks.")
+    _add_connection_flags(web)
+    web.add_argument("--listen", metavar="HOST:PORT", help="Where to serve (default [desk] listen, 127.0.0.1:8080).")
+    web.add_argument("--evidence-dir", type=Path, help="Where evidence JPEGs (and site photos) are stored.")
+    web.set_defaults(handler=_web)
+
+    users = commands.add_parser("users", help="Desk accounts.")
+    user_commands = users.add_subparsers(dest="users_command", required=True)
+    add = user_commands.add_parser("add", help="Add a desk user; the password is read from stdin or --password-file.")
+    add.add_argument("--config", type=Path, help="Gateway config (TOML): [desk] accounts names the file.")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--role", required=True, choices=["officer", "dispatcher", "supervisor", "operator"])
+    add.add_argument("--team", help="The officer's street team (needed for officers).")
+    add.add_argument("--password-file", type=Path, metavar="FILE", help="Read the password from this file's first "
+                     "line instead of stdin.")
+    add.set_defaults(handler=_users_add, influx=None, db=None)
+    listed = user_commands.add_parser("list", help="Desk users, roles and teams.")
+    listed.add_argument("--config", type=Path, help="Gateway config (TOML).")
+    listed.set_defaults(handler=_users_list, influx=None, db=None)
+
     boxes = commands.add_parser("boxes", help="Boxes: last seen, online, last seq, open seq gaps.")
     _add_connection_flags(boxes)
     boxes.add_argument("--json", action="store_true", help="Print a JSON array instead of a table.")
@@ -320,6 +340,67 @@ def _casework_command(config: GatewayConfig, action, describe) -> int:
         print(f"gateway: InfluxDB at {config.influx.url}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(describe(result))
+    return 0
+
+
+# --------------------------------------------------------------------------- the desk
+
+
+def _web(args: argparse.Namespace, config: GatewayConfig) -> int:
+    from gateway.store.base import StoreError
+    from gateway.web.notify import SecretMissing
+    from gateway.web.server import serve
+
+    store = _open_store(config)
+    try:
+        store.create_database()
+        serve(config, store, args.listen)
+    except StoreError as exc:
+        print(f"gateway: InfluxDB at {config.influx.url} is not usable: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SecretMissing as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        store.close()
+    return 0
+
+
+def _users_add(args: argparse.Namespace, config: GatewayConfig) -> int:
+    from gateway.web.accounts import AccountError
+    from gateway.web.server import open_accounts
+
+    try:
+        if args.password_file:
+            password = args.password_file.read_text().splitlines()[0] if args.password_file.stat().st_size else ""
+        elif sys.stdin.isatty():
+            password = getpass.getpass(f"password for {args.name}: ")
+        else:
+            password = sys.stdin.readline().rstrip("\n")
+    except OSError as exc:
+        print(f"gateway: cannot read the password: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    accounts = open_accounts(config)
+    try:
+        accounts.add_user(args.name, args.role, args.team, password)
+    except AccountError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        accounts.close()
+    print(f"user {args.name} added ({args.role}{', team ' + args.team if args.team else ''})")
+    return 0
+
+
+def _users_list(args: argparse.Namespace, config: GatewayConfig) -> int:
+    from gateway.web.server import open_accounts
+
+    accounts = open_accounts(config)
+    try:
+        for user in accounts.users():
+            print(f"{user.name:<20} {user.role:<11} {user.team or '-'}")
+    finally:
+        accounts.close()
     return 0
 
 

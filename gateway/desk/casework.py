@@ -32,8 +32,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.dedupe.geo import haversine_m
+from gateway.dedupe.leads import lead_id_for
 from gateway.store.base import LeadStore
-from gateway.store.schema import LEAD_FIELDS, LeadEvent, lead_event_point, lead_update_point
+from gateway.store.lineprotocol import Point
+from gateway.store.schema import (LEAD_FIELDS, LeadEvent, detection_copy_point, lead_event_point,
+                                  lead_update_point)
 
 STATUSES = ("open", "dispatched", "on_scene", "resolved", "closed")
 ACTIVE_STATUSES = ("open", "dispatched", "on_scene")
@@ -227,6 +231,112 @@ def close(store: LeadStore, lead_id: str, outcome: str, by: Actor | str, note: s
     if note:
         fields["note"] = note
     return _change(store, lead, event, fields)
+
+
+# --------------------------------------------------------------------------- merge and split
+
+
+def members(store: LeadStore, lead: LeadRecord) -> list[dict[str, Any]]:
+    """The lead's ledger: its detections (merged ones included, as copies), less those split out."""
+    split_out = set((lead.fields.get("split_out") or "").split(","))
+    return [row for row in store.ledger(lead.lead_id) if row.get("detection_id") not in split_out]
+
+
+def merge(store: LeadStore, source_id: str, target_id: str, actor: Actor, now_ms: int) -> LeadEvent:
+    """One incident reported as two leads: ``source``'s detections join ``target`` (written again under its
+    id, the originals stay), and ``source`` is closed as a duplicate of it."""
+    _require(actor, "merge leads", "dispatcher")
+    if source_id == target_id:
+        raise BadInput(f"lead {source_id} cannot be merged into itself")
+    source = read_lead(store, source_id, actor)
+    target = read_lead(store, target_id, actor)
+    for lead in (source, target):
+        _require_status(lead, ACTIVE_STATUSES, "merged", "only open, dispatched or on-scene leads can be merged")
+    if source.tags.get("category") != target.tags.get("category"):
+        raise BadInput(f"lead {source_id} is {source.tags.get('category')}, lead {target_id} is "
+                       f"{target.tags.get('category')}; only leads of one category can be merged")
+    joining = [row for row in _member_rows(store, source)]
+    n = max((row.get("n") or 0 for row in store.ledger(target_id)), default=0)
+    points = []
+    for row in sorted(joining, key=lambda row: row.get("n") or 0):
+        n += 1
+        gap_s = max(0, row["time"] // 1_000_000 - (target.fields.get("last_seen") or 0),
+                    (target.fields.get("first_seen") or 0) - row["time"] // 1_000_000) / 1000
+        points.append(detection_copy_point(row, target_id, {
+            "n": n, "rule": "merged", "gap_s": round(gap_s, 1),
+            "distance_m": round(haversine_m(row["lat"], row["lon"], target.fields.get("lat", row["lat"]),
+                                            target.fields.get("lon", row["lon"])), 1)}))
+    count = (target.fields.get("detections") or 0) + len(joining)
+    lat = _weighted(target, source, "lat")
+    lon = _weighted(target, source, "lon")
+    boxes = sorted({*_boxes(target), *_boxes(source)})
+    target_fields: dict[str, Any] = {
+        "detections": count, "boxes": ",".join(boxes), "lat": lat, "lon": lon,
+        "first_seen": min(target.fields.get("first_seen") or now_ms, source.fields.get("first_seen") or now_ms),
+        "last_seen": max(target.fields.get("last_seen") or 0, source.fields.get("last_seen") or 0),
+        "score": max(float(target.fields.get("score") or 0.0), float(source.fields.get("score") or 0.0)),
+        "updated_at": now_ms}
+    source_event = LeadEvent("merged", source.status, "closed", actor.name, now_ms, "duplicate",
+                             f"merged into {target_id}", {"other": target_id})
+    target_event = LeadEvent("merge", target.status, target.status, actor.name, now_ms, None,
+                             f"took in {source_id}", {"other": source_id})
+    store.write([*points, lead_update_point(target.tags, target_fields, target.time_ns),
+                 lead_event_point(target_id, target_event)])
+    store.write([lead_update_point(source.tags, {"status": "closed", "outcome": "duplicate", "merged_into": target_id,
+                                                 "closed_at": now_ms, "updated_at": now_ms}, source.time_ns),
+                 lead_event_point(source_id, source_event)])
+    return source_event
+
+
+def split(store: LeadStore, lead_id: str, detection_id: str, actor: Actor, now_ms: int) -> LeadEvent:
+    """A detection that is another incident: it leaves the lead and opens a lead of its own (written again
+    under the new lead's id; the original stays, named in the old lead's ``split_out``)."""
+    _require(actor, "split a lead", "dispatcher")
+    lead = read_lead(store, lead_id, actor)
+    _require_status(lead, ACTIVE_STATUSES, "split", "only open, dispatched or on-scene leads can be split")
+    rows = _member_rows(store, lead)
+    row = next((row for row in rows if row.get("id") == detection_id), None)
+    if row is None:
+        raise BadInput(f"detection {detection_id!r} is not in lead {lead_id}")
+    if len(rows) < 2:
+        raise BadInput(f"lead {lead_id} has only this detection; there is nothing to split it from")
+    new_id = lead_id_for(lead.tags["category"], f"split:{lead_id}:{detection_id}")
+    ts = row["time"] // 1_000_000
+    new_tags = {"lead_id": new_id, "category": lead.tags["category"], "district": row["district"],
+                "zone": row["zone"]}
+    new_fields: dict[str, Any] = {
+        "status": "open", "opened_at": now_ms, "detections": 1, "score": float(row.get("score") or 0.0),
+        "first_seen": ts, "last_seen": ts, "lat": row["lat"], "lon": row["lon"], "boxes": row["box"],
+        "route": f"split:{lead_id}", "split_from": lead_id, "updated_at": now_ms}
+    if lead.team:
+        new_fields["team"] = lead.team
+    if row.get("evidence"):
+        new_fields["evidence"] = row["evidence"]
+    split_out = ",".join(sorted({*filter(None, (lead.fields.get("split_out") or "").split(",")), detection_id}))
+    old_event = LeadEvent("split", lead.status, lead.status, actor.name, now_ms, None,
+                          f"{detection_id} split out into {new_id}", {"other": new_id, "detection": detection_id})
+    new_event = LeadEvent("split", "", "open", actor.name, now_ms, None, f"split out of {lead_id}",
+                          {"other": lead_id, "detection": detection_id})
+    store.write([detection_copy_point(row, new_id, {"n": 1, "rule": "split", "distance_m": 0.0, "gap_s": 0.0}),
+                 Point("lead", new_tags, new_fields, row["time"]), lead_event_point(new_id, new_event)])
+    store.write([lead_update_point(lead.tags, {"detections": len(rows) - 1, "split_out": split_out,
+                                               "updated_at": now_ms}, lead.time_ns),
+                 lead_event_point(lead_id, old_event)])
+    return old_event
+
+
+def _member_rows(store: LeadStore, lead: LeadRecord) -> list[dict[str, Any]]:
+    split_out = set((lead.fields.get("split_out") or "").split(","))
+    return [row for row in store.detection_rows(lead.lead_id) if row.get("id") not in split_out]
+
+
+def _boxes(lead: LeadRecord) -> list[str]:
+    return [box for box in (lead.fields.get("boxes") or "").split(",") if box]
+
+
+def _weighted(a: LeadRecord, b: LeadRecord, name: str) -> float:
+    na, nb = a.fields.get("detections") or 1, b.fields.get("detections") or 1
+    return (float(a.fields.get(name) or 0.0) * na + float(b.fields.get(name) or 0.0) * nb) / (na + nb)
 
 
 # --------------------------------------------------------------------------- helpers

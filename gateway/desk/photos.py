@@ -18,6 +18,12 @@ from gateway.store.base import LeadStore
 from gateway.store.schema import site_photo_point
 
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
+
+
+class PhotoTooLarge(BadInput):
+    """A site photo over ``MAX_PHOTO_BYTES``."""
+
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 KINDS = {"jpeg": "jpg", "png": "png"}
 
@@ -27,8 +33,8 @@ def photo_kind(data: bytes) -> str:
     if not data:
         raise BadInput("the site photo is empty")
     if len(data) > MAX_PHOTO_BYTES:
-        raise BadInput(f"the site photo has {len(data) / 1048576:.1f} MiB; at most {MAX_PHOTO_BYTES // 1048576} MiB "
-                       "are taken")
+        raise PhotoTooLarge(f"the site photo is larger than {MAX_PHOTO_BYTES // 1048576} MiB "
+                            f"({len(data) / 1048576:.1f} MiB); nothing was changed")
     if data.startswith(b"\xff\xd8\xff") and b"\xff\xd9" in data[-1024:]:
         return "jpeg"
     if data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR" and b"IEND" in data[-64:]:
@@ -67,6 +73,8 @@ class PhotoStore:
 def resolve_with_photo(store: LeadStore, photos: PhotoStore, lead_id: str, actor: casework.Actor, now_ms: int,
                        data: bytes, note: str | None = None) -> casework.LeadEvent:
     """Resolve with a site photo: the photo and the change are checked before anything is kept."""
+    if not data:
+        raise BadInput(f"lead {lead_id}: resolving needs a site photo (JPEG or PNG)")
     photo_kind(data)
     casework.resolvable(store, lead_id, actor)
     sha = photos.save(store, lead_id, data, actor.name, now_ms)

@@ -9,6 +9,7 @@ NAME_PATTERN, so both go into regular expressions without escaping.
 from __future__ import annotations
 
 import os
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -16,10 +17,10 @@ from typing import Self
 
 from gateway.config import GatewayConfig
 from gateway.dedupe.seqgaps import Gap, parse_ranges
-from gateway.store.base import SEQ_MEASUREMENTS, BoxSeqState, Row, SeenEvent, lead_event, new_box_summary, seen_at
+from gateway.store.base import SEQ_MEASUREMENTS, BoxSeqState, LeadQuery, Row, SeenEvent, lead_event, new_box_summary, seen_at
 from gateway.store.influx import InfluxClient, quote_ident, quote_string
 from gateway.store.lineprotocol import Point
-from gateway.store.schema import LEDGER_NAMES, NS_PER_MS, PRECISION, ms_to_ns
+from gateway.store.schema import BBOX_FIELDS, LEDGER_NAMES, NS_PER_MS, PRECISION, ms_to_ns
 
 IDS_PER_QUERY = 200
 # A lead's ledger, read from its detections, under the names ``gateway leads show`` prints.
@@ -106,15 +107,41 @@ class InfluxStore:
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         return self.client.query(f"SELECT * FROM {quote_ident('lead')}{where} GROUP BY *")
 
+    def leads_where(self, query: LeadQuery) -> list[Row]:
+        # Without GROUP BY the tags come back as columns, and one series is much quicker to read than
+        # one per lead; the fields filter in the database, so only the page's rows travel.
+        conditions = [f"{quote_ident(name)} = {quote_string(value)}" for name, value in (
+            ("category", query.category), ("district", query.district), ("zone", query.zone),
+            ("team", query.team)) if value is not None]
+        if query.statuses:
+            conditions.append("(" + " OR ".join(f"{quote_ident('status')} = {quote_string(status)}"
+                                                for status in query.statuses) + ")")
+        if query.box is not None:
+            conditions.append(f"{quote_ident('boxes')} =~ /(^|,){re.escape(query.box)}(,|$)/")
+        if query.since_ms is not None:
+            conditions.append(f"time >= {ms_to_ns(query.since_ms)}")
+        if query.until_ms is not None:
+            conditions.append(f"time < {ms_to_ns(query.until_ms)}")
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        statement = f"SELECT * FROM {quote_ident('lead')}{where} ORDER BY time DESC"
+        if query.limit is not None:
+            return self.client.query(f"{statement} LIMIT {int(query.limit)}")
+        return self.client.query_all(statement)
+
     def lead(self, lead_id: str) -> Row | None:
         rows = self.client.query(f"SELECT * FROM {quote_ident('lead')} WHERE {quote_ident('lead_id')} = "
                                  f"{quote_string(lead_id)} GROUP BY *")
         return rows[0] if rows else None
 
     def ledger(self, lead_id: str) -> list[Row]:
-        rows = self.client.query_all(f"SELECT {LEDGER_COLUMNS} FROM {quote_ident('detection')} WHERE "
+        bbox = ", ".join(quote_ident(name) for name in BBOX_FIELDS)
+        rows = self.client.query_all(f"SELECT {LEDGER_COLUMNS}, {bbox} FROM {quote_ident('detection')} WHERE "
                                      f"{quote_ident('lead_id')} = {quote_string(lead_id)}")
         return sorted(rows, key=lambda row: row.get("n") or 0)
+
+    def detection_rows(self, lead_id: str) -> list[Row]:
+        return self.client.query_all(f"SELECT * FROM {quote_ident('detection')} WHERE {quote_ident('lead_id')} = "
+                                     f"{quote_string(lead_id)}")
 
     def lead_events(self, lead_id: str) -> list[Row]:
         return self.client.query_all(f"SELECT * FROM {quote_ident('lead_event')} WHERE {quote_ident('lead_id')} = "

@@ -26,9 +26,11 @@ REJECTED_PAYLOAD_CHARS = 2048
 LEDGER_NAMES = {"id": "detection_id", **{name: name for name in (
     "n", "rule", "distance_m", "gap_s", "lat", "lon", "score", "evidence", "box", "camera", "zone", "category",
     "district", "lead_id")}}
+BBOX_FIELDS = ("x1", "y1", "x2", "y2")
+DETECTION_TAGS = ("box", "district", "camera", "category", "zone", "label", "lead_id")
 LEAD_FIELDS = ("status", "detections", "score", "first_seen", "last_seen", "lat", "lon", "boxes", "evidence",
                "team", "route", "claimed_by", "outcome", "note", "updated_at", "opened_at", "dispatched_at",
-               "on_scene_at", "resolved_at", "closed_at", "site_photo", "overdue", "merged_into", "split_from")
+               "on_scene_at", "resolved_at", "closed_at", "site_photo", "overdue", "merged_into", "split_from", "split_out")
 # What a lead_event may say beyond who changed what: the team and officer dispatched to, the site photo,
 # the other lead of a merge or split, the detection split out, the clock that ran over.
 EVENT_DETAILS = ("team", "assignee", "photo", "other", "detection", "clock")
@@ -113,6 +115,15 @@ def lead_tags(lead: Lead) -> dict[str, str]:
 def lead_update_point(tags: dict[str, str], fields: dict[str, Any], time_ns: int) -> Point:
     """Case staff's change of a lead: the same series and time as the lead point, so only ``fields`` change."""
     return Point("lead", tags, fields, time_ns)
+
+
+def detection_copy_point(row: dict[str, Any], lead_id: str, fields: dict[str, Any]) -> Point:
+    """A stored detection written again into another lead (a merge or a split): the same point under the
+    other lead's ``lead_id`` tag, with its new ledger entry (``n``, ``rule``, ...). The original stays."""
+    tags = {name: row[name] for name in DETECTION_TAGS if row.get(name) is not None}
+    kept = {name: value for name, value in row.items()
+            if name not in DETECTION_TAGS and name != "time" and value is not None}
+    return Point("detection", {**tags, "lead_id": lead_id}, {**kept, **fields}, row["time"])
 
 
 def lead_event_point(lead_id: str, event: LeadEvent) -> Point:
