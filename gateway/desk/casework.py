@@ -37,7 +37,7 @@ from gateway.dedupe.leads import lead_id_for
 from gateway.store.base import LeadStore
 from gateway.store.lineprotocol import Point
 from gateway.store.schema import (LEAD_FIELDS, LeadEvent, detection_copy_point, lead_event_point,
-                                  lead_update_point)
+                                  lead_update_point, ms_to_ns)
 
 STATUSES = ("open", "dispatched", "on_scene", "resolved", "closed")
 ACTIVE_STATUSES = ("open", "dispatched", "on_scene")
@@ -302,7 +302,7 @@ def split(store: LeadStore, lead_id: str, detection_id: str, actor: Actor, now_m
         raise BadInput(f"lead {lead_id} has only this detection; there is nothing to split it from")
     new_id = lead_id_for(lead.tags["category"], f"split:{lead_id}:{detection_id}")
     ts = row["time"] // 1_000_000
-    new_tags = {"lead_id": new_id, "category": lead.tags["category"], "district": row["district"],
+    new_tags = {"lead_id": new_id, "category": lead.tags["category"], "district": lead.tags["district"],
                 "zone": row["zone"]}
     new_fields: dict[str, Any] = {
         "status": "open", "opened_at": now_ms, "detections": 1, "score": float(row.get("score") or 0.0),
@@ -318,7 +318,8 @@ def split(store: LeadStore, lead_id: str, detection_id: str, actor: Actor, now_m
     new_event = LeadEvent("split", "", "open", actor.name, now_ms, None, f"split out of {lead_id}",
                           {"other": lead_id, "detection": detection_id})
     store.write([detection_copy_point(row, new_id, {"n": 1, "rule": "split", "distance_m": 0.0, "gap_s": 0.0}),
-                 Point("lead", new_tags, new_fields, row["time"]), lead_event_point(new_id, new_event)])
+                 # At its first detection's millisecond, where the gateway writes a lead it knows.
+                 Point("lead", new_tags, new_fields, ms_to_ns(ts)), lead_event_point(new_id, new_event)])
     store.write([lead_update_point(lead.tags, {"detections": len(rows) - 1, "split_out": split_out,
                                                "updated_at": now_ms}, lead.time_ns),
                  lead_event_point(lead_id, old_event)])

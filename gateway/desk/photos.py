@@ -72,10 +72,10 @@ class PhotoStore:
 
 def resolve_with_photo(store: LeadStore, photos: PhotoStore, lead_id: str, actor: casework.Actor, now_ms: int,
                        data: bytes, note: str | None = None) -> casework.LeadEvent:
-    """Resolve with a site photo: the photo and the change are checked before anything is kept."""
+    """Resolve with a site photo: the change and the photo are checked before anything is kept."""
+    casework.resolvable(store, lead_id, actor)
     if not data:
         raise BadInput(f"lead {lead_id}: resolving needs a site photo (JPEG or PNG)")
     photo_kind(data)
-    casework.resolvable(store, lead_id, actor)
     sha = photos.save(store, lead_id, data, actor.name, now_ms)
     return casework.resolve(store, lead_id, actor, now_ms, sha, note)

@@ -246,3 +246,31 @@ def test_the_preview_replays_what_is_stored(store, tmp_path):
                                                          merge_policies(candidate))}
     assert (rows[("street_vending", "old-town")].leads_now, rows[("street_vending", "old-town")].leads_then) == (1, 1)
     assert (rows[("illegal_dumping", "old-town")].leads_now, rows[("illegal_dumping", "old-town")].leads_then) == (0, 1)
+
+
+def test_merge_and_split_are_followed_by_the_running_gateway_and_after_a_restart(store, tmp_path):
+    ingest = make_ingest(store, tmp_path, status_refresh_s=0)
+    north = of(stored(ingest, [detection("m1", NOW - 60_000), detection("m2", NOW - 59_000)]), "lead")[0]
+    south = of(stored(ingest, [detection("m3", NOW - 60_000, box="box-2", camera="south", zone="corner",
+                                         lat=48.20895), detection("m4", NOW - 59_000, box="box-2", camera="south",
+                                                                  zone="corner", lat=48.20895)]), "lead")[0]
+    north_id, south_id = north.tags["lead_id"], south.tags["lead_id"]
+    dana = casework.Actor("dana", "dispatcher")
+    casework.merge(store, south_id, north_id, dana, NOW)
+    with pytest.raises(casework.BadTransition, match="only open, dispatched or on-scene leads can be merged"):
+        casework.merge(store, south_id, north_id, dana, NOW)
+    assert [row["detection_id"] for row in store.ledger(north_id)] == ["m1", "m2", "m3", "m4"]
+    [joined] = of(stored(ingest, [detection("m5", NOW - 58_000, box="box-2", camera="south", zone="corner",
+                                            lat=48.20895)]), "detection")
+    assert joined.tags["lead_id"] == north_id and joined.fields["n"] == 5
+    casework.split(store, north_id, "m2", dana, NOW + 1)
+    [new] = [row for row in store.leads() if row.get("split_from") == north_id]
+    record = casework.read_lead(store, north_id)
+    assert [row["detection_id"] for row in casework.members(store, record)] == ["m1", "m3", "m4", "m5"]
+    assert record.fields["detections"] == 4 and new["detections"] == 1
+
+    restarted = make_ingest(store, tmp_path)
+    assert restarted.book.get(south_id) is None   # merged away: its detections live on in the other lead
+    assert sorted(e.detection_id for e in restarted.book.get(north_id).ledger) == ["m1", "m3", "m4", "m5"]
+    assert [e.detection_id for e in restarted.book.get(new["lead_id"]).ledger] == ["m2"]
+    assert restarted.handle([detection("m2", NOW - 59_000), detection("m3", NOW - 60_000)]) == []
