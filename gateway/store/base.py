@@ -69,6 +69,8 @@ class LeadQuery:
     since_ms: int | None = None     # lead point time (its first detection) in [since_ms, until_ms)
     until_ms: int | None = None
     limit: int | None = None
+    fields: tuple[str, ...] = ()    # only these fields (and the tags); all if empty
+    opened_since_ms: int | None = None   # only leads whose ``opened_at`` is at or after this
 
     def matches(self, row: Row) -> bool:
         return ((not self.statuses or (row.get("status") or "open") in self.statuses)
@@ -76,6 +78,7 @@ class LeadQuery:
                     ("team", self.team), ("category", self.category), ("district", self.district),
                     ("zone", self.zone)))
                 and (self.box is None or self.box in (row.get("boxes") or "").split(","))
+                and (self.opened_since_ms is None or (row.get("opened_at") or 0) >= self.opened_since_ms)
                 and (self.since_ms is None or row["time"] >= self.since_ms * 1_000_000)
                 and (self.until_ms is None or row["time"] < self.until_ms * 1_000_000))
 

@@ -3,12 +3,18 @@
 It runs as a thread of `gateway web` (the process that sends the webhooks)
 and, every ``clock_every_s``:
 
-1. reads the active leads; a clock newly overdue is written to the lead
-   (``overdue``, the clocks that ran over) with a ``lead_event`` ``overdue``
-   by ``sla-clock``, which puts it on the supervisors' overdue view;
-2. queues a notification for each lead opened since the desk first ran, each
-   ``dispatched`` and ``closed`` (and merge-closed) event, and each overdue clock;
-3. sends what is due (every second), retrying with doubling waits up to
+1. reads the leads opened since its last look, and queues their ``opened``
+   notification (for leads opened since the desk first ran);
+2. when a clock may have run over, reads every active lead: a clock newly
+   overdue is written to the lead (``overdue``, the clocks that ran over) with
+   a ``lead_event`` ``overdue`` by ``sla-clock``, which puts it on the
+   supervisors' overdue view, and is notified. Reading every active lead is
+   the clock's costly step (thousands of leads), so it is done only when the
+   earliest deadline seen in the last full read has come, when new leads
+   opened, and at least every ``FULL_READ_EVERY_S``;
+3. queues a notification for each ``dispatched`` and ``closed`` (and
+   merge-closed) event;
+4. sends what is due (every second), retrying with doubling waits up to
    ``max_attempts``.
 
 The queue is a table of the desk's SQLite file, keyed by transition and
@@ -45,6 +51,11 @@ CREATE TABLE IF NOT EXISTS notices (key TEXT NOT NULL, hook INTEGER NOT NULL, ev
     PRIMARY KEY (key, hook));
 CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+# What the clock reads of each active lead: its clocks, and what a notification tells of it.
+CLOCK_FIELDS = ("status", "opened_at", "first_seen", "dispatched_at", "on_scene_at", "resolved_at", "closed_at",
+                "overdue", "team", "claimed_by", "detections", "lat", "lon")
+ACTIVE = (*casework.ACTIVE_STATUSES, "claimed")
+FULL_READ_EVERY_S = 300
 TRANSITION_EVENTS = {"dispatched": "dispatched", "closed": "closed", "merged": "closed"}
 
 
@@ -84,6 +95,7 @@ class DeskClock:
             self._db.execute("INSERT OR IGNORE INTO marks VALUES ('started', ?)", (self.now_ms(),))
             self._db.execute("INSERT OR IGNORE INTO marks VALUES ('events', ?)", (self.now_ms(),))
             self.started_ms = self._db.execute("SELECT value FROM marks WHERE name = 'started'").fetchone()[0]
+        self.next_full_read_ms = 0   # read every active lead at the first check
 
     # ----------------------------------------------------------------- the loop
 
@@ -104,14 +116,20 @@ class DeskClock:
     def check(self) -> None:
         """Escalate what ran over and queue the notifications of what happened since the last look."""
         now = self.now_ms()
-        active = self.store.leads_where(LeadQuery(statuses=(*casework.ACTIVE_STATUSES, "claimed")))
-        for row in active:
-            lead = casework.lead_row(row)
-            if (lead.get("opened_at") or 0) >= self.started_ms:
-                self.queue("opened", f"{lead['lead_id']}:opened", lead, {})
-            self._escalate(row, lead, now)
         with self._lock:
             since = self._db.execute("SELECT value FROM marks WHERE name = 'events'").fetchone()[0]
+        opened = self.store.leads_where(LeadQuery(statuses=ACTIVE, fields=CLOCK_FIELDS,
+                                                  opened_since_ms=max(self.started_ms, since - EVENT_SLACK_MS)))
+        for row in opened:
+            lead = casework.lead_row(row)
+            self.queue("opened", f"{lead['lead_id']}:opened", lead, {})
+            self.next_full_read_ms = min(self.next_full_read_ms, self._deadline(lead, now))
+        if now >= self.next_full_read_ms:
+            self.next_full_read_ms = now + FULL_READ_EVERY_S * 1000
+            for row in self.store.leads_where(LeadQuery(statuses=ACTIVE, fields=CLOCK_FIELDS)):
+                lead = casework.lead_row(row)
+                self._escalate(row, lead, now)
+                self.next_full_read_ms = min(self.next_full_read_ms, self._deadline(lead, now))
         for seen in self.store.events_since(since - EVENT_SLACK_MS):
             event = TRANSITION_EVENTS.get(seen.event.event)
             if event is None or seen.event.at_ms < self.started_ms:
@@ -122,6 +140,15 @@ class DeskClock:
                        casework.lead_row(lead) if lead else {"lead_id": seen.lead_id}, extra)
         with self._lock:
             self._db.execute("UPDATE marks SET value = ? WHERE name = 'events'", (now,))
+
+    def _deadline(self, lead: dict[str, Any], now: int) -> int:
+        """The earliest time one of the lead's running clocks may run over (working time never runs faster
+        than the wall clock, so its target counted from the opening is a lower bound)."""
+        start = lead.get("opened_at") or lead.get("first_seen") or now
+        targets = self.clocks.targets(lead.get("category", ""), lead.get("district", ""))
+        running = [clock for clock in self.clocks.clocks(lead, now) if clock.state in ("ok", "due")]
+        return min((int(start + getattr(targets, f"{clock.name}_s") * 1000) for clock in running),
+                   default=now + FULL_READ_EVERY_S * 1000)
 
     def _escalate(self, row: dict[str, Any], lead: dict[str, Any], now: int) -> None:
         already = set(filter(None, (lead.get("overdue") or "").split(",")))

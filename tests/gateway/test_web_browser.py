@@ -323,7 +323,7 @@ def test_a_box_replay_lead_dispatched_attended_resolved_and_closed_in_the_browse
 
     # The report counts it.
     browser.go("/reports?by=category")
-    row = f'tr[data-group="street_vending"]'
+    row = 'tr[data-group="street_vending"]'
     assert (browser.text(f"{row} .opened"), browser.text(f"{row} .resolved"), browser.text(f"{row} .confirmed")) == (
         "1", "1", "1")
 
