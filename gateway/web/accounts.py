@@ -75,6 +75,10 @@ class Accounts:
     def close(self) -> None:
         self._db.close()
 
+    def shared(self) -> tuple[sqlite3.Connection, threading.Lock]:
+        """The desk's SQLite connection and its lock, for the other tables of the desk's file (notifications)."""
+        return self._db, self._lock
+
     # ----------------------------------------------------------------- users
 
     def add_user(self, name: str, role: str, team: str | None, password: str) -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 from typing import Any
@@ -88,8 +87,7 @@ class DeskClock:
         self.hooks = config.desk.webhooks
         self.secrets = [read_secret(hook) for hook in self.hooks]   # refuse to start without them
         self.senders = [WebhookSender(str(hook.ca_file) if hook.ca_file else None) for hook in self.hooks]
-        self._db: sqlite3.Connection = accounts._db   # one local file for the desk
-        self._lock = accounts._lock
+        self._db, self._lock = accounts.shared()   # one local file for the desk
         with self._lock:
             self._db.executescript(NOTICES)
             self._db.execute("INSERT OR IGNORE INTO marks VALUES ('started', ?)", (self.now_ms(),))
@@ -118,7 +116,7 @@ class DeskClock:
         now = self.now_ms()
         with self._lock:
             since = self._db.execute("SELECT value FROM marks WHERE name = 'events'").fetchone()[0]
-        opened = self.store.leads_where(LeadQuery(statuses=ACTIVE, fields=CLOCK_FIELDS,
+        opened = self.store.leads_where(LeadQuery(fields=CLOCK_FIELDS,
                                                   opened_since_ms=max(self.started_ms, since - EVENT_SLACK_MS)))
         for row in opened:
             lead = casework.lead_row(row)
