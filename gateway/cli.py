@@ -474,12 +474,12 @@ def _when(ms: int | None) -> str:
 
 
 def format_leads_table(leads: list[dict]) -> str:
-    header = (f"{'LEAD':<13} {'STATUS':<8} {'CATEGORY':<16} {'DISTRICT':<10} {'ZONE':<16} {'DET':>4} {'SCORE':>5}  "
+    header = (f"{'LEAD':<13} {'STATUS':<10} {'CATEGORY':<16} {'DISTRICT':<10} {'ZONE':<16} {'DET':>4} {'SCORE':>5}  "
               f"{'FIRST SEEN (UTC)':<19}  {'LAST SEEN (UTC)':<19}  BOXES")
     lines = [header]
     for lead in leads:
         lines.append(
-            f"{lead['lead_id']:<13} {lead.get('status', '-'):<8} {lead.get('category', '-'):<16} "
+            f"{lead['lead_id']:<13} {lead.get('status', '-'):<10} {lead.get('category', '-'):<16} "
             f"{lead.get('district', '-'):<10} {lead.get('zone', '-'):<16} {lead.get('detections', 0):>4} "
             f"{lead.get('score', 0.0):>5.2f}  {_when(lead.get('first_seen')):<19}  {_when(lead.get('last_seen')):<19}  "
             f"{','.join(lead.get('boxes', []))}"

@@ -362,6 +362,9 @@ def detection(name: str, seq: int, minutes_ago: float, **changes) -> tuple[str, 
 def test_merge_and_split_from_the_page_are_kept_in_influxdb_and_followed_by_the_running_gateway(
         gateway_process, publish, influx, desk, browser):
     gateway_process("status_refresh_s = 0.2\n")
+    browser.login("dana")
+    queue = browser.find("html")
+    assert browser.all("#rows td.empty")
     # Two leads of one incident: the same stall seen by two boxes 50 m apart (beyond the merge radius).
     publish([detection("n1", 1, 10), detection("n2", 2, 9),
              detection("s1", 1, 10, box="box-2", camera="south", zone="corner", lat=48.20895),
@@ -369,8 +372,10 @@ def test_merge_and_split_from_the_page_are_kept_in_influxdb_and_followed_by_the_
     leads = wait_for(lambda: (rows := influx.query('SELECT * FROM "lead"')) and len(rows) == 2 and rows, 30)
     by_box = {row["boxes"]: row["lead_id"] for row in leads}
     north, south = by_box["box-1"], by_box["box-2"]
+    # The open queue shows them without a reload: the same page, its rows fetched again.
+    wait_for(lambda: len(browser.all("#rows tr[data-lead]")) == 2, 15)
+    assert queue.tag_name == "html"   # not replaced: a reload would have made it stale
 
-    browser.login("dana")
     browser.go(f"/leads/{south}")
     browser.find("#merge-into").send_keys(north)
     browser.submit("#merge")
