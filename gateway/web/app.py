@@ -90,7 +90,8 @@ async def load_session(request: Request) -> Session | None:
 
 
 def login_redirect(request: Request) -> Response:
-    if request.url.path.endswith("/rows") or request.headers.get("X-Requested-With") == "fetch":
+    if request.headers.get("X-Requested-With") == "fetch" or "/part/" in request.url.path \
+            or request.url.path.endswith("/rows"):
         return PlainTextResponse("your session has ended; log in again", status_code=401)
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"/login?next={quote(target)}", status_code=303)

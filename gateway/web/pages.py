@@ -168,6 +168,30 @@ async def _lead_page(request: Request, desk: Desk, user: casework.Actor, lead_id
     return desk.render("lead.html", request, status, error=error, done=done, **view)
 
 
+def lead_part(desk: Desk, user: casework.Actor, lead_id: str, part: str) -> dict[str, Any]:
+    record = casework.read_lead(desk.store, lead_id, user)
+    if part == "clocks":
+        lead = {**record.tags, **record.fields, "status": record.status}
+        return {"clocks": desk.clocks.clocks(lead, desk.now_ms())}
+    return {"events": sorted(casework.read_events(desk.store, lead_id), key=lambda event: event["time"])}
+
+
+async def lead_live(request: Request) -> Response:
+    """A part of the lead page (its clocks, its history), which the open page fetches every ``refresh_s``."""
+    desk: Desk = request.app.state.desk
+    session = await load_session(request)
+    if session is None:
+        return login_redirect(request)
+    part = request.path_params["part"]
+    if part not in ("clocks", "history"):
+        return PlainTextResponse(f"no part {part!r}", status_code=404)
+    try:
+        context = await run_in_threadpool(lead_part, desk, session.user, request.path_params["lead_id"], part)
+    except (casework.UnknownLead, casework.NotAllowed) as exc:
+        return PlainTextResponse(str(exc), status_code=ERROR_STATUS[type(exc)])
+    return desk.render(f"lead_{part}.html", request, **context)
+
+
 # --------------------------------------------------------------------------- changing a lead
 
 

@@ -142,6 +142,10 @@ def test_the_whole_lifecycle_through_the_pages_records_each_user(desk):
                        files={"photo": ("site.png", png(), "image/png")})
     assert answer.status_code == 303, answer.text
     assert sam.post(f"{path}/close", data={"csrf": csrf(sam, path), "outcome": "confirmed"}).status_code == 303
+    history = olga.get(f"{path}/part/history").text
+    assert history.index("dispatched") < history.index("on_scene") and "<td class=\"by\">olga</td>" in history
+    assert "<td>on_scene</td>" in olga.get(f"{path}/part/clocks").text
+    assert desk.client("hugo").get(f"{path}/part/history").status_code == 403
     events = [(e["event"], e["by"]) for e in sorted(desk.store.lead_events(lead_id), key=lambda e: e["time"])]
     assert events == [("dispatched", "dana"), ("on_scene", "olga"), ("resolved", "olga"), ("closed", "sam")]
     lead = desk.store.lead(lead_id)
