@@ -1,10 +1,11 @@
 """The desk as a Starlette application: sessions, CSRF, roles, and the routes of ``pages``.
 
 Every page but the login needs a session (``accounts``): the browser holds
-its token in an HttpOnly, SameSite=Lax cookie. Every POST but the login
-carries the session's CSRF token (form field ``csrf`` or header
-``X-CSRF-Token``); one without it is refused before anything is read or
-changed. Reads and writes of leads go through the gateway's ``LeadStore``
+its token in an HttpOnly, SameSite=Lax cookie. Every POST carries the
+session's CSRF token (form field ``csrf`` or header ``X-CSRF-Token``); one
+without it is refused before anything is read or changed. The login form,
+before there is a session, carries a token of its own that must match a
+cookie set with the form. Reads and writes of leads go through the gateway's ``LeadStore``
 and ``gateway.desk.casework``, as the command line's do; every change
 records the user's name in ``lead_event``.
 
@@ -15,6 +16,8 @@ it, which the benchmark reads.
 
 from __future__ import annotations
 
+import hmac
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ from gateway.store.evidence import EvidenceStore
 from gateway.web.accounts import Accounts, AccountError, Session
 
 COOKIE = "desk_session"
+LOGIN_COOKIE = "desk_login"
 SHA_LENGTH = 64
 STATIC = Path(__file__).with_name("static")
 
@@ -112,11 +116,21 @@ async def csrf_refusal(request: Request, form) -> Response | None:
 # --------------------------------------------------------------------------- login, logout, files
 
 
-async def login_page(request: Request) -> Response:
+def _login_form(request: Request, status: int = 200, **context: Any) -> Response:
+    """The login form, with a token that its POST must bring back in the form and in a cookie (there is no
+    session yet to hold it), so no other site can log a browser in."""
     desk: Desk = request.app.state.desk
+    token = secrets.token_urlsafe(24)
+    response = desk.render("login.html", request, status, login_token=token, **context)
+    response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=desk.secure_cookies,
+                        path="/login", max_age=3600)
+    return response
+
+
+async def login_page(request: Request) -> Response:
     if await load_session(request):
         return RedirectResponse("/", status_code=303)
-    return desk.render("login.html", request, next=_safe_next(request.query_params.get("next")))
+    return _login_form(request, next=_safe_next(request.query_params.get("next")))
 
 
 async def login(request: Request) -> Response:
@@ -125,12 +139,18 @@ async def login(request: Request) -> Response:
     name = str(form.get("name") or "").strip()
     password = str(form.get("password") or "")
     target = _safe_next(str(form.get("next") or "/"))
+    given, expected = form.get("login_token"), request.cookies.get(LOGIN_COOKIE)
+    if not (isinstance(given, str) and expected and hmac.compare_digest(given, expected)):
+        return _login_form(request, 403, name=name, next=target,
+                           error="This login form has expired or did not come from the desk (CSRF); "
+                                 "nothing was checked. Try again.")
     address = request.client.host if request.client else "-"
     try:
         session = await run_in_threadpool(desk.accounts.login, name, password, address)
     except AccountError as exc:
-        return desk.render("login.html", request, 401, error=str(exc), name=name, next=target)
+        return _login_form(request, 401, error=str(exc), name=name, next=target)
     response = RedirectResponse(target, status_code=303)
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
     response.set_cookie(COOKIE, session.token, httponly=True, samesite="lax", secure=desk.secure_cookies, path="/")
     return response
 

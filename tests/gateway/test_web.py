@@ -60,9 +60,15 @@ class Desk:
     def client(self, name: str | None = None) -> TestClient:
         client = TestClient(self.app, base_url="http://127.0.0.1", follow_redirects=False)
         if name:
-            answer = client.post("/login", data={"name": name, "password": PASSWORD, "next": "/"})
+            answer = login(client, name, PASSWORD)
             assert answer.status_code == 303, answer.text
         return client
+
+
+def login(client: TestClient, name: str, password: str, **extra):
+    """Log in as the form does: its token and cookie first."""
+    token = re.search(r'name="login_token" value="([^"]+)"', client.get("/login").text).group(1)
+    return client.post("/login", data={"name": name, "password": password, "login_token": token, **extra})
 
 
 def csrf(client: TestClient, path: str) -> str:
@@ -82,10 +88,12 @@ def test_pages_need_a_login_and_a_wrong_password_is_refused(desk):
     client = desk.client()
     answer = client.get("/?status=all")
     assert answer.status_code == 303 and answer.headers["location"] == "/login?next=/%3Fstatus%3Dall"
-    wrong = client.post("/login", data={"name": "dana", "password": "not it", "next": "/"})
+    wrong = login(client, "dana", "not it", next="/")
     assert wrong.status_code == 401 and "wrong user name or password" in wrong.text
-    nobody = client.post("/login", data={"name": "nobody", "password": PASSWORD})
+    nobody = login(client, "nobody", PASSWORD)
     assert nobody.status_code == 401 and "wrong user name or password" in nobody.text
+    forged = client.post("/login", data={"name": "dana", "password": PASSWORD, "login_token": "forged"})
+    assert forged.status_code == 403 and "did not come from the desk (CSRF)" in forged.text
     assert client.get("/queue/rows").status_code == 401
     assert "desk_session" not in client.cookies
 
@@ -93,8 +101,8 @@ def test_pages_need_a_login_and_a_wrong_password_is_refused(desk):
 def test_five_failures_lock_the_account_for_that_address_even_with_the_right_password(desk):
     client = desk.client()
     for _ in range(5):
-        assert client.post("/login", data={"name": "sam", "password": "guess"}).status_code == 401
-    locked = client.post("/login", data={"name": "sam", "password": PASSWORD})
+        assert login(client, "sam", "guess").status_code == 401
+    locked = login(client, "sam", PASSWORD)
     assert locked.status_code == 401 and "too many failed logins for sam" in locked.text
     assert desk.client("dana").get("/").status_code == 200   # other accounts are not locked
 

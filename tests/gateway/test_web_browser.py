@@ -195,8 +195,17 @@ class Browser:
         from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.wait import WebDriverWait
 
+        from selenium.common.exceptions import WebDriverException
+
         page = self.find("html")
-        action()
+        for attempt in range(3):
+            try:
+                action()
+                break
+            except WebDriverException:   # the element was being replaced under the driver: find it again
+                if attempt == 2:
+                    raise
+                time.sleep(0.2)
         WebDriverWait(self.driver, 15).until(expected_conditions.staleness_of(page))
         wait_for(lambda: self.driver.execute_script("return document.readyState") == "complete", 10, 0.05)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 import subprocess
 import sys
@@ -42,10 +43,13 @@ def test_the_desk_serves_https_from_the_certificate_in_its_config(influxdb, infl
 
         wait_for(up, 30, 0.2)
         with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=ca) as client:
-            answer = client.post("/login", data={"name": "sam", "password": PASSWORD})
+            form = client.get("/login")
+            assert "secure" in form.headers["set-cookie"].lower()
+            token = re.search(r'name="login_token" value="([^"]+)"', form.text).group(1)
+            answer = client.post("/login", data={"name": "sam", "password": PASSWORD, "login_token": token})
             assert answer.status_code == 303
-            cookie = answer.headers["set-cookie"].lower()
-            assert "secure" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+            [session] = [c.lower() for c in answer.headers.get_list("set-cookie") if c.startswith("desk_session=")]
+            assert "secure" in session and "httponly" in session and "samesite=lax" in session
             assert client.get("/").status_code == 200
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://127.0.0.1:{port}/login", timeout=2)
