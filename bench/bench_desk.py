@@ -43,17 +43,19 @@ from gateway.web.accounts import Accounts
 ROOT = Path(__file__).resolve().parents[1]
 DB = "desk_bench"
 DISTRICTS = ["old-town", "harbour", "campus", "market", "north"]
-# The same two statements the store runs for the page, as plain InfluxQL: the 50 newest active leads' ids,
-# then those leads whole; and, for reference, the same leads in one statement.
-BARE_IDS = ('SELECT "status", "lead_id" FROM "lead" WHERE "status" != \'resolved\' AND "status" != \'closed\' '
-            'ORDER BY time DESC LIMIT 50')
+# The same two statements the store runs for the page, as plain InfluxQL: the newest leads' ids and statuses
+# (the active ones kept), then those leads whole; and, for reference, the same leads in one statement.
+BARE_IDS = 'SELECT "status", "lead_id" FROM "lead" ORDER BY time DESC LIMIT 200'
 BARE_ONE = ('SELECT * FROM "lead" WHERE "status" != \'resolved\' AND "status" != \'closed\' '
             'ORDER BY time DESC LIMIT 50')
+ACTIVE = ("open", "dispatched", "on_scene", "claimed")
 
 
 def bare(client: InfluxClient) -> list[dict]:
-    ids = "|".join(row["lead_id"] for row in client.query(BARE_IDS))
+    ids = "|".join([row["lead_id"] for row in client.query(BARE_IDS) if row["status"] in ACTIVE][:50])
     return client.query(f'SELECT * FROM "lead" WHERE "lead_id" =~ /^(?:{ids})$/')
+
+
 PASSWORD = "bench password 1234"
 
 

@@ -24,6 +24,7 @@ from gateway.store.schema import BBOX_FIELDS, LEDGER_NAMES, NS_PER_MS, PRECISION
 
 IDS_PER_QUERY = 200
 LEAD_TAGS = ("lead_id", "category", "district", "zone")
+STATUS_READ_AHEAD = 4
 # Every status a lead point may hold (claimed: leads from before dispatching).
 LEAD_STATUSES = ("open", "claimed", "dispatched", "on_scene", "resolved", "closed")
 # A lead's ledger, read from its detections, under the names ``gateway leads show`` prints.
@@ -111,20 +112,36 @@ class InfluxStore:
         return self.client.query(f"SELECT * FROM {quote_ident('lead')}{where} GROUP BY *")
 
     def leads_where(self, query: LeadQuery) -> list[Row]:
-        """A page (``limit``) in two statements: the page's lead ids, reading only the fields the filter needs,
-        then those leads whole by their ``lead_id`` tag (the index finds them). One ``SELECT *`` over every
-        lead would open a cursor per field and lead, which is several times slower with thousands of leads."""
-        where = _lead_conditions(query)
+        """A page (``limit``) in two statements: the page's lead ids, reading as few fields as will do, then
+        those leads whole by their ``lead_id`` tag (the index finds them). One ``SELECT *`` over every lead
+        would open a cursor per field and lead, several times slower with thousands of leads."""
         if query.limit is None:
             columns = ", ".join(quote_ident(name) for name in (*query.fields, *LEAD_TAGS)) if query.fields else "*"
-            return self.client.query_all(f"SELECT {columns} FROM {quote_ident('lead')}{where} ORDER BY time DESC")
-        keys = self.client.query(f"SELECT {quote_ident('status')}, {quote_ident('lead_id')} FROM "
-                                 f"{quote_ident('lead')}{where} ORDER BY time DESC LIMIT {int(query.limit)}")
+            return self.client.query_all(f"SELECT {columns} FROM {quote_ident('lead')}{_lead_conditions(query)} "
+                                         "ORDER BY time DESC")
+        keys = self._newest_by_status(query) if _only_status_filter(query) else None
+        if keys is None:
+            keys = self.client.query(f"SELECT {quote_ident('status')}, {quote_ident('lead_id')} FROM "
+                                     f"{quote_ident('lead')}{_lead_conditions(query)} ORDER BY time DESC "
+                                     f"LIMIT {int(query.limit)}")
         if not keys:
             return []
         order = {row["lead_id"]: index for index, row in enumerate(keys)}
         rows = self.client.query(f"SELECT * FROM {quote_ident('lead')} WHERE {_id_filter(list(order))}")
         return sorted((row for row in rows if row["lead_id"] in order), key=lambda row: order[row["lead_id"]])
+
+    def _newest_by_status(self, query: LeadQuery) -> list[Row] | None:
+        """The page's ids from the newest leads, their status filtered here: InfluxDB 1.x reads the status
+        of every lead about twice as fast without a condition on it. None when the newest
+        ``STATUS_READ_AHEAD`` x ``limit`` leads do not fill the page (then InfluxDB filters)."""
+        assert query.limit is not None
+        ahead = STATUS_READ_AHEAD * query.limit
+        newest = self.client.query(f"SELECT {quote_ident('status')}, {quote_ident('lead_id')} FROM "
+                                   f"{quote_ident('lead')}{_lead_conditions(query, fields=False)} "
+                                   f"ORDER BY time DESC LIMIT {ahead}")
+        wanted = set(query.statuses)
+        keys = [row for row in newest if not wanted or row.get("status") in wanted][:query.limit]
+        return keys if len(keys) == query.limit or len(newest) < ahead else None
 
     def lead(self, lead_id: str) -> Row | None:
         rows = self.client.query(f"SELECT * FROM {quote_ident('lead')} WHERE {quote_ident('lead_id')} = "
@@ -183,12 +200,17 @@ def influx_client(config: GatewayConfig) -> InfluxClient:
                         ca_file=str(settings.ca_file) if settings.ca_file else None, precision=PRECISION)
 
 
-def _lead_conditions(query: LeadQuery) -> str:
-    """The WHERE clause of a desk query on ``lead`` points (or nothing)."""
+def _only_status_filter(query: LeadQuery) -> bool:
+    return query.team is None and query.box is None and query.opened_since_ms is None
+
+
+def _lead_conditions(query: LeadQuery, fields: bool = True) -> str:
+    """The WHERE clause of a desk query on ``lead`` points (or nothing); without ``fields``, on tags and time
+    only."""
     conditions = [f"{quote_ident(name)} = {quote_string(value)}" for name, value in (
         ("category", query.category), ("district", query.district), ("zone", query.zone),
-        ("team", query.team)) if value is not None]
-    if query.statuses:
+        ("team", query.team if fields else None)) if value is not None]
+    if query.statuses and fields:
         # InfluxDB 1.x evaluates a conjunction of != much faster than a disjunction of =, so the shorter
         # of the two spellings is not the criterion: the complement is used whenever it is known and short.
         others = [status for status in LEAD_STATUSES if status not in query.statuses]
@@ -197,9 +219,9 @@ def _lead_conditions(query: LeadQuery) -> str:
         else:
             conditions.append("(" + " OR ".join(f"{quote_ident('status')} = {quote_string(status)}"
                                                 for status in query.statuses) + ")")
-    if query.box is not None:
+    if query.box is not None and fields:
         conditions.append(f"{quote_ident('boxes')} =~ /(^|,){re.escape(query.box)}(,|$)/")
-    if query.opened_since_ms is not None:
+    if query.opened_since_ms is not None and fields:
         conditions.append(f"{quote_ident('opened_at')} >= {int(query.opened_since_ms)}")
     if query.since_ms is not None:
         conditions.append(f"time >= {ms_to_ns(query.since_ms)}")
