@@ -192,9 +192,7 @@ class Browser:
         self.navigating(lambda: self.find(button).click())
 
     def navigating(self, action) -> None:
-        from selenium.webdriver.support import expected_conditions
-        from selenium.webdriver.support.wait import WebDriverWait
-
+        """Do ``action`` and wait until it has loaded another page (the old page's root is gone)."""
         from selenium.common.exceptions import WebDriverException
 
         page = self.find("html")
@@ -206,7 +204,15 @@ class Browser:
                 if attempt == 2:
                     raise
                 time.sleep(0.2)
-        WebDriverWait(self.driver, 15).until(expected_conditions.staleness_of(page))
+
+        def gone() -> bool:
+            try:
+                page.is_enabled()
+            except WebDriverException:   # stale, or chromedriver's "does not belong to the document"
+                return True
+            return False
+
+        wait_for(gone, 15, 0.05)
         wait_for(lambda: self.driver.execute_script("return document.readyState") == "complete", 10, 0.05)
 
     def picture_shown(self, css: str) -> bool:
