@@ -55,6 +55,13 @@ class Credentials:
     key_file: str | None = None
 
 
+def check_no_credentials_in_url(url: str) -> None:
+    """A URL with ``user:password@`` would put the password into every log line that names the server."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in (rest.split("/", 1)[0] if sep else url):
+        raise ValueError("the URL holds credentials: give username and password_env or password_file instead")
+
+
 def read_password(password_env: str | None, password_file: Path | None) -> str | None:
     """The password from an environment variable, or the first line of a file; None when neither is set."""
     if password_env:
@@ -79,6 +86,9 @@ class BrokerSettings(Strict):
     def _certificate_with_key(self) -> Self:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together")
+        if self.password_env and self.password_file:
+            raise ValueError("password_env and password_file: give one of them")
+        check_no_credentials_in_url(self.url)
         return self
 
     def credentials(self) -> Credentials:

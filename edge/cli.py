@@ -11,6 +11,8 @@ import signal
 import sys
 from pathlib import Path
 
+from common.logs import configure_logging
+
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "nanodet-g-416.onnx"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     validate.set_defaults(handler=_validate)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(args.log_level.upper())
     return args.handler(args)
 
 

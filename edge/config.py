@@ -19,6 +19,7 @@ from common.broker import BrokerSettings
 from common.validation import Strict, validation_problems
 from contract import NAME_PATTERN, Category
 from edge.detectors import registered_families
+from edge.patchgate import RemoteConfigSettings
 from edge.sensors.config import SensorList
 
 CONFIG_VERSION = 1
@@ -277,6 +278,9 @@ class BoxConfig(Strict):
     sensor_profiles: Path = Field(Path("profiles"),
                                   description="Folder of Modbus device profiles, relative to the config file.")
     evidence_jpeg_quality: int = Field(80, ge=30, le=100)
+    remote_config: RemoteConfigSettings = Field(default_factory=RemoteConfigSettings, description=(
+        "Whose live config changes the box takes (edge/patchgate.py): signed ones by trusted_keys, or explicitly "
+        "unsigned ones; by default none."))
 
     @model_validator(mode="after")
     def _cameras_need_a_detector(self) -> Self:
@@ -300,7 +304,7 @@ class BoxConfig(Strict):
         model and clips sit in) does not change a report, so it is left out: the
         same file hashes the same on every box.
         """
-        decisive = self.model_dump(mode="json", exclude={"mqtt", "spool", "sensor_profiles"})
+        decisive = self.model_dump(mode="json", exclude={"mqtt", "spool", "sensor_profiles", "remote_config"})
         if decisive.get("detector"):
             decisive["detector"]["model"] = Path(decisive["detector"]["model"]).name
         for camera in decisive["cameras"]:

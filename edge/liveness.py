@@ -44,6 +44,10 @@ class LivenessMeter:
     labels: tuple[str, ...]
     _watches: dict[int, _Watch] = field(default_factory=dict)
 
+    def reconfigure(self, labels: tuple[str, ...]) -> None:
+        """Watch other labels; what was counted for tracks still watched goes on."""
+        self.labels = labels
+
     def update(self, tracked: Detections, image: np.ndarray, t_s: float) -> dict[int, int]:
         if tracked.track_ids is None or not len(tracked):
             self._watches.clear()
@@ -82,9 +86,11 @@ class LivenessMeter:
 
 
 def _drifted(region: np.ndarray, box: np.ndarray) -> bool:
-    size = np.maximum(region[2:] - region[:2], 1.0)
-    shift = np.abs((box[:2] + box[2:]) / 2 - (region[:2] + region[2:]) / 2)
-    return bool((shift > REGION_DRIFT * size).any())
+    # Plain floats: numpy's per-call overhead on four numbers cost more than the sums.
+    rx1, ry1, rx2, ry2 = region.tolist()
+    bx1, by1, bx2, by2 = box.tolist()
+    return (abs((bx1 + bx2 - rx1 - rx2) / 2) > REGION_DRIFT * max(rx2 - rx1, 1.0)
+            or abs((by1 + by2 - ry1 - ry2) / 2) > REGION_DRIFT * max(ry2 - ry1, 1.0))
 
 
 def _clipped(box: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:

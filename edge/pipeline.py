@@ -25,6 +25,7 @@ from edge.filters import LabelFilters
 from edge.liveness import LivenessMeter
 from edge.motion import MotionDetector
 from edge.rules import DwellRules, RuleHit
+from edge.settings import CameraSettings
 from edge.staticobjects import StaticBlob, StaticObjectFinder
 from edge.thumbnail import Thumbnail, thumbnail
 from edge.tracker import IouTracker
@@ -83,18 +84,34 @@ class CameraPipeline:
         self._last_detector_t: float | None = None
         self._last_blobs: list[StaticBlob] = []
         self._last_static_t: float | None = None
+        self.settings = CameraSettings(self.camera, self.rules_config, self.static_config, self.tracker_config)
 
-    def reconfigure(self, camera: CameraConfig, rules_config: RulesConfig) -> None:
-        """Apply new zones, filters and thresholds; tracks and ongoing stays are kept."""
-        self.camera = camera
-        self.rules_config = rules_config
-        self.liveness = LivenessMeter(tuple(rules_config.street_vending.labels))
-        self.motion.reconfigure(camera.motion)
+    @classmethod
+    def from_settings(cls, settings: CameraSettings, detector: Detector) -> CameraPipeline:
+        pipeline = cls(settings.camera, settings.rules, detector, settings.static_objects, settings.tracker)
+        pipeline.settings = settings
+        return pipeline
+
+    def reconfigure(self, settings: CameraSettings) -> None:
+        """Take a new snapshot of settings, between two frames: each stage gets its part.
+
+        Tracks, ongoing stays, held objects and the scene models are kept; a camera's
+        zones are checked against its frame size (``ZoneOutsideFrame``).
+        """
+        camera = settings.camera
         if self.rules is not None and self.filters is not None:
-            zones = self._zones(self.filters.width, self.filters.height)
+            zones = self._zones_of(camera, self.filters.width, self.filters.height)
             self.filters = LabelFilters(camera.filters, zones, self.filters.width, self.filters.height)
-            self.rules.reconfigure(rules_config, zones)
-            self.rules.thresholds = self.filters.threshold_for
+            self.rules.reconfigure(settings.rules, zones, self.filters.threshold_for)
+        self.camera, self.rules_config = camera, settings.rules
+        self.static_config, self.tracker_config = settings.static_objects, settings.tracker
+        self.liveness.reconfigure(tuple(settings.rules.street_vending.labels))
+        self.motion.reconfigure(camera.motion)
+        self.tracker.reconfigure(settings.tracker)
+        if self.static_finder is not None:
+            self.static_finder.reconfigure(settings.static_objects)
+        self._mover_ids = {i for i, name in enumerate(self.detector.labels) if name in settings.static_objects.mover_labels}
+        self.settings = settings
 
     def process(self, frame: Frame) -> FrameResult:
         if self.rules is None:  # zones are in pixels of the first frame's size
@@ -131,7 +148,11 @@ class CameraPipeline:
         self.rules = DwellRules(self.rules_config, zones, width, thresholds=self.filters.threshold_for)
 
     def _zones(self, width: int, height: int) -> list[Zone]:
-        return [zone_for_frame(z, width, height) for z in self.camera.zones]
+        return self._zones_of(self.camera, width, height)
+
+    @staticmethod
+    def _zones_of(camera: CameraConfig, width: int, height: int) -> list[Zone]:
+        return [zone_for_frame(z, width, height) for z in camera.zones]
 
     def _detect_if_needed(self, frame: Frame, small: Thumbnail) -> tuple[Detections, float, bool]:
         moving = self.motion.is_moving(self.motion.update(small))

@@ -99,12 +99,15 @@ class DwellRules:
     _stays: dict[tuple[str, int], _Stay] = field(default_factory=dict)
     _orphans: list[tuple[str, _Stay, float]] = field(default_factory=list)   # zone, stay, when its track ended
 
-    def reconfigure(self, rules: RulesConfig, zones: list[Zone]) -> None:
+    def reconfigure(self, rules: RulesConfig, zones: list[Zone],
+                    thresholds: Callable[[str, np.ndarray], float] | None = None) -> None:
         """New thresholds and zones; stays in zones that still exist go on."""
         names = {z.name for z in zones}
         self._stays = {key: stay for key, stay in self._stays.items() if key[0] in names}
         self.rules = rules
         self.zones = zones
+        if thresholds is not None:
+            self.thresholds = thresholds
 
     def update(self, tracked: Detections, t_s: float, live_tracks: set[int], attach: object = None,
                moves: dict[int, int] | None = None) -> list[RuleHit]:

@@ -29,12 +29,15 @@ from contract import (
     Topic,
 )
 from edge.detectors import detector_for
+from edge.detectors.base import Thresholds
 from edge.messages import detection_message, new_message_id
 from edge.outbox import Outbox
+from edge.patchgate import AlreadyApplied, ChangeRefused, PatchGate
 from edge.pipeline import CameraPipeline, evidence_for
 from edge.remote import Decision, RemoteConfig
 from edge.rules import RuleHit
 from edge.sensors import SensorHub
+from edge.settings import camera_settings
 from edge.zones import ZoneOutsideFrame, frame_problems
 
 log = logging.getLogger(__name__)
@@ -72,16 +75,22 @@ class Box:
         spool_path = spool_path or config.spool.path
         self.remote = RemoteConfig(file_table or {}, config_dir or Path.cwd(),
                                    spool_path.with_name("remote-config.json"))
-        self._lock = threading.RLock()   # guards config changes against the camera threads
+        self._lock = threading.RLock()   # one live config change at a time; cameras never take it
         self.config = config
         self.config_hash = config.config_hash()
         self.detector = None if config.detector is None else detector_for(config.detector)
         self.cameras = {c.name: CameraState() for c in config.cameras}
-        self._pipelines = {c.name: CameraPipeline(c, config.rules, self.detector, config.static_objects,
-                                                      config.tracker)
-                           for c in config.cameras}
+        self._settings = camera_settings(config)   # swapped whole by a live change, read per frame
+        self._pipelines = {name: CameraPipeline.from_settings(settings, self.detector)
+                           for name, settings in self._settings.items()}
+        self.gate = PatchGate(config.remote_config, config.box, config.district,
+                              spool_path.with_name("remote-config-counter.json"))
         if file_table is not None:
-            remembered = self.remote.remembered()
+            self.gate.describe()
+            remembered = self.remote.remembered() if self.gate.trusts_remembered() else None
+            if remembered is None and self.remote.state_file.exists() and not self.gate.trusts_remembered():
+                log.warning("config.remembered_change_ignored file=%s: not let through under this box's "
+                            "[remote_config]; starting from the file config", self.remote.state_file)
             if remembered is not None and remembered.accepted:
                 self._apply(remembered.config)
         self.config_topic = Topic(config.district, config.box, Kind.CONFIG)
@@ -136,7 +145,7 @@ class Box:
         state.state = source.state.value
         frames = source.frames()
         try:
-            last = self._feed(frames, state, pipeline)
+            last = self._feed(camera.name, frames, state, pipeline)
         except ZoneOutsideFrame as exc:
             frames.close()  # first, so that the source's own 'ended' does not replace the reason below
             log.error("camera.zone_outside_frame camera=%s zone=%s frame=%dx%d points=%s", camera.name, exc.zone,
@@ -147,13 +156,15 @@ class Box:
             for hit in pipeline.finish(last.t_s):
                 self._put_hit(hit, last)
 
-    def _feed(self, frames, state: CameraState, pipeline: CameraPipeline) -> Frame | None:
+    def _feed(self, name: str, frames, state: CameraState, pipeline: CameraPipeline) -> Frame | None:
         """Pass frames through the pipeline and their hits to the outbox; the last frame."""
         last: Frame | None = None
         for frame in frames:
             state.frame_size = (frame.width, frame.height)
-            with self._lock:  # one onnxruntime session serves every camera
-                result = pipeline.process(frame)
+            settings = self._settings[name]
+            if settings is not pipeline.settings:
+                pipeline.reconfigure(settings)
+            result = pipeline.process(frame)   # the shared onnxruntime session takes calls from several threads
             state.frames += 1
             last = frame
             for hit in result.hits:
@@ -233,14 +244,24 @@ class Box:
             return
         if not payload:
             return  # a cleared retained config: nothing to apply
-        decision = self.remote.decide(payload)
+        try:
+            opened = self.gate.open(payload)
+        except AlreadyApplied:
+            log.info("config.already_applied counter=%d", self.gate.counter)
+            return
+        except ChangeRefused as exc:
+            opened, decision = None, Decision(None, str(exc))
+        else:
+            decision = self.remote.decide(opened.patch)
         with self._lock:  # no camera sets its zones up between the check and the change
             decision = self._fitting_frames(decision)
             if decision.accepted:
                 self._apply(decision.config)
         if decision.accepted:
-            self.remote.remember(payload)
-            log.info("config.accepted hash=%s", self.config_hash)
+            self.remote.remember(opened.patch)
+            self.gate.applied(opened)
+            log.info("config.accepted hash=%s counter=%s key=%s reset=%s", self.config_hash, opened.counter,
+                     opened.key, opened.reset)
         else:
             log.warning("config.rejected reason=%s", decision.reason[:300])
         ack = ConfigAck(box=self.config.box, ts=int(time.time() * 1000),
@@ -257,16 +278,14 @@ class Box:
         return Decision(None, "; ".join(problems)) if problems else decision
 
     def _apply(self, config: BoxConfig) -> None:
-        """Switch to a validated config without a restart; the camera threads see it from their next frame."""
+        """Switch to a validated config without a restart: new snapshots, swapped in whole.
+
+        Each camera thread takes its new snapshot at the start of its next frame.
+        """
         with self._lock:
             if self.detector is not None and config.detector is not None:
-                self.detector.min_score = config.detector.min_score
-                self.detector.nms_iou = config.detector.nms_iou
-            for camera in config.cameras:
-                pipeline = self._pipelines[camera.name]
-                pipeline.reconfigure(camera, config.rules)
-                if pipeline.static_finder is not None:
-                    pipeline.static_finder.config = config.static_objects
+                self.detector.reconfigure(Thresholds(config.detector.min_score, config.detector.nms_iou))
+            self._settings = camera_settings(config)
             self.config = config
             self.config_hash = config.config_hash()
 

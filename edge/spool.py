@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
+from common.files import private_file
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
@@ -77,7 +79,7 @@ class Spool:
     """SQLite (WAL, synchronous=FULL) outbox shared by the producer and the sender thread."""
 
     def __init__(self, path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, page_limit: int | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)   # SQLite gives its -wal and -shm files the database file's mode
         self.max_bytes = max_bytes
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -122,6 +122,10 @@ class StaticObjectFinder:
     def warming_up(self) -> bool:
         return self._long is None
 
+    def reconfigure(self, config: StaticObjectConfig) -> None:
+        """New thresholds; the scene models and the held objects are kept."""
+        self.config = config
+
     def held_ids(self) -> set[int]:
         """Ids of the objects held now, hidden ones included."""
         return {held.id for held in self._held}
@@ -164,13 +168,13 @@ class StaticObjectFinder:
     def _warm_up(self, grey: np.ndarray, t_s: float, movers: np.ndarray) -> None:
         """Collect frames and where they are free of people; their median is the empty scene."""
         if not self._warmup or t_s - self._last_s >= self.config.warmup_s / MAX_WARMUP_SAMPLES:
-            self._warmup.append(grey)
+            self._warmup.append(np.rint(grey).astype(np.uint8))     # the thumbnail's levels are whole numbers
             # Boxes fit people loosely, and the thumbnail's blur spreads them a little further.
             margin = np.array([-BLUR_PX, -BLUR_PX, BLUR_PX, BLUR_PX], dtype=np.float32)
             self._warmup_masks.append(~_box_mask(grey.shape, movers + margin))
             self._last_s = t_s
         if t_s - self._started_s >= self.config.warmup_s and len(self._warmup) >= 3:
-            self._long = _masked_median(np.stack(self._warmup), np.stack(self._warmup_masks))
+            self._long = _empty_scene(np.stack(self._warmup), np.stack(self._warmup_masks), self.config.diff_threshold)
             self._short = grey.copy()
             self._warmup.clear()
             self._warmup_masks.clear()
@@ -436,21 +440,45 @@ def _shifted(image: np.ndarray, shift: np.ndarray) -> np.ndarray:
     return cv2.warpAffine(image, matrix, image.shape[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _masked_median(frames: np.ndarray, usable: np.ndarray) -> np.ndarray:
-    """Per-pixel median of the usable samples; where none is usable, of all samples.
+def _empty_scene(frames: np.ndarray, usable: np.ndarray, threshold: float) -> np.ndarray:
+    """The median of the warm-up frames, but its earliest view where the scene changed during warm-up.
 
-    Sorting with the unusable samples pushed to the end is several times faster
-    than numpy's nanmedian over a short axis.
+    Something put down in the first seconds fills most of the warm-up frames, so
+    the median takes it for the empty scene and it is never found. Where the
+    first and the last quarter of the warm-up disagree, the first is kept: if
+    something arrived, it is then found as usual; if something left (a person
+    who stood there at start-up), the scene model holds a ghost, which heals at
+    once since its outline is in the model and not in the frame.
     """
-    ordered = np.sort(np.where(usable, frames, np.inf), axis=0)
-    counts = usable.sum(axis=0)
-    low = np.take_along_axis(ordered, np.maximum((counts - 1) // 2, 0)[None], axis=0)[0]
-    high = np.take_along_axis(ordered, (counts // 2)[None], axis=0)[0]
-    median = (low + high) / 2
-    never_free = counts == 0
+    whole = _masked_median(frames, usable)
+    quarter = max(1, len(frames) // 4)
+    first, last = usable[:quarter].any(axis=0), usable[-quarter:].any(axis=0)
+    if len(frames) < 4 or not (first & last).any():
+        return whole
+    early = _masked_median(frames[:quarter], usable[:quarter])
+    late = _masked_median(frames[-quarter:], usable[-quarter:])
+    changed = first & last & (np.abs(early - late) > threshold)
+    return np.where(changed, early, whole).astype(np.float32)
+
+
+def _masked_median(frames: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Per-pixel median of the usable samples (uint8 frames); where none is usable, of all samples.
+
+    Sorting with the unusable samples pushed to the end (as 256) is several times
+    faster than numpy's nanmedian over a short axis, and faster still with each
+    pixel's samples side by side in memory.
+    """
+    count, height, width = frames.shape
+    ordered = np.where(usable, frames, np.uint16(256)).reshape(count, -1).T.copy()
+    ordered.sort(axis=1)
+    counts = usable.reshape(count, -1).sum(axis=0)
+    low = np.take_along_axis(ordered, np.maximum((counts - 1) // 2, 0)[:, None], axis=1)[:, 0]
+    high = np.take_along_axis(ordered, np.minimum(counts // 2, count - 1)[:, None], axis=1)[:, 0]
+    median = ((low.astype(np.float32) + high) / 2).reshape(height, width)
+    never_free = (counts == 0).reshape(height, width)
     if never_free.any():
         median[never_free] = np.median(frames[:, never_free], axis=0)
-    return median.astype(np.float32)
+    return median
 
 
 def _gradient(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -53,6 +53,11 @@ class IouTracker:
                    max_missing_by_class=dict(max_missing_by_class or {}), stationary_s=config.stationary_s,
                    stationary_drift=config.stationary_drift)
 
+    def reconfigure(self, config: TrackerConfig) -> None:
+        """New matching and ageing thresholds; the tracks go on under their ids."""
+        self.iou_threshold, self.max_missing_s = config.iou_threshold, config.max_missing_s
+        self.stationary_s, self.stationary_drift = config.stationary_s, config.stationary_drift
+
     def update(self, detections: Detections, t_s: float) -> Detections:
         """Return the same detections with track ids and stationary flags; unmatched ones start new tracks."""
         self._drop_lost(t_s)

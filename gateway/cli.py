@@ -129,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection_flags(boxes)
     boxes.add_argument("--json", action="store_true", help="Print a JSON array instead of a table.")
     boxes.set_defaults(handler=_boxes)
+
+    from gateway.provision.commands import add_commands   # provision-*, revoke, config push
+
+    add_commands(commands)
     return parser
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from common.backoff import Backoff
-from common.broker import BrokerSettings
+from common.broker import BrokerSettings, check_no_credentials_in_url, read_password
 from common.validation import Strict, validation_problems
 from contract import NAME_PATTERN
 
@@ -32,8 +32,24 @@ class InfluxSettings(Strict):
     db: str = Field(DEFAULT_DB, description="Database (1.x) or bucket mapped to a database (2.x/3.x).")
     username: str | None = Field(None, description="Basic-auth user (InfluxDB 1.x).")
     password_env: str | None = Field(None, description="Environment variable holding the password.")
+    password_file: Path | None = Field(None, description="File holding the password (first line).")
     token_env: str | None = Field(None, description="Environment variable holding an API token (2.x/3.x).")
+    token_file: Path | None = Field(None, description="File holding an API token (first line).")
     ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _secrets_from_one_place_never_the_url(self):
+        for what in ("password", "token"):
+            if getattr(self, f"{what}_env") and getattr(self, f"{what}_file"):
+                raise ValueError(f"{what}_env and {what}_file: give one of them")
+        check_no_credentials_in_url(self.url)
+        return self
+
+    def password(self) -> str | None:
+        return read_password(self.password_env, self.password_file)
+
+    def token(self) -> str | None:
+        return read_password(self.token_env, self.token_file)
 
 
 class MqttSettings(BrokerSettings):

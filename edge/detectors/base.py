@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
@@ -62,8 +63,20 @@ class ModelCard(BaseModel):
         return self
 
 
+@dataclass(frozen=True)
+class Thresholds:
+    """A detector's score and overlap thresholds, swapped whole by ``Detector.reconfigure``."""
+
+    min_score: float
+    nms_iou: float
+
+
 class Detector(ABC):
-    """Frames in (BGR uint8, any size), detections out (pixel boxes of that frame)."""
+    """Frames in (BGR uint8, any size), detections out (pixel boxes of that frame).
+
+    One detector may serve several cameras from their own threads: ``detect``
+    reads ``thresholds`` once per frame, and ``reconfigure`` replaces them whole.
+    """
 
     family: ClassVar[str] = ""
     card_type: ClassVar[type[ModelCard]] = ModelCard
@@ -72,8 +85,18 @@ class Detector(ABC):
         self.card = card
         self.model_path = model_path
         self.threads = threads
-        self.min_score = min_score
-        self.nms_iou = nms_iou
+        self.thresholds = Thresholds(min_score, nms_iou)
+
+    def reconfigure(self, thresholds: Thresholds) -> None:
+        self.thresholds = thresholds
+
+    @property
+    def min_score(self) -> float:
+        return self.thresholds.min_score
+
+    @property
+    def nms_iou(self) -> float:
+        return self.thresholds.nms_iou
 
     @property
     def name(self) -> str:

@@ -56,11 +56,11 @@ class NanoDetDetector(OnnxDetector):
             centres = (np.stack([xs, ys], axis=1).astype(np.float32) + 0.5) * stride
             self.heads.append(Head(stride, pair["cls"][0], pair["box"][0], pair["box"][1] // 4, centres))
 
-    def decode(self, outputs: dict[str, np.ndarray]) -> Candidates:
+    def decode(self, outputs: dict[str, np.ndarray], min_score: float) -> Candidates:
         boxes, scores, classes = [], [], []
         for head in self.heads:
             ids, best = best_class(outputs[head.scores][0])
-            keep = best >= self.min_score
+            keep = best >= min_score
             if not keep.any():
                 continue
             boxes.append(self._decode_boxes(outputs[head.boxes][0][keep], head.centres[keep], head.bins, head.stride))

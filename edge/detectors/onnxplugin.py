@@ -69,10 +69,11 @@ class OnnxDetector(Detector):
         """Note where each part of this family's head is; raise ``self.error(...)`` if it is not there."""
 
     @abstractmethod
-    def decode(self, outputs: dict[str, np.ndarray]) -> Candidates:
+    def decode(self, outputs: dict[str, np.ndarray], min_score: float) -> Candidates:
         """Candidates scoring at least ``min_score``, boxes in model-input pixels."""
 
     def detect(self, image: np.ndarray) -> Detections:
+        thresholds = self.thresholds
         tensor, transform = model_input(image, self.card, getattr(self._per_thread, "input", None))
         self._per_thread.input = tensor
         names = [spec.name for spec in self.outputs]
@@ -80,6 +81,6 @@ class OnnxDetector(Detector):
             values = self.session.run(names, {self.input.name: tensor})
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise self.error(f"inference failed: {exc}") from None
-        found = self.decode(dict(zip(names, values)))
+        found = self.decode(dict(zip(names, values)), thresholds.min_score)
         height, width = image.shape[:2]
-        return to_detections(found, transform, (width, height), self.labels, self.nms_iou)
+        return to_detections(found, transform, (width, height), self.labels, thresholds.nms_iou)

@@ -70,7 +70,7 @@ class SsdDetector(OnnxDetector):
         if len(rows) > 1:
             raise self.error(f"boxes, scores and classes outputs disagree on the number of rows: {sorted(rows)}")
 
-    def decode(self, outputs: dict[str, np.ndarray]) -> Candidates:
+    def decode(self, outputs: dict[str, np.ndarray], min_score: float) -> Candidates:
         for role, shape in self.shapes.items():
             self.require_shape(outputs[self.names[role]], shape, f"{role} output {self.names[role]}")
         boxes = outputs[self.names["boxes"]][0]
@@ -78,7 +78,7 @@ class SsdDetector(OnnxDetector):
         boxes = boxes[:count]
         scores = outputs[self.names["scores"]][0][:count].astype(np.float32)
         class_ids = np.rint(outputs[self.names["classes"]][0][:count]).astype(np.int32) - self.card.class_id_offset
-        keep = (scores >= self.min_score) & (class_ids >= 0) & (class_ids < len(self.card.labels))
+        keep = (scores >= min_score) & (class_ids >= 0) & (class_ids < len(self.card.labels))
         size = np.array([self.card.input_width, self.card.input_height] * 2, dtype=np.float32)
         xyxy = boxes[keep][:, [1, 0, 3, 2]].astype(np.float32) * size
         return Candidates(xyxy, scores[keep], class_ids[keep])

@@ -26,13 +26,13 @@ class YoloV5Detector(OnnxDetector):
         self.head = self.single_head(outputs, self.head_shape, f"cx, cy, w, h, objectness and "
                                      f"{len(self.card.labels)} class scores, one per label")
 
-    def decode(self, outputs: dict[str, np.ndarray]) -> Candidates:
+    def decode(self, outputs: dict[str, np.ndarray], min_score: float) -> Candidates:
         rows = outputs[self.head]
         self.require_shape(rows, self.head_shape, f"output {self.head}")
         rows = rows[0]
         # A class score is at most 1, so rows whose objectness is already too low cannot pass.
-        rows = rows[rows[:, 4] >= self.min_score]
+        rows = rows[rows[:, 4] >= min_score]
         class_ids, class_scores = best_class(rows[:, 5:])
         scores = rows[:, 4] * class_scores
-        keep = scores >= self.min_score
+        keep = scores >= min_score
         return Candidates(cxcywh_to_xyxy(rows[keep, :4]), scores[keep].astype(np.float32), class_ids[keep])

@@ -26,10 +26,10 @@ class YoloV8Detector(OnnxDetector):
         self.head = self.single_head(outputs, self.head_shape,
                                      f"cx, cy, w, h and {len(self.card.labels)} class scores, one per label")
 
-    def decode(self, outputs: dict[str, np.ndarray]) -> Candidates:
+    def decode(self, outputs: dict[str, np.ndarray], min_score: float) -> Candidates:
         columns = outputs[self.head]
         self.require_shape(columns, self.head_shape, f"output {self.head}")
         rows = columns[0].T
         class_ids, scores = best_class(rows[:, 4:])
-        keep = scores >= self.min_score
+        keep = scores >= min_score
         return Candidates(cxcywh_to_xyxy(rows[keep, :4]), scores[keep], class_ids[keep])

@@ -13,6 +13,8 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
+from common.files import open_private, private_dir
+
 PENDING_LIMIT = 10_000
 
 
@@ -29,9 +31,9 @@ class EvidenceStore:
         sha = hashlib.sha256(jpeg).hexdigest()
         target = self.path_for(sha)
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(target.parent)
             temp = target.with_suffix(f".tmp{os.getpid()}")
-            with temp.open("wb") as f:
+            with open_private(temp) as f:
                 f.write(jpeg)
                 f.flush()
                 os.fsync(f.fileno())

@@ -8,7 +8,6 @@ NAME_PATTERN, so both go into regular expressions without escaping.
 
 from __future__ import annotations
 
-import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -192,10 +191,9 @@ class InfluxStore:
 
 
 def influx_client(config: GatewayConfig) -> InfluxClient:
-    """The InfluxDB client the configuration describes (passwords and tokens from the environment)."""
+    """The InfluxDB client the configuration describes (passwords and tokens from the environment or files)."""
     settings = config.influx
-    password = os.environ.get(settings.password_env) if settings.password_env else None
-    token = os.environ.get(settings.token_env) if settings.token_env else None
+    password, token = settings.password(), settings.token()
     return InfluxClient(settings.url, settings.db, username=settings.username, password=password, token=token,
                         ca_file=str(settings.ca_file) if settings.ca_file else None, precision=PRECISION)
 

@@ -19,6 +19,7 @@ CLIPS = {
     "hall-table": "a table left in a hall people cross",
     "vtest-taken-away": "a box taken away before its dwell time",
     "lot-cars-park": "cars park in the dumping zone and leave",
+    "hall-bag-early": "a bag put down in the left-object finder's first seconds",
 }
 
 

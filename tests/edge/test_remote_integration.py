@@ -4,6 +4,7 @@ import copy
 import json
 import queue
 import threading
+import time
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -56,6 +57,11 @@ def test_valid_config_applies_live_and_invalid_changes_nothing(running_box, mosq
     assert ack.status == "accepted" and ack.config != original_hash
     assert running_box.config.rules.street_vending.dwell_s == 45
     assert running_box.config_hash == ack.config
+    # The camera takes the new settings snapshot at the start of its next frame.
+    pipeline = running_box._pipelines["road"]
+    deadline = time.monotonic() + 20
+    while pipeline.settings is not running_box._settings["road"] and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert running_box._pipelines["road"].rules_config.street_vending.dwell_s == 45
 
     client.publish(topic, json.dumps({"rules": {"street_vending": {"dwell_s": "soon"}}}), qos=1, retain=True)

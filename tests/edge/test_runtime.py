@@ -24,7 +24,7 @@ def box_config(kiosk: list) -> dict:
     zone = {"type": "no_vending", "lat": 48.2, "lon": 16.3}
     camera = {"source": str(CLIP), "fps": 0.5, "realtime": False}
     return {
-        "version": 1, "box": "box-1", "district": "old-town",
+        "version": 1, "box": "box-1", "district": "old-town", "remote_config": {"accept_unsigned": True},
         "detector": {"model": str(ROOT / "models" / "nanodet-g-416.onnx")},
         "cameras": [
             {**camera, "name": "north", "zones": [

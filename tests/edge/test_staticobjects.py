@@ -144,3 +144,10 @@ def test_an_object_whose_picture_caught_a_passer_by_is_not_taken_for_gone():
               for t in range(45)]
     looks = seen(run(finder(), frames))
     assert looks and looks == list(range(looks[0], 45))
+
+
+def test_an_object_put_down_in_the_first_seconds_after_start_is_found():
+    # Warm-up is 5 s; the object is there from 1 s on, so it fills most of the warm-up frames.
+    frames = [(t / 5, scene(OBJECT) if t >= 5 else scene()) for t in range(0, 75)]
+    looks = run(finder(), frames)
+    assert seen(looks) and min(seen(looks)) <= 12

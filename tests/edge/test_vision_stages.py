@@ -353,3 +353,30 @@ def test_a_spot_left_empty_most_of_the_time_is_not_taken_up_again():
     frames = [(t * 1.0, dets((45, 40, 55, 60, 0.8, 0)) if t <= 4 or t >= 13 else dets()) for t in range(20)]
     hits = run_rules(vending_rules(dwell_s=10.0, update_s=100.0), IouTracker(max_missing_s=1.0), frames)
     assert [(h.event, h.t_s) for h in hits] == []
+
+
+def test_a_new_settings_snapshot_reaches_every_stage_and_keeps_the_tracks():
+    from edge.camera import Frame
+    from edge.config import CameraConfig, StaticObjectConfig, TrackerConfig
+    from edge.pipeline import CameraPipeline
+    from edge.settings import CameraSettings
+
+    hotspot = ZoneConfig(name="verge", type="dumping_hotspot", polygon=[(0.1, 0.1), (0.9, 0.1), (0.9, 0.9)],
+                         lat=48.2, lon=16.3)
+    before = CameraSettings(CameraConfig(name="cam", source="x.mp4", zones=[hotspot]), RulesConfig(),
+                            StaticObjectConfig(), TrackerConfig())
+    pipeline = CameraPipeline.from_settings(before, CountingDetector())
+    image = np.full((120, 160, 3), 90, np.uint8)
+    pipeline.process(Frame("cam", 0, 0.0, 0, image))
+    moved = hotspot.model_copy(update={"polygon": [(0.2, 0.2), (0.8, 0.2), (0.8, 0.8)], "dwell_s": 7.0})
+    after = CameraSettings(CameraConfig(name="cam", source="x.mp4", zones=[moved], motion={"recheck_s": 9.0}),
+                           RulesConfig(illegal_dumping={"labels": ["suitcase"], "dwell_s": 12.0}), StaticObjectConfig(diff_threshold=30.0),
+                           TrackerConfig(iou_threshold=0.4))
+    tracker, finder, rules = pipeline.tracker, pipeline.static_finder, pipeline.rules
+    pipeline.reconfigure(after)
+    assert pipeline.settings is after
+    assert (pipeline.tracker, pipeline.static_finder, pipeline.rules) == (tracker, finder, rules)    # same stages
+    assert rules.rules.illegal_dumping.dwell_s == 12.0 and rules.zones[0].config.dwell_s == 7.0
+    assert pipeline.motion.config.recheck_s == 9.0 and tracker.iou_threshold == 0.4
+    assert finder.config.diff_threshold == 30.0
+    assert before.rules.illegal_dumping.dwell_s != 12.0           # the old snapshot is untouched

@@ -133,6 +133,12 @@ CLIPS: list[dict] = [
                      "the first frame (no clean background at start); it stays to the end.",
          objects=[dict(obj="box", at=(495, 255), width=30, from_s=1.6, left_s=2.0,
                        incident=dict(category="illegal_dumping", zone="road"))]),
+    dict(name="vtest-bag-early", scene="vtest", split="tune", timeline=[(300, 794), (793, 500)],
+         description="A black bin bag is left on the road at 0.8 s (left 1.2 s), within the first seconds "
+                     "after the box starts, while people walk the road (source frames 300-794, then back "
+                     "to 500): one dumping incident.",
+         objects=[dict(obj="binbag", at=(430, 300), width=36, from_s=0.8, left_s=1.2,
+                       incident=dict(category="illegal_dumping", zone="road"))]),
     dict(name="vtest-two-objects", scene="vtest", split="tune", timeline=[(400, 794), (793, 200)],
          description="Two objects left at different spots: a yellow cloth dropped on the verge below the "
                      "kerb at 11 s by two passers-by, and a white plastic bag on the road at 28 s; both stay "
@@ -210,6 +216,12 @@ CLIPS: list[dict] = [
          description="A yellow cloth (cut from the lawn in vtest) is dropped on the floor by the pillar at "
                      "69.6 s by a man walking out; later people walk over it: one dumping incident.",
          objects=[dict(obj="cloth", at=(690, 424), width=150, from_s=69.6, left_s=70.5,
+                       incident=dict(category="illegal_dumping", zone="floor-east"))]),
+    dict(name="hall-bag-early", scene="hall", split="tune", timeline=[(950, 1393), (1392, 1100)],
+         description="A black bin bag is left on the floor by the pillar at 1.5 s (left 2.0 s), within the "
+                     "first seconds after the box starts, while a woman stands at the table and others walk "
+                     "by (source frames 950-1393, then back to 1100): one dumping incident.",
+         objects=[dict(obj="binbag", at=(650, 372), width=56, from_s=1.5, left_s=2.0,
                        incident=dict(category="illegal_dumping", zone="floor-east"))]),
     dict(name="hall-light", scene="hall", split="tune", timeline=HALL_FWD,
          description="The real footage (139.4 s) with the lights dimmed in a step at 30 s (to 75%), a slow "
