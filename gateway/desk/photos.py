@@ -3,7 +3,7 @@
 Only JPEG and PNG are taken, at most ``MAX_PHOTO_BYTES``; a file is judged by
 its content (signature and end marker), never by its name or declared type.
 Photos are kept as evidence is, by content: ``EVIDENCE_DIR/site/ab/<sha256>.jpg|png``,
-written durably (write, fsync, rename), and recorded as a ``site_photo`` point.
+owner-only, written durably (write, fsync, rename), and recorded as a ``site_photo`` point.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from common.files import open_private, private_dir
 from gateway.desk import casework
 from gateway.desk.casework import BadInput
 from gateway.store.base import LeadStore
@@ -59,9 +60,9 @@ class PhotoStore:
         sha = hashlib.sha256(data).hexdigest()
         target = self.root / sha[:2] / f"{sha}.{KINDS[kind]}"
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(target.parent)
             temp = target.with_suffix(f".tmp{os.getpid()}")
-            with temp.open("wb") as f:
+            with open_private(temp) as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())

@@ -25,6 +25,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from common.files import private_file
 from gateway.desk.casework import ROLES, Actor
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
@@ -61,7 +62,7 @@ def _sha(token: str) -> str:
 class Accounts:
     def __init__(self, path: Path, *, session_idle_s: float = 8 * 3600, max_failures: int = 5,
                  window_s: float = 900, clock=time.time) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)   # password hashes and sessions: the owner's alone
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)

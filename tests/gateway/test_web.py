@@ -160,6 +160,8 @@ def test_the_whole_lifecycle_through_the_pages_records_each_user(desk):
     assert lead["status"] == "closed" and lead["outcome"] == "confirmed"
     assert lead["site_photo"] == hashlib.sha256(png()).hexdigest()
     assert sam.get(f"/photos/{lead['site_photo']}").content == png()
+    kept = desk.config.evidence_dir / "site" / lead["site_photo"][:2] / f"{lead['site_photo']}.png"
+    assert kept.stat().st_mode & 0o777 == 0o600 and desk.config.desk.accounts.stat().st_mode & 0o777 == 0o600
     report = sam.get("/reports?by=district")
     assert re.search(r'data-group="old-town">.*?class="num opened">1<.*?class="num confirmed">1<', report.text, re.S)
     csv = sam.get("/reports?by=team&format=csv")
