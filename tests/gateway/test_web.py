@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -19,7 +21,7 @@ from gateway.store.memory import MemoryStore
 from gateway.transport.incoming import Incoming
 from gateway.web.site import create_app
 
-from .conftest import gateway_config
+from .conftest import ROOT, gateway_config
 from .desk_fixtures import PASSWORD, add_users, png
 
 NOW = int(time.time() * 1000)
@@ -233,3 +235,30 @@ def test_merge_and_split_from_the_page(desk):
     assert [row["detection_id"] for row in desk.store.ledger(new["lead_id"])] == ["b2"]
     assert "b2" not in [row["detection_id"] for row in casework.members(desk.store,
                                                                           casework.read_lead(desk.store, first))]
+
+
+def test_users_are_added_from_the_command_line_with_the_password_from_stdin_or_a_file(tmp_path, cli):
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[desk]\naccounts = "{tmp_path / "desk.sqlite3"}"\n')
+    added = subprocess.run([sys.executable, "-m", "gateway.cli", "users", "add", "dana", "--role", "dispatcher",
+                            "--config", str(config)], input=PASSWORD + "\n", capture_output=True, text=True,
+                           cwd=ROOT, timeout=60)
+    assert added.returncode == 0 and "user dana added (dispatcher)" in added.stdout
+    secret = tmp_path / "olga.pw"
+    secret.write_text(PASSWORD + "\n")
+    by_file = cli("users", "add", "olga", "--role", "officer", "--team", "t1", "--password-file", str(secret),
+                  "--config", str(config))
+    assert by_file.returncode == 0, by_file.stderr
+    secret.write_text("short\n")
+    for args, message in ((["eve", "--role", "officer", "--team", "t1"], "at least 10 characters"),
+                          (["otto", "--role", "operator"], "at least 10 characters"),
+                          (["olga", "--role", "officer", "--team", "t1"], None),
+                          (["hugo", "--role", "officer"], "an officer needs a team")):
+        if message is None:
+            secret.write_text(PASSWORD + "\n")
+            message = "user olga exists already"
+        refused = cli("users", "add", *args, "--password-file", str(secret), "--config", str(config))
+        assert refused.returncode == 1 and message in refused.stderr, refused.stderr
+    listed = cli("users", "list", "--config", str(config))
+    assert listed.stdout.split() == ["dana", "dispatcher", "-", "olga", "officer", "t1"]
+    assert PASSWORD not in (tmp_path / "desk.sqlite3").read_bytes().decode("latin-1")
