@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     lead_commands = leads.add_subparsers(dest="leads_command", required=True)
     listing = lead_commands.add_parser("list", help="List leads, oldest first.")
     _add_connection_flags(listing)
-    listing.add_argument("--status", choices=["open", "claimed", "closed"], help="Only leads with this status.")
+    listing.add_argument("--status", choices=["open", "dispatched", "on_scene", "resolved", "closed"],
+                         help="Only leads with this status.")
     listing.add_argument("--category", help="Only this category (street_vending, illegal_dumping, ...).")
     listing.add_argument("--district", help="Only this district.")
     listing.add_argument("--json", action="store_true", help="Print a JSON array instead of a table.")
@@ -56,18 +57,43 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="Print JSON instead of text.")
     show.set_defaults(handler=_leads_show)
 
-    claim = lead_commands.add_parser("claim", help="Take an open lead on.")
+    claim = lead_commands.add_parser("claim", help="Take an open lead on: it is dispatched to you, in its team.")
     _add_connection_flags(claim)
     claim.add_argument("lead_id", metavar="ID")
     claim.add_argument("--by", required=True, metavar="NAME", help="Who takes it on.")
     claim.set_defaults(handler=_leads_claim)
 
-    close = lead_commands.add_parser("close", help="Close an open or claimed lead with an outcome.")
+    dispatch = lead_commands.add_parser("dispatch", help="Send an open (or dispatched) lead to a team or officer.")
+    _add_connection_flags(dispatch)
+    dispatch.add_argument("lead_id", metavar="ID")
+    dispatch.add_argument("--team", help="Team to send it to (default: the team it was routed to).")
+    dispatch.add_argument("--officer", metavar="NAME", help="The officer of that team who goes.")
+    dispatch.add_argument("--by", metavar="NAME", help="Who dispatches it (default: the login name).")
+    dispatch.set_defaults(handler=_leads_dispatch)
+
+    scene = lead_commands.add_parser("on-scene", help="Mark a dispatched lead as attended on site.")
+    _add_connection_flags(scene)
+    scene.add_argument("lead_id", metavar="ID")
+    scene.add_argument("--by", metavar="NAME", help="Who is on scene (default: the officer it went to).")
+    scene.set_defaults(handler=_leads_on_scene)
+
+    resolve = lead_commands.add_parser("resolve", help="Mark a lead on scene as handled, with a site photo.")
+    _add_connection_flags(resolve)
+    resolve.add_argument("lead_id", metavar="ID")
+    resolve.add_argument("--photo", type=Path, required=True, metavar="FILE", help="Site photo, JPEG or PNG, "
+                         "at most 10 MiB.")
+    resolve.add_argument("--note", metavar="TEXT", help="Free text for the record.")
+    resolve.add_argument("--by", metavar="NAME", help="Who resolved it (default: the officer it went to).")
+    resolve.add_argument("--evidence-dir", type=Path, help="Where evidence (and site photos) are stored.")
+    resolve.set_defaults(handler=_leads_resolve)
+
+    close = lead_commands.add_parser("close", help="Close a lead with an outcome: confirmed once resolved, "
+                                     "rejected or duplicate at any time before.")
     _add_connection_flags(close)
     close.add_argument("lead_id", metavar="ID")
-    close.add_argument("--outcome", required=True, choices=["confirmed", "rejected", "duplicate", "resolved"])
+    close.add_argument("--outcome", required=True, choices=["confirmed", "rejected", "duplicate"])
     close.add_argument("--note", metavar="TEXT", help="Free text for the record.")
-    close.add_argument("--by", metavar="NAME", help="Who closes it (default: the claimer, else the login name).")
+    close.add_argument("--by", metavar="NAME", help="Who closes it (default: the login name).")
     close.set_defaults(handler=_leads_close)
 
     preview = commands.add_parser(
@@ -78,6 +104,26 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--hours", type=float, default=24.0, help="How far back to replay (default 24).")
     preview.add_argument("--json", action="store_true", help="Print a JSON array instead of a table.")
     preview.set_defaults(handler=_preview)
+
+    web = commands.add_parser("web", help="The lead desk: case staff's pages, the clocks and the webhooks.")
+    _add_connection_flags(web)
+    web.add_argument("--listen", metavar="HOST:PORT", help="Where to serve (default [desk] listen, 127.0.0.1:8080).")
+    web.add_argument("--evidence-dir", type=Path, help="Where evidence JPEGs (and site photos) are stored.")
+    web.set_defaults(handler=_web)
+
+    users = commands.add_parser("users", help="Desk accounts.")
+    user_commands = users.add_subparsers(dest="users_command", required=True)
+    add = user_commands.add_parser("add", help="Add a desk user; the password is read from stdin or --password-file.")
+    add.add_argument("--config", type=Path, help="Gateway config (TOML): [desk] accounts names the file.")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--role", required=True, choices=["officer", "dispatcher", "supervisor", "operator"])
+    add.add_argument("--team", help="The officer's street team (needed for officers).")
+    add.add_argument("--password-file", type=Path, metavar="FILE", help="Read the password from this file's first "
+                     "line instead of stdin.")
+    add.set_defaults(handler=_users_add, influx=None, db=None)
+    listed = user_commands.add_parser("list", help="Desk users, roles and teams.")
+    listed.add_argument("--config", type=Path, help="Gateway config (TOML).")
+    listed.set_defaults(handler=_users_list, influx=None, db=None)
 
     boxes = commands.add_parser("boxes", help=(
         "Boxes: last seen, online, last seq, seq gaps (open, back-filled, dropped by policy), delivery mode, "
@@ -238,20 +284,57 @@ def _leads_claim(args: argparse.Namespace, config: GatewayConfig) -> int:
 
     return _casework_command(
         config, lambda store: casework.claim(store, args.lead_id, args.by, _now_ms()),
-        lambda event: f"lead {args.lead_id} claimed by {event.by}")
+        lambda event: f"lead {args.lead_id} dispatched to {args.by} (team {event.details['team']})")
+
+
+def _leads_dispatch(args: argparse.Namespace, config: GatewayConfig) -> int:
+    from gateway.desk import casework
+
+    actor = casework.Actor.system(args.by or getpass.getuser())
+    return _casework_command(
+        config, lambda store: casework.dispatch(store, args.lead_id, actor, _now_ms(), team=args.team,
+                                                officer=args.officer),
+        lambda event: f"lead {args.lead_id} dispatched to team {event.details['team']}"
+                      + (f", officer {event.details['assignee']}" if event.details.get("assignee") else "")
+                      + f" by {event.by}")
+
+
+def _officer(store, args: argparse.Namespace):
+    from gateway.desk import casework
+
+    name = args.by or casework.read_lead(store, args.lead_id).fields.get("claimed_by") or getpass.getuser()
+    return casework.Actor.system(name)
+
+
+def _leads_on_scene(args: argparse.Namespace, config: GatewayConfig) -> int:
+    from gateway.desk import casework
+
+    return _casework_command(
+        config, lambda store: casework.on_scene(store, args.lead_id, _officer(store, args), _now_ms()),
+        lambda event: f"lead {args.lead_id} on scene: {event.by}")
+
+
+def _leads_resolve(args: argparse.Namespace, config: GatewayConfig) -> int:
+    from gateway.desk.photos import PhotoStore, resolve_with_photo
+
+    try:
+        data = args.photo.read_bytes()
+    except OSError as exc:
+        print(f"gateway: cannot read {args.photo}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    return _casework_command(
+        config, lambda store: resolve_with_photo(store, PhotoStore(config.evidence_dir), args.lead_id,
+                                                 _officer(store, args), _now_ms(), data, args.note),
+        lambda event: f"lead {args.lead_id} resolved by {event.by} (site photo {event.details['photo']})")
 
 
 def _leads_close(args: argparse.Namespace, config: GatewayConfig) -> int:
     from gateway.desk import casework
 
-    def close(store):
-        by = args.by
-        if not by:
-            by = casework.read_lead(store, args.lead_id).fields.get("claimed_by") or getpass.getuser()
-        return casework.close(store, args.lead_id, args.outcome, by, args.note, _now_ms())
-
-    return _casework_command(config, close,
-                             lambda event: f"lead {args.lead_id} closed ({event.outcome}) by {event.by}")
+    by = args.by or getpass.getuser()
+    return _casework_command(
+        config, lambda store: casework.close(store, args.lead_id, args.outcome, by, args.note, _now_ms()),
+        lambda event: f"lead {args.lead_id} closed ({event.outcome}) by {event.by}")
 
 
 def _casework_command(config: GatewayConfig, action, describe) -> int:
@@ -268,6 +351,67 @@ def _casework_command(config: GatewayConfig, action, describe) -> int:
         print(f"gateway: InfluxDB at {config.influx.url}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(describe(result))
+    return 0
+
+
+# --------------------------------------------------------------------------- the desk
+
+
+def _web(args: argparse.Namespace, config: GatewayConfig) -> int:
+    from gateway.store.base import StoreError
+    from gateway.web.notify import SecretMissing
+    from gateway.web.server import serve
+
+    store = _open_store(config)
+    try:
+        store.create_database()
+        serve(config, store, args.listen)
+    except StoreError as exc:
+        print(f"gateway: InfluxDB at {config.influx.url} is not usable: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SecretMissing as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        store.close()
+    return 0
+
+
+def _users_add(args: argparse.Namespace, config: GatewayConfig) -> int:
+    from gateway.web.accounts import AccountError
+    from gateway.web.server import open_accounts
+
+    try:
+        if args.password_file:
+            password = args.password_file.read_text().splitlines()[0] if args.password_file.stat().st_size else ""
+        elif sys.stdin.isatty():
+            password = getpass.getpass(f"password for {args.name}: ")
+        else:
+            password = sys.stdin.readline().rstrip("\n")
+    except OSError as exc:
+        print(f"gateway: cannot read the password: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    accounts = open_accounts(config)
+    try:
+        accounts.add_user(args.name, args.role, args.team, password)
+    except AccountError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        accounts.close()
+    print(f"user {args.name} added ({args.role}{', team ' + args.team if args.team else ''})")
+    return 0
+
+
+def _users_list(args: argparse.Namespace, config: GatewayConfig) -> int:
+    from gateway.web.server import open_accounts
+
+    accounts = open_accounts(config)
+    try:
+        for user in accounts.users():
+            print(f"{user.name:<20} {user.role:<11} {user.team or '-'}")
+    finally:
+        accounts.close()
     return 0
 
 
@@ -341,12 +485,12 @@ def _when(ms: int | None) -> str:
 
 
 def format_leads_table(leads: list[dict]) -> str:
-    header = (f"{'LEAD':<13} {'STATUS':<8} {'CATEGORY':<16} {'DISTRICT':<10} {'ZONE':<16} {'DET':>4} {'SCORE':>5}  "
+    header = (f"{'LEAD':<13} {'STATUS':<10} {'CATEGORY':<16} {'DISTRICT':<10} {'ZONE':<16} {'DET':>4} {'SCORE':>5}  "
               f"{'FIRST SEEN (UTC)':<19}  {'LAST SEEN (UTC)':<19}  BOXES")
     lines = [header]
     for lead in leads:
         lines.append(
-            f"{lead['lead_id']:<13} {lead.get('status', '-'):<8} {lead.get('category', '-'):<16} "
+            f"{lead['lead_id']:<13} {lead.get('status', '-'):<10} {lead.get('category', '-'):<16} "
             f"{lead.get('district', '-'):<10} {lead.get('zone', '-'):<16} {lead.get('detections', 0):>4} "
             f"{lead.get('score', 0.0):>5.2f}  {_when(lead.get('first_seen')):<19}  {_when(lead.get('last_seen')):<19}  "
             f"{','.join(lead.get('boxes', []))}"
@@ -365,7 +509,7 @@ def format_lead_details(shown: dict[str, Any]) -> str:
         f"  {lead.get('detections', 0)} detection(s), best score {lead.get('score', 0.0):.2f}, "
         f"first seen {_when(lead.get('first_seen'))}, last seen {_when(lead.get('last_seen'))} UTC",
         f"  boxes {lead.get('boxes', '-')}",
-        f"  claimed by {lead.get('claimed_by', '-')}, outcome {lead.get('outcome', '-')}, "
+        f"  dispatched to {lead.get('claimed_by', '-')}, outcome {lead.get('outcome', '-')}, "
         f"note {lead.get('note', '-')}",
     ]
     if lead.get("evidence"):
@@ -386,7 +530,8 @@ def format_lead_details(shown: dict[str, Any]) -> str:
                      f"{entry.get('score', 0.0):>5.2f}  {evidence}")
     lines.append("events:")
     for event in shown["events"] or []:
-        extra = " ".join(f"{key}={event[key]}" for key in ("outcome", "note") if event.get(key))
+        extra = " ".join(f"{key}={event[key]}" for key in ("outcome", "team", "assignee", "photo", "other",
+                                                            "detection", "clock", "note") if event.get(key))
         lines.append(f"  {_when(event.get('at'))}  {event.get('event')}  {event.get('from_status')} -> "
                      f"{event.get('to_status')}  by {event.get('by')}  {extra}".rstrip())
     if not shown["events"]:

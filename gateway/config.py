@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -146,6 +146,109 @@ class EvidenceSettings(Strict):
         "A picture whose detection is unknown is kept this long for it to arrive, then deleted and dead-lettered."))
 
 
+class SlaTargets(Strict):
+    """Clock targets in minutes, counted from when the lead opened; what is left out is inherited."""
+
+    dispatch_min: float | None = Field(None, gt=0, description="Time to dispatch.")
+    on_scene_min: float | None = Field(None, gt=0, description="Time to on-scene.")
+    resolve_min: float | None = Field(None, gt=0, description="Time to resolve.")
+    working_hours: bool | None = Field(None, description="Count only working hours ([desk.sla] hours, days, "
+                                                         "holidays) instead of wall-clock time.")
+
+
+class DistrictSla(SlaTargets):
+    categories: dict[Category, SlaTargets] = Field(default_factory=dict, description=(
+        "Per category within this district; wins over the district's and the category's own targets."))
+
+
+class SlaSettings(Strict):
+    """The leads' clocks: targets per category and district, and the working calendar."""
+
+    dispatch_min: float = Field(15.0, gt=0, description="Default time to dispatch, minutes.")
+    on_scene_min: float = Field(30.0, gt=0, description="Default time to on-scene, minutes.")
+    resolve_min: float = Field(240.0, gt=0, description="Default time to resolve, minutes.")
+    working_hours: bool = Field(False, description="Count only working hours by default.")
+    due_share: float = Field(0.8, gt=0, lt=1, description="A clock is 'due' once this share of its target passed.")
+    timezone: str = Field("UTC", description="IANA time zone of the working calendar, e.g. Asia/Shanghai.")
+    hours: tuple[Annotated[str, Field(pattern=r"^\d\d:\d\d$")], Annotated[str, Field(pattern=r"^\d\d:\d\d$")]] = Field(
+        ("08:00", "18:00"), description="Working hours of a working day, [start, end], local time.")
+    days: list[Annotated[int, Field(ge=1, le=7)]] = Field([1, 2, 3, 4, 5], description="Working days, 1 = Monday.")
+    holidays: list[str] = Field(default_factory=list, description="Dates (YYYY-MM-DD) that are no working days.")
+    categories: dict[Category, SlaTargets] = Field(default_factory=dict)
+    districts: dict[District, DistrictSla] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _calendar_is_readable(self):
+        from datetime import date
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r} is not a known IANA time zone") from None
+        if not self.hours[0] < self.hours[1]:
+            raise ValueError(f"hours: the working day must start before it ends, not {self.hours[0]}-{self.hours[1]}")
+        for day in self.holidays:
+            try:
+                date.fromisoformat(day)
+            except ValueError:
+                raise ValueError(f"holidays: {day!r} is no date (YYYY-MM-DD)") from None
+        return self
+
+
+class WebhookSettings(Strict):
+    """A receiver of lead notifications: JSON, signed with HMAC-SHA256 over the body with a shared secret."""
+
+    url: str = Field(pattern=r"^https?://", description="Where to POST.")
+    secret_env: str | None = Field(None, description="Environment variable holding the shared secret.")
+    secret_file: Path | None = Field(None, description="File holding the shared secret.")
+    events: list[Literal["opened", "dispatched", "overdue", "closed"]] = Field(
+        ["opened", "dispatched", "overdue", "closed"], description="Which lead transitions are sent.")
+    ca_file: Path | None = None
+    max_attempts: int = Field(8, ge=1, le=100, description="Attempts per notification before it is given up.")
+    retry_initial_s: float = Field(2.0, ge=0, le=3600)
+    retry_max_s: float = Field(300.0, ge=0, le=86400)
+
+    @model_validator(mode="after")
+    def _one_secret(self):
+        if (self.secret_env is None) == (self.secret_file is None):
+            raise ValueError("give the shared secret as exactly one of secret_env or secret_file")
+        return self
+
+
+class BoxPosition(Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    lat: Latitude
+    lon: Longitude
+
+
+class DeskSettings(Strict):
+    """`gateway web`: the lead desk."""
+
+    listen: str = Field("127.0.0.1:8080", pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$",
+                        description="HOST:PORT to serve on.")
+    tls_cert: Path | None = Field(None, description="PEM certificate (chain) for HTTPS; else plain HTTP, for "
+                                                    "loopback or behind a TLS reverse proxy.")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert.")
+    accounts: Path = Field(Path("desk.sqlite3"), description="SQLite file of desk accounts, sessions and "
+                                                            "notifications.")
+    session_idle_h: float = Field(8.0, gt=0, le=24 * 30, description="A session unused this long ends.")
+    login_max_failures: int = Field(5, ge=1, description="Failed logins per account and address in the window.")
+    login_window_min: float = Field(15.0, gt=0, description="The window of login_max_failures.")
+    refresh_s: float = Field(5.0, gt=0, le=600, description="How often open pages update themselves.")
+    clock_every_s: float = Field(15.0, gt=0, le=3600, description=(
+        "How often the desk process checks the clocks and sends due notifications."))
+    sla: SlaSettings = Field(default_factory=SlaSettings)
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
+    boxes: list[BoxPosition] = Field(default_factory=list, description="Box positions for the map.")
+
+    @model_validator(mode="after")
+    def _tls_pair(self):
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
+
+
 class GatewayConfig(Strict):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
@@ -171,6 +274,7 @@ class GatewayConfig(Strict):
         "A seq gap open this long is asked of its box again (contract ResendRequest); the box answers from its "
         "spool."))
     resend_request_every_s: float = Field(600.0, gt=0, description="How often one gap is asked for at most.")
+    desk: DeskSettings = Field(default_factory=DeskSettings)
 
     @model_validator(mode="after")
     def _a_write_holds_a_batch(self):

@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(mosquitto influxdb socat openssl)
+# chromium and chromium-driver: the lead desk's browser tests (headless, driven by Selenium).
+APT_PACKAGES=(mosquitto influxdb socat openssl chromium chromium-driver)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

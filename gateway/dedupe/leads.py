@@ -8,8 +8,8 @@ the group's span. A group becomes a lead once it holds ``min_detections``.
 Each of the three may differ by category and by district (``MergePolicies``);
 a detection is merged by the policy of its own category and district, and a
 group opens by the policy of its category and district.
-A lead that case staff closed takes no more detections: a detection near it
-starts a new group.
+A lead that case staff resolved or closed takes no more detections: a
+detection near it starts a new group.
 
 The book holds only what it is given; rebuilding it after a restart, and
 reading back groups for late detections, is ``gateway.ingest.restore``'s job.
@@ -26,7 +26,8 @@ from gateway.dedupe.geo import Grid, haversine_m
 
 __all__ = ["Lead", "LeadBook", "LedgerEntry", "Merge", "MergePolicies", "MergePolicy", "haversine_m", "lead_id_for"]
 
-ACTIVE = ("open", "claimed")
+ACTIVE = ("open", "dispatched", "on_scene", "claimed")   # claimed: leads from before dispatching
+FINISHED = ("resolved", "closed")
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ class LeadBook:
         gap_limit_ms = policy.merge_gap_s * 1000
         best: tuple[tuple, Lead, str, float, float] | None = None
         for lead in candidates:
-            if lead.status == "closed":
+            if lead.status in FINISHED:
                 continue
             gap_ms = max(0, det.ts - lead.last_seen, lead.first_seen - det.ts)
             if gap_ms > gap_limit_ms:
@@ -308,6 +309,41 @@ class LeadBook:
         lead.outcome = outcome or lead.outcome
         return lead
 
+    def merge(self, source_id: str, target_id: str) -> bool:
+        """Case staff merged ``source`` into ``target``: source's entries join target, source is closed.
+        True if the book held both."""
+        source, target = self._by_id.get(source_id), self._by_id.get(target_id)
+        if source is not None:
+            source.status = "closed"
+        if source is None or target is None or source is target:
+            return False
+        n = max((entry.n for entry in target.ledger), default=0)
+        for entry in sorted(source.ledger, key=lambda e: e.n):
+            if self._by_detection.get(entry.detection_id) is source:
+                n += 1
+                self._absorb(target, replace(entry, n=n, rule="merged"), _never)
+        return True
+
+    def split(self, lead_id: str, detection_id: str, new_id: str) -> Lead | None:
+        """Case staff split ``detection_id`` out of a lead into a new open lead ``new_id``; the new lead."""
+        lead = self._by_id.get(lead_id)
+        if lead is None or new_id in self._by_id:
+            return None
+        entry = next((e for e in lead.ledger if e.detection_id == detection_id), None)
+        rest = [e for e in lead.ledger if e.detection_id != detection_id]
+        if entry is None or not rest:
+            return None
+        self._forget(lead)
+        lead.ledger = rest
+        lead.first_seen = lead.last_seen = rest[0].ts
+        lead.score = 0.0
+        self.restore(lead)
+        new = Lead(new_id, lead.category, lead.district, entry.zone, entry.ts, entry.ts, entry.ts, entry.lat,
+                   entry.lon, status="open", team=lead.team, route=f"split:{lead_id}")
+        new.ledger = [replace(entry, n=1, rule="split")]
+        self.restore(new)
+        return new
+
     def prune(self, cutoff_ms: int) -> int:
         """Forget groups whose last detection is older than ``cutoff_ms``; returns how many."""
         stale = [lead for lead in self._by_id.values() if lead.last_seen < cutoff_ms]
@@ -321,7 +357,8 @@ class LeadBook:
         if grid is not None:
             grid.remove(lead)
         for entry in lead.ledger:
-            self._by_detection.pop(entry.detection_id, None)
+            if self._by_detection.get(entry.detection_id) is lead:
+                del self._by_detection[entry.detection_id]
         for place in lead.places:
             members = self._by_place.get((lead.category, *place))
             if members is not None and lead in members:

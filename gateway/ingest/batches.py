@@ -58,7 +58,7 @@ INGESTED_KINDS = (Kind.DETECTION, Kind.SENSOR, Kind.HEALTH, Kind.STATUS, Kind.EV
 # Case-staff changes are re-read this far back, to survive clock skew between their host and ours
 # (re-reading is harmless: statuses only move forward).
 EVENT_SLACK_MS = 10 * 60_000
-STATUS_ORDER = {"candidate": 0, "open": 1, "claimed": 2, "closed": 3}
+STATUS_ORDER = {"candidate": 0, "open": 1, "claimed": 2, "dispatched": 2, "on_scene": 3, "resolved": 4, "closed": 5}
 STOP_GRACE_S = 5.0   # on stop, how long the writer may go on storing what it holds
 
 T = TypeVar("T")
@@ -283,7 +283,7 @@ class Ingest:
     def learn_case_changes(self, force: bool = False) -> None:
         """Apply claims and closes written by case staff since the last look.
 
-        Statuses only move forward (open -> claimed -> closed), so re-reading an
+        Statuses only move forward (open -> dispatched -> on_scene -> resolved -> closed), so re-reading an
         event, or reading them out of order, never undoes a later change.
         """
         if not force and self.clock() < self._next_refresh:
@@ -300,6 +300,7 @@ class Ingest:
             if key in self._events_applied:
                 continue
             self._events_applied.add(key)
+            self._regroup(seen)
             lead = self.book.get(seen.lead_id)
             to_status = seen.event.to_status
             if lead is None or STATUS_ORDER.get(to_status, 0) <= STATUS_ORDER.get(lead.status, 0):
@@ -312,6 +313,18 @@ class Ingest:
         self._events_from_ms = started_ms
         horizon_ns = schema.ms_to_ns(started_ms - 2 * EVENT_SLACK_MS)
         self._events_applied = {key for key in self._events_applied if key[1] >= horizon_ns}
+
+    def _regroup(self, seen) -> None:
+        """Case staff's merge or split, applied to the groups in memory (``gateway.desk.casework``)."""
+        other = (seen.event.details or {}).get("other")
+        if seen.event.event == "merged" and other:
+            self.book.merge(seen.lead_id, other)
+            log.info("lead.merge_learned lead=%s into=%s by=%s", seen.lead_id, other, seen.event.by)
+        elif seen.event.event == "split" and other and seen.event.from_status:
+            detection = (seen.event.details or {}).get("detection", "")
+            if self.book.split(seen.lead_id, detection, other) is not None:
+                log.info("lead.split_learned lead=%s detection=%s new=%s by=%s", seen.lead_id, detection, other,
+                         seen.event.by)
 
     def load_history_for(self, checked: list[Checked]) -> None:
         """Read back the groups that late detections (older than the in-memory horizon) may join.

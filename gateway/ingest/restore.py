@@ -3,7 +3,10 @@
 The dedupe state is nothing but what was written: a group is its
 detections, each tagged with the group's ``lead_id`` and carrying its ledger
 entry (what the merge needs: place, position, score, picture), plus, once it
-is a lead, its ``lead`` point (status, team, claim). A box's seq state is its
+is a lead, its ``lead`` point (status, team, claim). Case staff's merges and
+splits write detections again under the lead they now belong to; the lead
+point says what to leave out (``merged_into``: the whole group, ``split_out``:
+those detections). A box's seq state is its
 highest stored ``seq`` and its open ``box_gap`` points (``LeadStore.box_seqs``,
 ``LeadStore.open_gaps``). Because points and acknowledgements go together, a
 gateway restarted after a crash knows exactly what the broker will not send
@@ -37,7 +40,8 @@ def load_groups(store: LeadStore, since_ms: int, until_ms: int | None, policies:
     for lead_id, entries in store.ledgers(incomplete).items():
         by_lead[lead_id] = entries
     lead_rows = store.lead_rows(list(by_lead))
-    return [_group(lead_id, entries, lead_rows.get(lead_id), policies) for lead_id, entries in by_lead.items()]
+    return [_group(lead_id, entries, lead_rows.get(lead_id), policies) for lead_id, entries in by_lead.items()
+            if not (lead_rows.get(lead_id) or {}).get("merged_into")]   # its detections live on in the other lead
 
 
 def load_windows(store: LeadStore, windows: Sequence[tuple[int, int]], policies: MergePolicies,
@@ -70,6 +74,8 @@ def _may_reach_before(entries: list[dict[str, Any]], since_ms: int, merge_gap_ms
 
 def _group(lead_id: str, rows: list[dict[str, Any]], lead_row: dict[str, Any] | None,
            policies: MergePolicies) -> Lead:
+    split_out = set(((lead_row or {}).get("split_out") or "").split(","))
+    rows = [row for row in rows if row["detection_id"] not in split_out] or rows
     entries = [_entry(row) for row in rows]
     first = rows[0]
     lead = restored_lead(lead_id, first["category"], first["district"], entries)

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from gateway.dedupe.seqgaps import Gap
 from gateway.store.lineprotocol import Point
-from gateway.store.schema import LeadEvent
+from gateway.store.schema import EVENT_DETAILS, LeadEvent
 
 Row = dict[str, Any]
 # Measurements whose points carry a box's seq.
@@ -55,6 +55,33 @@ class SeenEvent:
     lead_id: str
     time_ns: int
     event: LeadEvent
+
+
+@dataclass(frozen=True, slots=True)
+class LeadQuery:
+    """Which leads the desk lists. Values are names (the contract's NAME_PATTERN), checked by the desk."""
+
+    statuses: tuple[str, ...] = ()
+    team: str | None = None
+    category: str | None = None
+    district: str | None = None
+    zone: str | None = None
+    box: str | None = None
+    since_ms: int | None = None     # lead point time (its first detection) in [since_ms, until_ms)
+    until_ms: int | None = None
+    limit: int | None = None
+    fields: tuple[str, ...] = ()    # only these fields (and the tags); all if empty
+    opened_since_ms: int | None = None   # only leads whose ``opened_at`` is at or after this
+
+    def matches(self, row: Row) -> bool:
+        return ((not self.statuses or (row.get("status") or "open") in self.statuses)
+                and all(self_value is None or row.get(name) == self_value for name, self_value in (
+                    ("team", self.team), ("category", self.category), ("district", self.district),
+                    ("zone", self.zone)))
+                and (self.box is None or self.box in (row.get("boxes") or "").split(","))
+                and (self.opened_since_ms is None or (row.get("opened_at") or 0) >= self.opened_since_ms)
+                and (self.since_ms is None or row["time"] >= self.since_ms * 1_000_000)
+                and (self.until_ms is None or row["time"] < self.until_ms * 1_000_000))
 
 
 class LeadStore(Protocol):
@@ -97,11 +124,17 @@ class LeadStore(Protocol):
     def leads(self, category: str | None = None, district: str | None = None) -> list[Row]:
         """Every ``lead`` point, of one category or district if given."""
 
+    def leads_where(self, query: LeadQuery) -> list[Row]:
+        """The ``lead`` points ``query`` asks for, newest first (by the lead point's time), at most ``limit``."""
+
     def lead(self, lead_id: str) -> Row | None:
         """One lead's point, or None."""
 
     def ledger(self, lead_id: str) -> list[Row]:
-        """One lead's ledger rows, in the order of ``n``."""
+        """One lead's ledger rows, in the order of ``n``, with each detection's box (``BBOX_FIELDS``)."""
+
+    def detection_rows(self, lead_id: str) -> list[Row]:
+        """Every field and tag of the detections tagged with this lead (to copy them into another lead)."""
 
     def lead_events(self, lead_id: str) -> list[Row]:
         """One lead's ``lead_event`` rows."""
@@ -118,8 +151,9 @@ class LeadStore(Protocol):
 
 def lead_event(row: Row) -> LeadEvent:
     """A ``lead_event`` row as the change it records."""
+    details = {key: row[key] for key in EVENT_DETAILS if row.get(key) is not None}
     return LeadEvent(row.get("event", ""), row.get("from_status", ""), row.get("to_status", ""), row.get("by", ""),
-                     row.get("at", row["time"] // 1_000_000), row.get("outcome"), row.get("note"))
+                     row.get("at", row["time"] // 1_000_000), row.get("outcome"), row.get("note"), details or None)
 
 
 def new_box_summary(box: str, district: str) -> Row:

@@ -8,6 +8,7 @@ NAME_PATTERN, so both go into regular expressions without escaping.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -18,6 +19,7 @@ from gateway.dedupe.seqgaps import Gap, parse_ranges
 from gateway.store.base import (
     SEQ_MEASUREMENTS,
     BoxSeqState,
+    LeadQuery,
     Row,
     SeenEvent,
     add_evidence,
@@ -28,10 +30,14 @@ from gateway.store.base import (
 )
 from gateway.store.influx import InfluxClient, quote_ident, quote_string
 from gateway.store.lineprotocol import Point
-from gateway.store.schema import LEDGER_NAMES, NS_PER_MS, PRECISION, ms_to_ns
+from gateway.store.schema import BBOX_FIELDS, LEDGER_NAMES, NS_PER_MS, PRECISION, ms_to_ns
 
 IDS_PER_QUERY = 200
 WINDOWS_PER_REQUEST = 200   # time windows of late detections read in one request (InfluxQL has no OR of times)
+LEAD_TAGS = ("lead_id", "category", "district", "zone")
+STATUS_READ_AHEAD = 4
+# Every status a lead point may hold (claimed: leads from before dispatching).
+LEAD_STATUSES = ("open", "claimed", "dispatched", "on_scene", "resolved", "closed")
 # A lead's ledger, read from its detections, under the names ``gateway leads show`` prints.
 LEDGER_COLUMNS = ", ".join(quote_ident(stored) if stored == name else f"{quote_ident(stored)} AS {quote_ident(name)}"
                            for stored, name in LEDGER_NAMES.items())
@@ -130,15 +136,52 @@ class InfluxStore:
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         return self.client.query(f"SELECT * FROM {quote_ident('lead')}{where} GROUP BY *")
 
+    def leads_where(self, query: LeadQuery) -> list[Row]:
+        """A page (``limit``) in two statements: the page's lead ids, reading as few fields as will do, then
+        those leads whole by their ``lead_id`` tag (the index finds them). One ``SELECT *`` over every lead
+        would open a cursor per field and lead, several times slower with thousands of leads."""
+        if query.limit is None:
+            columns = ", ".join(quote_ident(name) for name in (*query.fields, *LEAD_TAGS)) if query.fields else "*"
+            return self.client.query_all(f"SELECT {columns} FROM {quote_ident('lead')}{_lead_conditions(query)} "
+                                         "ORDER BY time DESC")
+        keys = self._newest_by_status(query) if _only_status_filter(query) else None
+        if keys is None:
+            keys = self.client.query(f"SELECT {quote_ident('status')}, {quote_ident('lead_id')} FROM "
+                                     f"{quote_ident('lead')}{_lead_conditions(query)} ORDER BY time DESC "
+                                     f"LIMIT {int(query.limit)}")
+        if not keys:
+            return []
+        order = {row["lead_id"]: index for index, row in enumerate(keys)}
+        rows = self.client.query(f"SELECT * FROM {quote_ident('lead')} WHERE {_id_filter(list(order))}")
+        return sorted((row for row in rows if row["lead_id"] in order), key=lambda row: order[row["lead_id"]])
+
+    def _newest_by_status(self, query: LeadQuery) -> list[Row] | None:
+        """The page's ids from the newest leads, their status filtered here: InfluxDB 1.x reads the status
+        of every lead about twice as fast without a condition on it. None when the newest
+        ``STATUS_READ_AHEAD`` x ``limit`` leads do not fill the page (then InfluxDB filters)."""
+        assert query.limit is not None
+        ahead = STATUS_READ_AHEAD * query.limit
+        newest = self.client.query(f"SELECT {quote_ident('status')}, {quote_ident('lead_id')} FROM "
+                                   f"{quote_ident('lead')}{_lead_conditions(query, fields=False)} "
+                                   f"ORDER BY time DESC LIMIT {ahead}")
+        wanted = set(query.statuses)
+        keys = [row for row in newest if not wanted or row.get("status") in wanted][:query.limit]
+        return keys if len(keys) == query.limit or len(newest) < ahead else None
+
     def lead(self, lead_id: str) -> Row | None:
         rows = self.client.query(f"SELECT * FROM {quote_ident('lead')} WHERE {quote_ident('lead_id')} = "
                                  f"{quote_string(lead_id)} GROUP BY *")
         return rows[0] if rows else None
 
     def ledger(self, lead_id: str) -> list[Row]:
-        rows = self.client.query_all(f"SELECT {LEDGER_COLUMNS} FROM {quote_ident('detection')} WHERE "
+        bbox = ", ".join(quote_ident(name) for name in BBOX_FIELDS)
+        rows = self.client.query_all(f"SELECT {LEDGER_COLUMNS}, {bbox} FROM {quote_ident('detection')} WHERE "
                                      f"{quote_ident('lead_id')} = {quote_string(lead_id)}")
         return sorted(rows, key=lambda row: row.get("n") or 0)
+
+    def detection_rows(self, lead_id: str) -> list[Row]:
+        return self.client.query_all(f"SELECT * FROM {quote_ident('detection')} WHERE {quote_ident('lead_id')} = "
+                                     f"{quote_string(lead_id)}")
 
     def lead_events(self, lead_id: str) -> list[Row]:
         return self.client.query_all(f"SELECT * FROM {quote_ident('lead_event')} WHERE {quote_ident('lead_id')} = "
@@ -181,6 +224,36 @@ def influx_client(config: GatewayConfig) -> InfluxClient:
     password, token = settings.password(), settings.token()
     return InfluxClient(settings.url, settings.db, username=settings.username, password=password, token=token,
                         ca_file=str(settings.ca_file) if settings.ca_file else None, precision=PRECISION)
+
+
+def _only_status_filter(query: LeadQuery) -> bool:
+    return query.team is None and query.box is None and query.opened_since_ms is None
+
+
+def _lead_conditions(query: LeadQuery, fields: bool = True) -> str:
+    """The WHERE clause of a desk query on ``lead`` points (or nothing); without ``fields``, on tags and time
+    only."""
+    conditions = [f"{quote_ident(name)} = {quote_string(value)}" for name, value in (
+        ("category", query.category), ("district", query.district), ("zone", query.zone),
+        ("team", query.team if fields else None)) if value is not None]
+    if query.statuses and fields:
+        # InfluxDB 1.x evaluates a conjunction of != much faster than a disjunction of =, so the shorter
+        # of the two spellings is not the criterion: the complement is used whenever it is known and short.
+        others = [status for status in LEAD_STATUSES if status not in query.statuses]
+        if set(query.statuses) <= set(LEAD_STATUSES) and len(others) <= 2:
+            conditions.extend(f"{quote_ident('status')} != {quote_string(status)}" for status in others)
+        else:
+            conditions.append("(" + " OR ".join(f"{quote_ident('status')} = {quote_string(status)}"
+                                                for status in query.statuses) + ")")
+    if query.box is not None and fields:
+        conditions.append(f"{quote_ident('boxes')} =~ /(^|,){re.escape(query.box)}(,|$)/")
+    if query.opened_since_ms is not None and fields:
+        conditions.append(f"{quote_ident('opened_at')} >= {int(query.opened_since_ms)}")
+    if query.since_ms is not None:
+        conditions.append(f"time >= {ms_to_ns(query.since_ms)}")
+    if query.until_ms is not None:
+        conditions.append(f"time < {ms_to_ns(query.until_ms)}")
+    return f" WHERE {' AND '.join(conditions)}" if conditions else ""
 
 
 def _id_filter(lead_ids: Sequence[str]) -> str:

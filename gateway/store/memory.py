@@ -18,6 +18,7 @@ from gateway.dedupe.seqgaps import Gap, parse_ranges
 from gateway.store.base import (
     SEQ_MEASUREMENTS,
     BoxSeqState,
+    LeadQuery,
     Row,
     SeenEvent,
     add_evidence,
@@ -27,7 +28,7 @@ from gateway.store.base import (
     seen_at,
 )
 from gateway.store.lineprotocol import Point
-from gateway.store.schema import LEDGER_NAMES, NS_PER_MS, ms_to_ns
+from gateway.store.schema import BBOX_FIELDS, LEDGER_NAMES, NS_PER_MS, ms_to_ns
 
 _Key = tuple[str, tuple[tuple[str, str], ...], int]
 
@@ -129,12 +130,22 @@ class MemoryStore:
         return self._rows("lead", where=lambda row: (category is None or row.get("category") == category)
                           and (district is None or row.get("district") == district))
 
+    def leads_where(self, query: LeadQuery) -> list[Row]:
+        rows = sorted(self._rows("lead", where=query.matches), key=lambda row: row["time"], reverse=True)
+        return rows[:query.limit] if query.limit is not None else rows
+
     def lead(self, lead_id: str) -> Row | None:
         rows = self._rows("lead", where=lambda row: row["lead_id"] == lead_id)
         return rows[0] if rows else None
 
     def ledger(self, lead_id: str) -> list[Row]:
-        return sorted(self.ledgers([lead_id]).get(lead_id, []), key=lambda row: row.get("n") or 0)
+        rows = self._rows("detection", where=lambda row: row.get("lead_id") == lead_id)
+        ledger = [{**entry, **{name: row.get(name) for name in BBOX_FIELDS}}
+                  for entry, row in zip(self._ledger(rows), rows)]
+        return sorted(ledger, key=lambda row: row.get("n") or 0)
+
+    def detection_rows(self, lead_id: str) -> list[Row]:
+        return self._rows("detection", where=lambda row: row.get("lead_id") == lead_id)
 
     def lead_events(self, lead_id: str) -> list[Row]:
         return self._rows("lead_event", where=lambda row: row["lead_id"] == lead_id)

@@ -26,8 +26,14 @@ REJECTED_PAYLOAD_CHARS = 2048
 LEDGER_NAMES = {"id": "detection_id", **{name: name for name in (
     "n", "rule", "distance_m", "gap_s", "lat", "lon", "score", "evidence", "box", "camera", "zone", "category",
     "district", "lead_id")}}
+BBOX_FIELDS = ("x1", "y1", "x2", "y2")
+DETECTION_TAGS = ("box", "district", "camera", "category", "zone", "label", "lead_id")
 LEAD_FIELDS = ("status", "detections", "score", "first_seen", "last_seen", "lat", "lon", "boxes", "evidence",
-               "team", "route", "claimed_by", "outcome", "note", "updated_at")
+               "team", "route", "claimed_by", "outcome", "note", "updated_at", "opened_at", "dispatched_at",
+               "on_scene_at", "resolved_at", "closed_at", "site_photo", "overdue", "merged_into", "split_from", "split_out")
+# What a lead_event may say beyond who changed what: the team and officer dispatched to, the site photo,
+# the other lead of a merge or split, the detection split out, the clock that ran over.
+EVENT_DETAILS = ("team", "assignee", "photo", "other", "detection", "clock")
 _NAME_RE = re.compile(NAME_PATTERN)
 
 
@@ -44,13 +50,14 @@ class Rejected:
 class LeadEvent:
     """A case-staff change of a lead, as kept in ``lead_event``."""
 
-    event: str           # claimed / closed
+    event: str           # dispatched / on_scene / resolved / closed / merged / split / overdue (claimed: older data)
     from_status: str
     to_status: str
     by: str
     at_ms: int
     outcome: str | None = None
     note: str | None = None
+    details: dict[str, str] | None = None   # EVENT_DETAILS
 
 
 def ms_to_ns(ms: int) -> int:
@@ -90,7 +97,8 @@ def lead_point(lead: Lead, *, with_status: bool) -> Point:
         "lat": float(lead.lat), "lon": float(lead.lon), "boxes": ",".join(sorted(lead.boxes)),
     }
     if with_status:
-        fields = {"status": lead.status, **fields}
+        # The lead's clocks start when it opens: the event time of the detection that made it a lead.
+        fields = {"status": lead.status, "opened_at": lead.last_seen, **fields}
     if lead.team:
         fields["team"] = lead.team
     if lead.route:
@@ -109,6 +117,15 @@ def lead_update_point(tags: dict[str, str], fields: dict[str, Any], time_ns: int
     return Point("lead", tags, fields, time_ns)
 
 
+def detection_copy_point(row: dict[str, Any], lead_id: str, fields: dict[str, Any]) -> Point:
+    """A stored detection written again into another lead (a merge or a split): the same point under the
+    other lead's ``lead_id`` tag, with its new ledger entry (``n``, ``rule``, ...). The original stays."""
+    tags = {name: row[name] for name in DETECTION_TAGS if row.get(name) is not None}
+    kept = {name: value for name, value in row.items()
+            if name not in DETECTION_TAGS and name != "time" and value is not None}
+    return Point("detection", {**tags, "lead_id": lead_id}, {**kept, **fields}, row["time"])
+
+
 def lead_event_point(lead_id: str, event: LeadEvent) -> Point:
     fields: dict[str, Any] = {"event": event.event, "from_status": event.from_status, "to_status": event.to_status,
                               "by": event.by, "at": event.at_ms}
@@ -116,6 +133,10 @@ def lead_event_point(lead_id: str, event: LeadEvent) -> Point:
         fields["outcome"] = event.outcome
     if event.note:
         fields["note"] = event.note
+    for key, value in (event.details or {}).items():
+        if key not in EVENT_DETAILS:
+            raise ValueError(f"lead_event has no detail {key!r}")
+        fields[key] = value
     # Two changes in one millisecond stay two points.
     offset = int.from_bytes(os.urandom(3), "big") % NS_PER_MS
     return Point("lead_event", {"lead_id": lead_id}, fields, ms_to_ns(event.at_ms) + offset)
@@ -220,3 +241,10 @@ def visible(text: str) -> str:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def site_photo_point(lead_id: str, sha256: str, kind: str, size: int, by: str, at_ms: int) -> Point:
+    """A site photo uploaded to resolve a lead, kept like evidence: on disk by its sha256, recorded here."""
+    offset = int.from_bytes(os.urandom(3), "big") % NS_PER_MS
+    return Point("site_photo", {"lead_id": lead_id}, {"sha256": sha256, "type": kind, "bytes": size, "by": by},
+                 ms_to_ns(at_ms) + offset)

@@ -1,4 +1,5 @@
-"""Case staff through the CLI: show, claim, close; a running gateway stops feeding a closed lead."""
+"""Case staff through the CLI: show, claim (= dispatch to oneself), on scene, resolve with a photo, close; a running
+gateway stops feeding a resolved lead."""
 
 import hashlib
 import json
@@ -39,11 +40,27 @@ def test_claim_close_and_a_new_lead_after_the_close(gateway_process, publish, in
     assert f"{sha}.jpg (present)" in shown.stdout and "opened" in shown.stdout and "same_zone" in shown.stdout
 
     claimed = cli("leads", "claim", lead_id, "--by", "alice", *db)
-    assert claimed.returncode == 0 and "claimed by alice" in claimed.stdout
+    assert claimed.returncode == 0 and "dispatched to alice (team old-town-street-team)" in claimed.stdout
     again = cli("leads", "claim", lead_id, "--by", "bob", *db)
-    assert again.returncode == 1 and "is claimed by alice" in again.stderr
-    closed = cli("leads", "close", lead_id, "--outcome", "confirmed", "--note", "vendor moved on", *db)
-    assert closed.returncode == 0 and "closed (confirmed) by alice" in closed.stdout
+    assert again.returncode == 1 and "is dispatched to alice" in again.stderr
+    early = cli("leads", "close", lead_id, "--outcome", "confirmed", *db)
+    assert early.returncode == 1 and "only a resolved lead can be closed as confirmed" in early.stderr
+    scene = cli("leads", "on-scene", lead_id, *db)
+    assert scene.returncode == 0 and "on scene: alice" in scene.stdout
+    not_a_photo = tmp_path / "notes.txt"
+    not_a_photo.write_text("not a picture")
+    refused = cli("leads", "resolve", lead_id, "--photo", str(not_a_photo), *db)
+    assert refused.returncode == 1 and "must be a JPEG or PNG" in refused.stderr
+    photo = tmp_path / "site.jpg"
+    photo.write_bytes(JPEG + b"\xff\xd9")
+    resolved = cli("leads", "resolve", lead_id, "--photo", str(photo), "--evidence-dir", str(tmp_path / "evidence"),
+                   *db)
+    assert resolved.returncode == 0 and "resolved by alice" in resolved.stdout, resolved.stderr
+    photo_sha = hashlib.sha256(photo.read_bytes()).hexdigest()
+    assert (tmp_path / "evidence" / "site" / photo_sha[:2] / f"{photo_sha}.jpg").read_bytes() == photo.read_bytes()
+    closed = cli("leads", "close", lead_id, "--outcome", "confirmed", "--note", "vendor moved on", "--by", "carol",
+                 *db)
+    assert closed.returncode == 0 and "closed (confirmed) by carol" in closed.stdout
     twice = cli("leads", "close", lead_id, "--outcome", "rejected", *db)
     assert twice.returncode == 1 and "already closed (outcome confirmed)" in twice.stderr
     unknown = cli("leads", "claim", "L00000000000", "--by", "alice", *db)
@@ -53,8 +70,10 @@ def test_claim_close_and_a_new_lead_after_the_close(gateway_process, publish, in
 
     history = json.loads(cli("leads", "show", lead_id, *db, "--json").stdout)
     assert history["lead"]["status"] == "closed" and history["lead"]["note"] == "vendor moved on"
+    assert history["lead"]["site_photo"] == photo_sha and history["lead"]["claimed_by"] == "alice"
     assert [(e["event"], e["from_status"], e["to_status"], e["by"]) for e in history["events"]] == [
-        ("claimed", "open", "claimed", "alice"), ("closed", "claimed", "closed", "alice")]
+        ("dispatched", "open", "dispatched", "alice"), ("on_scene", "dispatched", "on_scene", "alice"),
+        ("resolved", "on_scene", "resolved", "alice"), ("closed", "resolved", "closed", "carol")]
     assert [e["rule"] for e in history["ledger"]] == ["opened", "same_zone"]
 
     # Same place, minutes later: the closed lead takes nothing, a new one opens.

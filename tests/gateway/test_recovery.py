@@ -100,7 +100,7 @@ def test_a_closed_lead_is_learned_by_the_running_ingest_and_remembered_after_res
     lead_id = lead.tags["lead_id"]
     now = int(time.time() * 1000)
     casework.claim(InfluxStore(influx), lead_id, "alice", now)
-    casework.close(InfluxStore(influx), lead_id, "confirmed", "alice", "vendor moved on", now + 1)
+    casework.close(InfluxStore(influx), lead_id, "rejected", "alice", "vendor moved on", now + 1)
     points = stored(ingest, [detection("k3", NOW - 58_000)])
     [entry] = of(points, "detection")
     assert entry.tags["lead_id"] != lead_id and entry.fields["rule"] == "opened"
@@ -112,7 +112,7 @@ def test_a_closed_lead_is_learned_by_the_running_ingest_and_remembered_after_res
     assert reopened.tags["lead_id"] == entry.tags["lead_id"]
     rows = {row["lead_id"]: row for row in leads_in(influx)}
     assert rows[lead_id]["status"] == "closed" and rows[lead_id]["detections"] == 2
-    assert rows[lead_id]["outcome"] == "confirmed" and rows[lead_id]["claimed_by"] == "alice"
+    assert rows[lead_id]["outcome"] == "rejected" and rows[lead_id]["claimed_by"] == "alice"
 
 
 def test_open_gaps_and_the_last_seq_survive_a_restart(make_ingest, influx):

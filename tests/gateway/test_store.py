@@ -19,7 +19,7 @@ from gateway.dedupe.seqgaps import Gap
 from gateway.desk import casework
 from gateway.desk.preview import compare, stored_detections
 from gateway.ingest.batches import Ingest
-from gateway.store.base import BoxSeqState, LeadStore
+from gateway.store.base import BoxSeqState, LeadQuery, LeadStore
 from gateway.store.influx import InfluxClient
 from gateway.store.influxdb import InfluxStore
 from gateway.store.lineprotocol import Point
@@ -84,6 +84,28 @@ def test_a_point_written_again_replaces_the_fields_it_names_and_keeps_the_rest(s
     assert row["status"] == "claimed" and row["claimed_by"] == "alice" and row["detections"] == 2
     assert row["time"] == ms_to_ns(NOW) and row["zone"] == "plaza"
     assert store.lead("L00000000000") is None
+
+
+def test_the_desk_reads_pages_of_leads_newest_first_by_status_team_place_and_box(store):
+    def lead(n: int, status: str, **fields) -> Point:
+        tags = {"lead_id": f"L{n:011x}", "category": "street_vending", "district": fields.pop("district", "old-town"),
+                "zone": "plaza"}
+        return Point("lead", tags, {"status": status, "team": "t1", "boxes": "box-1,box-2", **fields},
+                     ms_to_ns(NOW - 60_000 + n))
+
+    store.write([lead(1, "open"), lead(2, "dispatched", team="t2"), lead(3, "closed", boxes="box-3"),
+                 *[lead(n, "closed") for n in range(4, 13)], lead(13, "on_scene", district="harbour")])
+    ids = lambda **query: [row["lead_id"][-2:] for row in store.leads_where(LeadQuery(**query))]
+    active = ("open", "dispatched", "on_scene")
+    assert ids(statuses=active) == ["0d", "02", "01"]
+    assert ids(statuses=active, limit=2) == ["0d", "02"]
+    # The newest 4 x limit leads hold too few active ones: InfluxDB filters.
+    assert ids(statuses=("open", "dispatched"), limit=2) == ["02", "01"]
+    assert ids(statuses=active, team="t1", limit=5) == ["0d", "01"]
+    assert ids(box="box-3") == ["03"] and ids(district="harbour", limit=50) == ["0d"]
+    assert ids(statuses=("closed",), limit=3) == ["0c", "0b", "0a"]
+    [row] = store.leads_where(LeadQuery(statuses=("on_scene",), fields=("status",)))
+    assert row["status"] == "on_scene" and row["district"] == "harbour"
 
 
 def test_ledger_rows_are_read_by_event_time_window_and_district(store, tmp_path):
@@ -166,26 +188,73 @@ def test_a_late_detection_older_than_the_horizon_meets_its_group_again(store, tm
     assert entry.tags["lead_id"] == lead.tags["lead_id"] and entry.fields["n"] == 3
 
 
-def test_casework_claims_and_closes_and_the_running_gateway_learns_it(store, tmp_path):
+def test_casework_moves_a_lead_through_its_lifecycle_and_the_running_gateway_learns_it(store, tmp_path):
     ingest = make_ingest(store, tmp_path, status_refresh_s=0)
     [lead] = of(stored(ingest, [detection("k1", NOW - 60_000), detection("k2", NOW - 59_000)]), "lead")
     lead_id = lead.tags["lead_id"]
     now = int(time.time() * 1000)
-    assert casework.claim(store, lead_id, "alice", now).to_status == "claimed"
-    with pytest.raises(casework.CaseworkError, match="only an open lead can be claimed"):
-        casework.claim(store, lead_id, "bob", now)
-    casework.close(store, lead_id, "confirmed", "alice", "vendor moved on", now + 1)
-    with pytest.raises(casework.CaseworkError, match="a closed lead cannot change"):
-        casework.close(store, lead_id, "rejected", "bob", None, now + 2)
-    [entry] = of(stored(ingest, [detection("k3", NOW - 58_000)]), "detection")
-    assert entry.tags["lead_id"] != lead_id and ingest.book.get(lead_id).status == "closed"
+    dispatcher = casework.Actor("dana", "dispatcher")
+    officer = casework.Actor("alice", "officer", "old-town-street-team")
+    event = casework.dispatch(store, lead_id, dispatcher, now, officer="alice")
+    assert (event.to_status, event.by, event.details) == ("dispatched", "dana", {"team": "old-town-street-team",
+                                                                                  "assignee": "alice"})
+    with pytest.raises(casework.BadTransition, match="only a lead on scene can be resolved"):
+        casework.resolve(store, lead_id, officer, now, "ab" * 32)
+    casework.on_scene(store, lead_id, officer, now + 1)
+    [still] = of(stored(ingest, [detection("k3", NOW - 58_000)]), "detection")
+    assert still.tags["lead_id"] == lead_id   # on scene: the lead still takes detections
+    with pytest.raises(casework.BadInput, match="needs a site photo"):
+        casework.resolve(store, lead_id, officer, now + 2, None)
+    casework.resolve(store, lead_id, officer, now + 2, "ab" * 32, "stall gone")
+    [entry] = of(stored(ingest, [detection("k4", NOW - 57_000)]), "detection")
+    assert entry.tags["lead_id"] != lead_id and ingest.book.get(lead_id).status == "resolved"
+    with pytest.raises(casework.NotAllowed, match="may not close a lead as confirmed"):
+        casework.close(store, lead_id, "confirmed", dispatcher, None, now + 3)
+    casework.close(store, lead_id, "confirmed", casework.Actor("sam", "supervisor"), "vendor moved on", now + 3)
+    with pytest.raises(casework.BadTransition, match="a closed lead cannot change"):
+        casework.close(store, lead_id, "rejected", "bob", None, now + 4)
     assert make_ingest(store, tmp_path).book.get(lead_id).status == "closed"
     record = casework.read_lead(store, lead_id)
     assert record.status == "closed" and record.fields["outcome"] == "confirmed"
-    assert record.fields["detections"] == 2 and record.fields["claimed_by"] == "alice"
-    assert [row["to_status"] for row in casework.read_events(store, lead_id)] == ["claimed", "closed"]
+    assert record.fields["detections"] == 3 and record.fields["claimed_by"] == "alice"
+    assert record.fields["site_photo"] == "ab" * 32 and record.fields["closed_at"] == now + 3
+    assert [(row["to_status"], row["by"]) for row in casework.read_events(store, lead_id)] == [
+        ("dispatched", "dana"), ("on_scene", "alice"), ("resolved", "alice"), ("closed", "sam")]
     listed = casework.list_leads(store, status="closed")
     assert [row["lead_id"] for row in listed] == [lead_id] and listed[0]["boxes"] == ["box-1"]
+
+
+@pytest.mark.parametrize(("status_before", "outcome", "allowed"), [
+    ("open", "rejected", True), ("open", "duplicate", True), ("open", "confirmed", False),
+    ("dispatched", "rejected", True), ("on_scene", "duplicate", True), ("on_scene", "confirmed", False),
+    ("resolved", "confirmed", True), ("resolved", "rejected", True)])
+def test_rejected_and_duplicate_close_from_any_earlier_state_confirmed_only_once_resolved(
+        status_before, outcome, allowed):
+    store = MemoryStore()
+    tags = {"lead_id": "L0123456789a", "category": "street_vending", "district": "old-town", "zone": "plaza"}
+    store.write([Point("lead", tags, {"status": status_before, "team": "t1"}, ms_to_ns(NOW))])
+    supervisor = casework.Actor("sam", "supervisor")
+    if allowed:
+        casework.close(store, "L0123456789a", outcome, supervisor, None, NOW)
+        assert store.lead("L0123456789a")["outcome"] == outcome
+    else:
+        with pytest.raises(casework.BadTransition):
+            casework.close(store, "L0123456789a", outcome, supervisor, None, NOW)
+        assert store.lead("L0123456789a")["status"] == status_before and store.lead_events("L0123456789a") == []
+
+
+def test_an_officer_sees_and_works_only_the_leads_of_their_team():
+    store = MemoryStore()
+    tags = {"lead_id": "L0123456789a", "category": "street_vending", "district": "old-town", "zone": "plaza"}
+    store.write([Point("lead", tags, {"status": "dispatched", "team": "harbour-team"}, ms_to_ns(NOW))])
+    stranger = casework.Actor("olga", "officer", "old-town-street-team")
+    with pytest.raises(casework.NotAllowed, match="belongs to team harbour-team"):
+        casework.on_scene(store, "L0123456789a", stranger, NOW)
+    with pytest.raises(casework.NotAllowed, match="may not dispatch"):
+        casework.dispatch(store, "L0123456789a", casework.Actor("olga", "officer", "harbour-team"), NOW)
+    with pytest.raises(casework.NotAllowed, match="may not mark a lead on scene"):
+        casework.on_scene(store, "L0123456789a", casework.Actor("otto", "operator"), NOW)
+    assert store.lead("L0123456789a")["status"] == "dispatched" and store.lead_events("L0123456789a") == []
 
 
 def test_the_preview_replays_what_is_stored(store, tmp_path):
@@ -200,3 +269,31 @@ def test_the_preview_replays_what_is_stored(store, tmp_path):
                                                          merge_policies(candidate))}
     assert (rows[("street_vending", "old-town")].leads_now, rows[("street_vending", "old-town")].leads_then) == (1, 1)
     assert (rows[("illegal_dumping", "old-town")].leads_now, rows[("illegal_dumping", "old-town")].leads_then) == (0, 1)
+
+
+def test_merge_and_split_are_followed_by_the_running_gateway_and_after_a_restart(store, tmp_path):
+    ingest = make_ingest(store, tmp_path, status_refresh_s=0)
+    north = of(stored(ingest, [detection("m1", NOW - 60_000), detection("m2", NOW - 59_000)]), "lead")[0]
+    south = of(stored(ingest, [detection("m3", NOW - 60_000, box="box-2", camera="south", zone="corner",
+                                         lat=48.20895), detection("m4", NOW - 59_000, box="box-2", camera="south",
+                                                                  zone="corner", lat=48.20895)]), "lead")[0]
+    north_id, south_id = north.tags["lead_id"], south.tags["lead_id"]
+    dana = casework.Actor("dana", "dispatcher")
+    casework.merge(store, south_id, north_id, dana, NOW)
+    with pytest.raises(casework.BadTransition, match="only open, dispatched or on-scene leads can be merged"):
+        casework.merge(store, south_id, north_id, dana, NOW)
+    assert [row["detection_id"] for row in store.ledger(north_id)] == ["m1", "m2", "m3", "m4"]
+    [joined] = of(stored(ingest, [detection("m5", NOW - 58_000, box="box-2", camera="south", zone="corner",
+                                            lat=48.20895)]), "detection")
+    assert joined.tags["lead_id"] == north_id and joined.fields["n"] == 5
+    casework.split(store, north_id, "m2", dana, NOW + 1)
+    [new] = [row for row in store.leads() if row.get("split_from") == north_id]
+    record = casework.read_lead(store, north_id)
+    assert [row["detection_id"] for row in casework.members(store, record)] == ["m1", "m3", "m4", "m5"]
+    assert record.fields["detections"] == 4 and new["detections"] == 1
+
+    restarted = make_ingest(store, tmp_path)
+    assert restarted.book.get(south_id) is None   # merged away: its detections live on in the other lead
+    assert sorted(e.detection_id for e in restarted.book.get(north_id).ledger) == ["m1", "m3", "m4", "m5"]
+    assert [e.detection_id for e in restarted.book.get(new["lead_id"]).ledger] == ["m2"]
+    assert restarted.handle([detection("m2", NOW - 59_000), detection("m3", NOW - 60_000)]) == []
