@@ -120,3 +120,15 @@ def test_a_killed_box_resends_what_was_not_acknowledged_and_seq_continues(broker
     collector.close()
     assert sorted(set(seqs)) == list(range(1, 201))
     assert first_arrivals(seqs) == sorted(first_arrivals(seqs))
+
+
+def test_a_box_that_hears_no_gateway_confirmation_falls_back_to_the_puback_and_says_so(broker, tmp_path):
+    collector = Collector(broker.url)
+    writer = subprocess.Popen([sys.executable, str(WRITER), str(tmp_path / "spool.db"), broker.url, "50",
+                               "--rate", "200", "--confirm-timeout", "2", "--drain-timeout", "30"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for_line(writer, "drained", 40)          # no gateway confirms: after 2 s the PUBACK frees
+    writer.wait(10)
+    assert "delivery.mode mode=puback" in writer.stderr.read()
+    assert sorted(set(collector.wait_for(50, 10))) == list(range(1, 51))
+    collector.close()
