@@ -42,3 +42,17 @@ def private_file(path: Path) -> Path:
 def open_private(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC):
     """A binary file object for writing, created owner-only."""
     return os.fdopen(os.open(path, flags, FILE_MODE), "wb")
+
+
+def write_private_durably(target: Path, data: bytes) -> None:
+    """Write ``data`` to an owner-only ``target`` so that a crash leaves the whole file or none of it.
+
+    A temporary file beside it is written and fsynced, then renamed over it.
+    """
+    private_dir(target.parent)
+    temp = target.with_suffix(f".tmp{os.getpid()}")
+    with open_private(temp) as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    temp.replace(target)

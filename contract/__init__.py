@@ -36,6 +36,7 @@ from contract.payloads import (
     SerialPortHealth,
     check_evidence,
     describe_validation_error,
+    seq_runs,
 )
 from contract.topics import (
     ID_PATTERN,

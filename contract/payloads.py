@@ -216,6 +216,17 @@ class Health(Message):
         "Seqs the spool gave up under its size policy and no confirmation covers yet."))
 
 
+def seq_runs(seqs: list[int]) -> list[tuple[int, int]]:
+    """Consecutive runs of sorted seqs, as confirmations and re-send requests carry them: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    runs: list[tuple[int, int]] = []
+    for n in seqs:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    return runs
+
+
 def _sorted_disjoint(ranges: list[tuple[int, int]], above: int, what: str) -> list[tuple[int, int]]:
     previous = above
     for index, (first, last) in enumerate(ranges):

@@ -35,6 +35,7 @@ from enum import IntEnum
 from pathlib import Path
 
 from common.files import private_file
+from contract import seq_runs
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ class Spool:
 
     def _record_dropped_seqs(self, seqs: list[int], kind: Class) -> None:
         """Inside the dropping transaction: keep the dropped seqs as ranges, merged with the ones before."""
-        for first, last in _runs(seqs):
+        for first, last in seq_runs(seqs):
             before = self._db.execute("SELECT from_seq, to_seq FROM dropped_seqs WHERE to_seq = ? AND class = ?",
                                       (first - 1, int(kind))).fetchone()
             if before is not None:
@@ -323,13 +324,3 @@ class Spool:
         with self._lock:
             self._db.close()
 
-
-def _runs(numbers: list[int]) -> list[tuple[int, int]]:
-    """Consecutive runs of a sorted list: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
-    runs: list[tuple[int, int]] = []
-    for n in numbers:
-        if runs and n == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], n)
-        else:
-            runs.append((n, n))
-    return runs

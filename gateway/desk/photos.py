@@ -9,10 +9,9 @@ owner-only, written durably (write, fsync, rename), and recorded as a ``site_pho
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
-from common.files import open_private, private_dir
+from common.files import write_private_durably
 from gateway.desk import casework
 from gateway.desk.casework import BadInput
 from gateway.store.base import LeadStore
@@ -60,13 +59,7 @@ class PhotoStore:
         sha = hashlib.sha256(data).hexdigest()
         target = self.root / sha[:2] / f"{sha}.{KINDS[kind]}"
         if not target.exists():
-            private_dir(target.parent)
-            temp = target.with_suffix(f".tmp{os.getpid()}")
-            with open_private(temp) as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            temp.replace(target)
+            write_private_durably(target, data)
         store.write([site_photo_point(lead_id, sha, kind, len(data), by, at_ms)])
         return sha
 

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from common.backoff import Waits
-from contract import MAX_RESEND_SPAN, Confirmation, Kind, ResendRequest, Topic
+from contract import MAX_RESEND_SPAN, Confirmation, Kind, ResendRequest, Topic, seq_runs
 from gateway.config import GatewayConfig
 from gateway.dedupe.leads import LeadBook
 from gateway.dedupe.policies import merge_policies
@@ -344,7 +344,7 @@ class Ingest:
         if not needed:
             return
         windows = [(start * self._gap_ms, min((end + 1) * self._gap_ms, self._loaded_from_ms))
-                   for start, end in _runs(sorted(needed))]
+                   for start, end in seq_runs(sorted(needed))]
         groups = self._retrying("history.late_windows", lambda: load_windows(
             self.store, windows, self.policies, known=lambda lead_id: self.book.get(lead_id) is not None,
             districts=self.config.serve_districts))
@@ -396,13 +396,3 @@ def resend_request_sender(publish: Callable[..., None]) -> Callable[[list[Resend
             publish(str(Topic(request.district, request.box, Kind.RESEND)), request.encode(), qos=1, retain=False)
     return send
 
-
-def _runs(numbers: list[int]) -> list[tuple[int, int]]:
-    """Consecutive runs in a sorted list: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
-    runs: list[tuple[int, int]] = []
-    for n in numbers:
-        if runs and n == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], n)
-        else:
-            runs.append((n, n))
-    return runs

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import sqlite3
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.files import open_private, private_dir
+from common.files import private_dir, write_private_durably
 from gateway.config import EvidenceSettings
 
 log = logging.getLogger(__name__)
@@ -129,13 +128,7 @@ class EvidenceStore:
         sha = hashlib.sha256(jpeg).hexdigest()
         target = self.path_for(sha)
         if not target.exists():
-            private_dir(target.parent)
-            temp = target.with_suffix(f".tmp{os.getpid()}")
-            with open_private(temp) as f:
-                f.write(jpeg)
-                f.flush()
-                os.fsync(f.fileno())
-            temp.replace(target)
+            write_private_durably(target, jpeg)
         self._known.add(sha)
         return sha
 
