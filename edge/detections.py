@@ -71,9 +71,12 @@ class Detections:
 
         Class ids outside ``labels`` go by their number as a string, as in ``label_of``.
         """
-        known = (self.class_ids >= 0) & (self.class_ids < len(self.labels))
+        table = _label_table(self.labels, wanted)
+        known = self.class_ids.astype(np.uint32) < len(self.labels)     # negative ids wrap round to large
+        if known.all():
+            return table[self.class_ids]
         mask = np.zeros(len(self), dtype=bool)
-        mask[known] = _label_table(self.labels, wanted)[self.class_ids[known]]
+        mask[known] = table[self.class_ids[known]]
         for i in np.flatnonzero(~known):
             mask[i] = str(int(self.class_ids[i])) in wanted
         return mask

@@ -85,6 +85,7 @@ class CameraPipeline:
         self._last_blobs: list[StaticBlob] = []
         self._last_static_t: float | None = None
         self.settings = CameraSettings(self.camera, self.rules_config, self.static_config, self.tracker_config)
+        self._watches_vending = watches_vending(self.camera, self.rules_config)
 
     @classmethod
     def from_settings(cls, settings: CameraSettings, detector: Detector) -> CameraPipeline:
@@ -111,6 +112,7 @@ class CameraPipeline:
         if self.static_finder is not None:
             self.static_finder.reconfigure(settings.static_objects)
         self._mover_ids = {i for i, name in enumerate(self.detector.labels) if name in settings.static_objects.mover_labels}
+        self._watches_vending = watches_vending(camera, settings.rules)
         self.settings = settings
 
     def process(self, frame: Frame) -> FrameResult:
@@ -133,10 +135,6 @@ class CameraPipeline:
     def finish(self, t_s: float) -> list[RuleHit]:
         return [] if self.rules is None else self.rules.finish(t_s)
 
-    @property
-    def _watches_vending(self) -> bool:
-        return self.rules_config.street_vending.min_moves > 0 and any(
-            z.type == "no_vending" for z in self.camera.zones)
 
     @property
     def mean_detector_ms(self) -> float:
@@ -183,6 +181,11 @@ class CameraPipeline:
         boosters = detections.labelled(tuple(self.static_config.boost_labels))
         return self.static_finder.update(small, t_s, movers, detections.xyxy[boosters],
                                          detections.scores[boosters], lingering)
+
+
+def watches_vending(camera: CameraConfig, rules: RulesConfig) -> bool:
+    """Does this camera need the liveness meter (a no-vending zone, and moves required of vendors)?"""
+    return rules.street_vending.min_moves > 0 and any(z.type == "no_vending" for z in camera.zones)
 
 
 def evidence_for(hit: RuleHit, fallback: Frame, quality: int) -> Evidence:

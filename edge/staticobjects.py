@@ -149,9 +149,9 @@ class StaticObjectFinder:
             return []
         dt = max(t_s - self._last_s, 1e-3)
         self._last_s = t_s
-        self._follow_brightness(grey)
-        self._follow_camera(grey)
-        self._scene_level = float(np.median(self._long[::4, ::4]))     # every 16th pixel: the same median, cheaper
+        self._scene_level = self._follow_brightness(grey)
+        if self._follow_camera(grey):
+            self._scene_level = _level(self._long)
         threshold = self.config.diff_threshold
         self._differs = differs_long = cv2.absdiff(grey, self._long) > threshold
         differs_short = cv2.absdiff(grey, self._short) > threshold
@@ -179,16 +179,18 @@ class StaticObjectFinder:
             self._warmup.clear()
             self._warmup_masks.clear()
 
-    def _follow_brightness(self, grey: np.ndarray) -> None:
-        """Scale both scene models when the whole picture got brighter or darker."""
-        scene = float(np.median(self._long[::4, ::4]))
+    def _follow_brightness(self, grey: np.ndarray) -> float:
+        """Scale the scene model when the whole picture got brighter or darker; return its level after."""
+        scene = _level(self._long)
         if scene < 1.0:
-            return
-        gain = float(np.median(grey[::4, ::4])) / scene
+            return scene
+        gain = _level(grey) / scene
         if abs(gain - 1.0) > GAIN_STEP:
             self._long *= gain
+            return _level(self._long)
+        return scene
 
-    def _follow_camera(self, grey: np.ndarray) -> None:
+    def _follow_camera(self, grey: np.ndarray) -> bool:
         """Shift both scene models by the camera's own small movement since the last look.
 
         A least-squares fit of one translation to the image gradients (Lucas-Kanade),
@@ -203,14 +205,15 @@ class StaticObjectFinder:
                 break
             total += step
             if math.hypot(*total) > MAX_SHIFT_PX:
-                return
+                return False
             scene = _shifted(self._long, total)
         if math.hypot(*total) < MIN_SHIFT_PX or _mismatch(scene, grey) >= _mismatch(self._long, grey):
-            return
+            return False
         self._long = scene
         self._short = _shifted(self._short, total)
         for held in self._held:
             held.box = held.box + np.float32([total[0], total[1], total[0], total[1]])
+        return True
 
     def _add_new_objects(self, grey: np.ndarray, static: np.ndarray, movers: np.ndarray, lingering: np.ndarray,
                          t_s: float) -> None:
@@ -415,20 +418,28 @@ def _box_mask(shape: tuple[int, int], boxes: np.ndarray) -> np.ndarray:
     return mask
 
 
+def _level(image: np.ndarray) -> float:
+    """Overall brightness: the median of every 16th pixel, as good as all of them here and far cheaper."""
+    return float(np.median(image[::4, ::4]))
+
+
 def _translation(scene: np.ndarray, grey: np.ndarray, threshold: float) -> np.ndarray | None:
     """The (dx, dy) that moves ``scene`` onto ``grey``, from pixels that nearly match; None when unknowable."""
-    gx = cv2.Sobel(scene, cv2.CV_32F, 1, 0, ksize=3) / 8
-    gy = cv2.Sobel(scene, cv2.CV_32F, 0, 1, ksize=3) / 8
+    gx = cv2.Sobel(scene, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
+    gy = cv2.Sobel(scene, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
     change = grey - scene
     use = (np.abs(change) < threshold).astype(np.float32)
-    if use.mean() < MIN_MATCHING:
+    matching = float(use.sum())
+    if matching < MIN_MATCHING * use.size:
         return None
-    gx, gy, change = gx * use, gy * use, change * use
-    a = np.array([[float((gx * gx).sum()), float((gx * gy).sum())],
-                  [float((gx * gy).sum()), float((gy * gy).sum())]])
-    if np.linalg.det(a) < MIN_TEXTURE * use.sum() ** 2:
+    # Masked sums of products as dot products of the masked, flattened images:
+    # one pass each, no temporary image per product.
+    gx, gy, change = (gx * use).ravel(), (gy * use).ravel(), (change * use).ravel()
+    gxy = float(gx @ gy)
+    a = np.array([[float(gx @ gx), gxy], [gxy, float(gy @ gy)]])
+    if np.linalg.det(a) < MIN_TEXTURE * matching ** 2:
         return None
-    return -np.linalg.solve(a, [float((gx * change).sum()), float((gy * change).sum())])
+    return -np.linalg.solve(a, [float(gx @ change), float(gy @ change)])
 
 
 def _mismatch(scene: np.ndarray, grey: np.ndarray) -> float:

@@ -82,7 +82,9 @@ class IouTracker:
         a second and move slower than this many box heights per second (a new
         track's speed is not known yet, a lost one's place is stale).
         """
-        rows = np.isin(self._classes, list(class_ids))
+        rows = np.zeros(len(self._classes), dtype=bool)
+        for class_id in class_ids:      # one or two classes: cheaper than np.isin
+            rows |= self._classes == class_id
         if max_speed is not None:
             heights = np.maximum(self._boxes[:, 3] - self._boxes[:, 1], 1.0)
             rows &= np.hypot(self._velocity[:, 0], self._velocity[:, 1]) < max_speed * heights
@@ -99,6 +101,8 @@ class IouTracker:
         self._keep_rows(t_s - self._last_seen <= allowed)
 
     def _keep_rows(self, rows: np.ndarray) -> None:
+        if rows.all():          # the usual frame: every track still alive, nothing to copy
+            return
         self._ids, self._classes, self._boxes = self._ids[rows], self._classes[rows], self._boxes[rows]
         self._last_seen, self._velocity = self._last_seen[rows], self._velocity[rows]
         self._settled_at, self._settled_s = self._settled_at[rows], self._settled_s[rows]

@@ -59,13 +59,16 @@ class NanoDetDetector(OnnxDetector):
     def decode(self, outputs: dict[str, np.ndarray], min_score: float) -> Candidates:
         boxes, scores, classes = [], [], []
         for head in self.heads:
-            ids, best = best_class(outputs[head.scores][0])
-            keep = best >= min_score
-            if not keep.any():
+            class_scores = outputs[head.scores][0]
+            # Most points score low in every class: the row maximum rules them out
+            # for a fraction of what the best class of every row would cost.
+            keep = np.unique(np.flatnonzero(class_scores >= min_score) // class_scores.shape[1])
+            if not len(keep):
                 continue
+            ids, best = best_class(class_scores[keep])
             boxes.append(self._decode_boxes(outputs[head.boxes][0][keep], head.centres[keep], head.bins, head.stride))
-            scores.append(best[keep])
-            classes.append(ids[keep])
+            scores.append(best)
+            classes.append(ids)
         if not boxes:
             return Candidates.none()
         return Candidates(np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes))

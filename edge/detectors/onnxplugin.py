@@ -15,7 +15,7 @@ import numpy as np
 from edge.detections import Detections
 from edge.detectors.base import Detector, DetectorError
 from edge.detectors.postprocess import Candidates, to_detections
-from edge.detectors.preprocess import model_input
+from edge.detectors.preprocess import InputBuffers, model_input
 from edge.detectors.runtime import Shape, TensorSpec, format_shape, input_specs, open_session, output_specs, shape_fits
 
 
@@ -74,8 +74,10 @@ class OnnxDetector(Detector):
 
     def detect(self, image: np.ndarray) -> Detections:
         thresholds = self.thresholds
-        tensor, transform = model_input(image, self.card, getattr(self._per_thread, "input", None))
-        self._per_thread.input = tensor
+        buffers = getattr(self._per_thread, "buffers", None)
+        if buffers is None:
+            buffers = self._per_thread.buffers = InputBuffers()
+        tensor, transform = model_input(image, self.card, buffers)
         names = [spec.name for spec in self.outputs]
         try:
             values = self.session.run(names, {self.input.name: tensor})

@@ -26,10 +26,30 @@ class InputTransform:
         return ((xyxy - pad) / scale).astype(np.float32)
 
 
-def stretch(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, InputTransform]:
+@dataclass
+class InputBuffers:
+    """Arrays one thread fills frame after frame instead of allocating (and page-faulting) fresh ones.
+
+    Filled on first use; each is replaced when a frame needs another shape.
+    """
+
+    placed: np.ndarray | None = None         # the resized frame, uint8 HxWx3
+    planes: list[np.ndarray] | None = None   # its three channels
+    tensor: np.ndarray | None = None         # the float32 1x3xHxW model input
+
+
+def _reused(buffer: np.ndarray | None, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+        return np.empty(shape, dtype=dtype)
+    return buffer
+
+
+def stretch(image: np.ndarray, size: tuple[int, int],
+            dst: np.ndarray | None = None) -> tuple[np.ndarray, InputTransform]:
     width, height = size
     frame_h, frame_w = image.shape[:2]
-    resized = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    dst = _reused(dst, (height, width) + image.shape[2:], image.dtype)
+    resized = cv2.resize(image, size, dst=dst, interpolation=cv2.INTER_LINEAR)
     return resized, InputTransform(width / frame_w, height / frame_h)
 
 
@@ -45,22 +65,28 @@ def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int) -> tuple
     return canvas, InputTransform(new_w / frame_w, new_h / frame_h, float(left), float(top))
 
 
-def model_input(image: np.ndarray, card: ModelCard, out: np.ndarray | None = None) -> tuple[np.ndarray, InputTransform]:
+def model_input(image: np.ndarray, card: ModelCard,
+                buffers: InputBuffers | None = None) -> tuple[np.ndarray, InputTransform]:
     """A BGR uint8 frame as the batch-of-one tensor the card's model takes.
 
-    ``out``, a float32 1x3xHxW array, is filled and returned for float32 NCHW
-    models, so a detector can reuse one input buffer instead of allocating
-    (and page-faulting) a fresh one per frame.
+    With ``buffers``, the resized frame and the float32 NCHW tensor are written
+    into the arrays it holds (kept there for the next frame), so a detector
+    reuses them; the returned tensor is then one of those arrays.
     """
     size = (card.input_width, card.input_height)
     if card.resize == "letterbox":
         placed, transform = letterbox(image, size, card.pad_value)
     else:
-        placed, transform = stretch(image, size)
+        placed, transform = stretch(image, size, None if buffers is None else buffers.placed)
+        if buffers is not None:
+            buffers.placed = placed
     if card.color_order == "rgb":
         placed = cv2.cvtColor(placed, cv2.COLOR_BGR2RGB)
     if card.input_dtype == "float32" and card.input_layout == "nchw":
-        return normalised_nchw(placed, card.mean, card.std, out), transform
+        if buffers is None:
+            return normalised_nchw(placed, card.mean, card.std), transform
+        buffers.tensor = normalised_nchw(placed, card.mean, card.std, buffers.tensor, buffers)
+        return buffers.tensor, transform
     if card.input_dtype == "float32":
         mean = np.asarray(card.mean, dtype=np.float32)
         std = np.asarray(card.std, dtype=np.float32)
@@ -73,16 +99,18 @@ def model_input(image: np.ndarray, card: ModelCard, out: np.ndarray | None = Non
 
 
 def normalised_nchw(image: np.ndarray, mean: tuple[float, float, float], std: tuple[float, float, float],
-                    out: np.ndarray | None = None) -> np.ndarray:
-    """(pixel - mean) / std as a 1x3xHxW float32 tensor.
+                    out: np.ndarray | None = None, buffers: InputBuffers | None = None) -> np.ndarray:
+    """(pixel - mean) / std as a 1x3xHxW float32 tensor, written into ``out`` when it fits.
 
     One OpenCV pass per channel straight into the output planes: several
     times faster than the numpy expression, and this runs on every frame.
     """
     height, width = image.shape[:2]
-    if out is None or out.shape != (1, 3, height, width) or out.dtype != np.float32:
-        out = np.empty((1, 3, height, width), dtype=np.float32)
-    for c, channel in enumerate(cv2.split(image)):
+    out = _reused(out, (1, 3, height, width), np.float32)
+    planes = None
+    if buffers is not None:
+        planes = buffers.planes = [_reused(p, (height, width), np.uint8) for p in buffers.planes or [None] * 3]
+    for c, channel in enumerate(cv2.split(image, planes)):
         scale = 1.0 / std[c]
         cv2.addWeighted(channel, scale, channel, 0.0, -mean[c] * scale, dst=out[0, c], dtype=cv2.CV_32F)
     return out
