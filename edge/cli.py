@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from common.broker import InsecureAccessError
     from edge.config import ConfigError, load_table, parse_config
     from edge.detectors import DetectorError
     from edge.runtime import Box
@@ -91,10 +92,14 @@ def _run(args: argparse.Namespace) -> int:
                 if isinstance(camera, dict):
                     camera["realtime"] = False
         config = parse_config(copy.deepcopy(table), str(args.config), args.config.parent)
+        config.mqtt.check_secure(logging.getLogger("edge"), args.mqtt)
         box = Box(config, file_table=table, config_dir=args.config.parent, mqtt_url=args.mqtt,
                   spool_path=args.spool, health_interval_s=args.health_interval)
     except (ConfigError, DetectorError) as exc:
         print(f"edge: {exc}", file=sys.stderr)
+        return 2
+    except InsecureAccessError as exc:
+        print(f"edge: {args.config}: {exc}", file=sys.stderr)
         return 2
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: box.stop())
