@@ -62,6 +62,24 @@ def check_no_credentials_in_url(url: str) -> None:
         raise ValueError("the URL holds credentials: give username and password_env or password_file instead")
 
 
+class InsecureAccessError(ValueError):
+    """A config that would reach a broker or database in plain text or anonymously without saying so;
+    ``problems`` lists ``key.path: message`` lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def allow_or_refuse(problems: list[str], insecure: bool, key: str, log) -> None:
+    """Refuse ``problems`` unless the config's ``{key}.insecure`` allows them; then log them as a warning."""
+    if not problems:
+        return
+    if not insecure:
+        raise InsecureAccessError([*problems, f"{key}.insecure: set true to allow this explicitly"])
+    log.warning("%s.insecure %s (%s.insecure = true)", key, "; ".join(problems), key)
+
+
 def read_password(password_env: str | None, password_file: Path | None) -> str | None:
     """The password from an environment variable, or the first line of a file; None when neither is set."""
     if password_env:
@@ -81,6 +99,9 @@ class BrokerSettings(Strict):
     ca_file: Path | None = Field(None, description="CA bundle for mqtts:// brokers.")
     cert_file: Path | None = Field(None, description="Client certificate, for brokers that require one.")
     key_file: Path | None = Field(None, description="Private key of the client certificate.")
+    insecure: bool = Field(False, description=(
+        "Allow a plain-text mqtt:// broker or a login with neither username nor cert_file (anonymous). An explicit "
+        "choice, logged as a warning at start; without it the box and the gateway refuse such a broker."))
 
     @model_validator(mode="after")
     def _certificate_with_key(self) -> Self:
@@ -90,6 +111,23 @@ class BrokerSettings(Strict):
             raise ValueError("password_env and password_file: give one of them")
         check_no_credentials_in_url(self.url)
         return self
+
+    def security_problems(self, url: str | None = None, key: str = "mqtt") -> list[str]:
+        """What is not secure about reaching ``url`` (default ``self.url``) with these settings: plain text,
+        no login."""
+        url = url or self.url
+        problems = []
+        if not BrokerAddress.parse(url).tls:
+            problems.append(f"{key}.url: {url} is plain text; use mqtts:// with ca_file")
+        if not self.username and self.cert_file is None:
+            problems.append(f"{key}.username: no login (anonymous); give username and password_file, or cert_file "
+                            "and key_file")
+        return problems
+
+    def check_secure(self, log, url: str | None = None, key: str = "mqtt") -> None:
+        """Raise ``InsecureAccessError`` for a plain-text or anonymous broker unless ``insecure`` allows it (then
+        log it)."""
+        allow_or_refuse(self.security_problems(url, key), self.insecure, key, log)
 
     def credentials(self) -> Credentials:
         """The credentials these settings name, the password read now."""

@@ -1,8 +1,13 @@
-"""The end-to-end demo: clip -> box -> Mosquitto -> gateway -> InfluxDB -> leads.
+"""The end-to-end demo: clip -> box -> Mosquitto -> gateway -> InfluxDB -> leads, secured as a deployment runs.
 
-Starts its own Mosquitto and InfluxDB on free loopback ports, runs the gateway
-and one box (the demo config plays the demo clip once), waits until every
-demo category has a lead, prints the leads, and stops everything it started.
+Provisions a deployment in the run directory (a CA, the broker's
+certificate, the box ``campus-01`` and the gateway ``demo-gateway``, each
+with a password file), starts its own Mosquitto (TLS only, no anonymous
+login, the provisioned ACL) and InfluxDB (authentication on, an admin user
+whose password is in a file) on free loopback ports, runs the gateway and
+one box (the demo config plays the demo clip once) with those logins, waits
+until every demo category has a lead, prints the leads, and stops everything
+it started. No password is printed or logged: the configs name files.
 """
 
 from __future__ import annotations
@@ -17,24 +22,26 @@ import tempfile
 import time
 from pathlib import Path
 
-from devstack.services import InfluxDB, Mosquitto
+from devstack.deployment import DevDeployment
+from devstack.services import InfluxDB, Mosquitto, _free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "firmware_configs" / "demo-campus.toml"
 DEMO_CATEGORIES = ("street_vending", "illegal_dumping")
 DB = "streetwatch_demo"
+BOX, DISTRICT, GATEWAY = "campus-01", "campus", "demo-gateway"
 
 
 def _python(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def _wait_for_leads(influx_url: str, categories: tuple[str, ...], timeout_s: float) -> list[dict]:
+def _wait_for_leads(gateway_config: Path, categories: tuple[str, ...], timeout_s: float) -> list[dict]:
     deadline = time.monotonic() + timeout_s
     leads: list[dict] = []
     while time.monotonic() < deadline:
-        out = subprocess.run(_python("gateway.cli", "--log-level", "WARNING", "leads", "list", "--influx", influx_url,
-                                     "--db", DB, "--json"), capture_output=True, text=True)
+        out = subprocess.run(_python("gateway.cli", "--log-level", "WARNING", "leads", "list", "--config",
+                                     str(gateway_config), "--json"), capture_output=True, text=True)
         if out.returncode == 0:
             leads = json.loads(out.stdout)
             if all(any(lead["category"] == c for lead in leads) for c in categories):
@@ -53,22 +60,45 @@ def _stop(process: subprocess.Popen, timeout_s: float = 15) -> None:
             process.wait()
 
 
+def provision(run_dir: Path) -> DevDeployment:
+    """The demo's deployment: CA, broker certificate, the box's and the gateway's logins (``gateway.provision``)."""
+    port, cert_port = _free_ports(2)
+    deployment = DevDeployment(run_dir / "deployment", port=port, cert_port=cert_port)
+    deployment.login(BOX, "box", district=DISTRICT)
+    deployment.login(GATEWAY, "gateway")
+    return deployment
+
+
+def write_gateway_config(run_dir: Path, deployment: DevDeployment, influx: InfluxDB) -> Path:
+    """The gateway's config: its [mqtt] table as provisioned, and InfluxDB's login; both name password files."""
+    path = run_dir / "gateway.toml"
+    mqtt = (deployment.deployment.bundle(GATEWAY) / "mqtt.toml").read_text()
+    path.write_text(f"evidence_dir = \"{run_dir / 'evidence'}\"\n{mqtt}\n[influx]\n{influx.influx_table(DB)}")
+    return path
+
+
 def run_demo(config: Path, run_dir: Path, timeout_s: float, fast: bool = False) -> int:
     print(f"demo: run directory {run_dir}")
-    with Mosquitto(run_dir / "mosquitto") as broker, InfluxDB(run_dir / "influxdb") as influx:
-        print(f"demo: Mosquitto {broker.url}, InfluxDB {influx.url}")
+    deployment = provision(run_dir)
+    place = deployment.deployment.place
+    box_mqtt = deployment.deployment.bundle(BOX) / "mqtt.toml"
+    print(f"demo: provisioned box {BOX} (district {DISTRICT}) and gateway {GATEWAY} in {deployment.folder}; "
+          f"their logins are password files in accounts/NAME/")
+    with Mosquitto(run_dir / "mosquitto", deployment=deployment, port=place.port, cert_port=place.cert_port) as broker, \
+            InfluxDB(run_dir / "influxdb") as influx:
+        print(f"demo: Mosquitto {broker.url} (TLS, CA {broker.ca_file}, no anonymous login, ACL on), "
+              f"InfluxDB {influx.url} (login {influx.username}, password in {influx.password_file})")
+        gateway_config = write_gateway_config(run_dir, deployment, influx)
         log_dir = run_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         with (log_dir / "gateway.log").open("w") as gateway_log:
-            gateway = subprocess.Popen(
-                _python("gateway.cli", "run", "--mqtt", broker.url, "--influx", influx.url, "--db", DB,
-                        "--evidence-dir", str(run_dir / "evidence")),
-                stdout=gateway_log, stderr=subprocess.STDOUT)
+            gateway = subprocess.Popen(_python("gateway.cli", "run", "--config", str(gateway_config)),
+                                       stdout=gateway_log, stderr=subprocess.STDOUT)
             try:
                 print(f"demo: box plays {config.name}; gateway log in {log_dir / 'gateway.log'}")
                 with (log_dir / "edge.log").open("w") as edge_log:
                     edge = subprocess.run(
-                        _python("edge.cli", "run", "--config", str(config), "--mqtt", broker.url,
+                        _python("edge.cli", "run", "--config", str(config), "--mqtt-config", str(box_mqtt),
                                 "--spool", str(run_dir / "spool.db"), *(["--fast"] if fast else [])),
                         stdout=edge_log, stderr=subprocess.STDOUT, timeout=timeout_s)
                 incidents = [line for line in (log_dir / "edge.log").read_text().splitlines() if "incident." in line]
@@ -76,11 +106,11 @@ def run_demo(config: Path, run_dir: Path, timeout_s: float, fast: bool = False) 
                 if edge.returncode != 0:
                     print((log_dir / "edge.log").read_text()[-3000:], file=sys.stderr)
                     return 1
-                leads = _wait_for_leads(influx.url, DEMO_CATEGORIES, 60)
+                leads = _wait_for_leads(gateway_config, DEMO_CATEGORIES, 60)
             finally:
                 _stop(gateway)
         listing = subprocess.run(_python("gateway.cli", "--log-level", "WARNING", "leads", "list",
-                                         "--influx", influx.url, "--db", DB), capture_output=True, text=True)
+                                         "--config", str(gateway_config)), capture_output=True, text=True)
         print(listing.stdout, end="")
         missing = [c for c in DEMO_CATEGORIES if not any(lead["category"] == c for lead in leads)]
         if missing:

@@ -1,8 +1,9 @@
 """Fault injection on the real parts: boxes (their outbox), Mosquitto, `gateway run` and InfluxDB, with a known stream.
 
-Each fault runs on a stack of its own (a fresh Mosquitto and InfluxDB on free loopback ports, a gateway
-process, boxes from ``devstack.streambox``), with the boxes' and the gateway's MQTT traffic through a loopback
-TCP proxy the suite controls. The boxes send their stream; the fault is injected mid-stream; then the suite
+Each fault runs on a stack of its own (a fresh Mosquitto and InfluxDB on free loopback ports, secured as a
+deployment runs them: TLS, the boxes' and the gateway's own provisioned logins, the ACL, InfluxDB with
+authentication; a gateway process, boxes from ``devstack.streambox``), with the boxes' and the gateway's MQTT
+traffic (TLS end to end) through a loopback TCP proxy the suite controls. The boxes send their stream; the fault is injected mid-stream; then the suite
 waits until every message is stored (or a deadline passes) and counts, from the boxes' spools and InfluxDB:
 
     assigned    seqs the boxes assigned (detections and health)
@@ -35,10 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack.services import InfluxDB, Mosquitto, free_port
+from devstack.streambox import DISTRICT
 
 ROOT = Path(__file__).resolve().parents[1]
 DB = "faults"
 STORE_DEADLINE_S = 120.0
+GATEWAY = "faults-gateway"
 
 
 # --------------------------------------------------------------------------- a loopback proxy
@@ -58,7 +61,8 @@ class TcpProxy:
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        """The broker's TLS listener as reached through the proxy (the broker's certificate names 127.0.0.1)."""
+        return f"mqtts://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -180,6 +184,7 @@ class Stack:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.broker = Mosquitto(run_dir / "mosquitto")
         self.influx = InfluxDB(run_dir / "influxdb")
+        self.gateway_login = self.broker.login(GATEWAY, "gateway")
         self.box_proxy: TcpProxy | None = None
         self.gateway_proxy: TcpProxy | None = None
         self.gateway: subprocess.Popen | None = None
@@ -198,8 +203,11 @@ class Stack:
         self.box_proxy.start()
         self.gateway_proxy.start()
         for box in self.boxes:
+            mqtt_config = self.run_dir / f"{box.name}.mqtt.toml"
+            login = self.broker.login(box.name, "box", district=DISTRICT)
+            mqtt_config.write_text("[mqtt]\n" + login.toml(self.box_proxy.url))
             box.args = [str(box.spool), self.box_proxy.url, box.name, str(self.detections), "--base-ts",
-                        str(self.base_ts), "--rate", str(self.rate)]
+                        str(self.base_ts), "--rate", str(self.rate), "--mqtt-config", str(mqtt_config)]
             if self.page_limit:
                 box.args += ["--page-limit", str(self.page_limit)]
         return self
@@ -222,13 +230,14 @@ class Stack:
     def start_gateway(self) -> None:
         config = self.run_dir / "gateway.toml"
         config.write_text('batch_wait_s = 0.02\nresend_request_after_s = 5\n[retry]\ninitial_s = 0.1\nmax_s = 1\n'
-                          '[mqtt]\nshare_group = "faults"\n')
+                          '[mqtt]\nshare_group = "faults"\n' + self.gateway_login.toml(self.gateway_proxy.url) +
+                          "[influx]\n" + self.influx.influx_table(DB))
         marker = self.gateway_log.read_text().count("mqtt.connected") if self.gateway_log.exists() else 0
         with self.gateway_log.open("a") as log:
             self.gateway = subprocess.Popen(
                 [sys.executable, "-m", "gateway.cli", "run", "--config", str(config), "--mqtt",
                  self.gateway_proxy.url, "--influx", self.influx.url, "--db", DB, "--evidence-dir",
-                 str(self.run_dir / "evidence"), "--client-id", "faults-gateway"],
+                 str(self.run_dir / "evidence"), "--client-id", GATEWAY],
                 stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         _wait(lambda: self.gateway_log.read_text().count("mqtt.connected") > marker, 60)
         time.sleep(0.3)   # the SUBACK follows the CONNACK
@@ -249,7 +258,7 @@ class Stack:
         from gateway.store.influx import InfluxClient
 
         if self._client is None:
-            self._client = InfluxClient(self.influx.url, DB, precision="ns", timeout=5.0)
+            self._client = InfluxClient(self.influx.url, DB, precision="ns", timeout=5.0, **self.influx.client_login())
         return self._client
 
     def stored(self) -> dict[str, set[int]]:

@@ -2,9 +2,15 @@
 
 Each service writes its own config into a run directory, runs the server in the
 foreground as a child process in its own process group, and waits until the
-server really answers (an MQTT CONNACK, an HTTP 204 from ``/ping``).  Data lives
-in the run directory, so ``restart()`` keeps retained messages, sessions and
-written points.  Anything still running when the interpreter exits is stopped.
+server really answers, logged in: an MQTT CONNACK accepting the deployment's
+probe login over TLS verified against the deployment's CA, an InfluxDB query
+answered for the admin login.  Data lives in the run directory, so
+``restart()`` keeps retained messages, sessions, written points and users.
+Anything still running when the interpreter exits is stopped.
+
+Both are secured by default (``Mosquitto``: TLS only, no anonymous login, the
+provisioned ACL; ``InfluxDB``: authentication on). ``insecure=True`` gives the
+open servers of old, and logs a warning: a caller asks for it and says why.
 
 Command line::
 
@@ -15,20 +21,37 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import base64
 import contextlib
+import json
+import logging
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from http.client import HTTPConnection, HTTPException
 from pathlib import Path
+from collections.abc import Callable
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Literal, Self
+from urllib.parse import urlencode
+
+import paho.mqtt.client as paho
+
+from common.broker import BrokerAddress, BrokerSettings, read_password
+from common.mqtt import build_client
+from devstack.deployment import PROBE, DevDeployment, Login, LoginKind
+from gateway.provision.broker import Listeners, new_password
+from gateway.provision.pki import write_private
+
+log = logging.getLogger("devstack.services")
 
 LOOPBACK = "127.0.0.1"
 LOG_TAIL_BYTES = 4000
@@ -269,42 +292,79 @@ class _Service:
             os.killpg(process.pid, signum)
 
 
-def _mqtt_connect_packet(client_id: str) -> bytes:
-    """A minimal MQTT 3.1.1 CONNECT with a clean session and no credentials."""
-    client = client_id.encode()
-    variable_header = b"\x00\x04MQTT" + b"\x04" + b"\x02" + (10).to_bytes(2, "big")
-    payload = len(client).to_bytes(2, "big") + client
+def _remaining_length(length: int) -> bytes:
+    """MQTT's variable-length encoding of a packet's remaining length."""
+    out = bytearray()
+    while True:
+        length, digit = divmod(length, 128)
+        out.append(digit | (0x80 if length else 0))
+        if not length:
+            return bytes(out)
+
+
+def _utf8(text: str) -> bytes:
+    data = text.encode()
+    return len(data).to_bytes(2, "big") + data
+
+
+def _mqtt_connect_packet(client_id: str, username: str | None = None, password: str | None = None) -> bytes:
+    """A minimal MQTT 3.1.1 CONNECT with a clean session, with or without a user name and password."""
+    flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
+    variable_header = b"\x00\x04MQTT" + b"\x04" + bytes([flags]) + (10).to_bytes(2, "big")
+    payload = _utf8(client_id)
+    payload += _utf8(username) if username is not None else b""
+    payload += _utf8(password) if password is not None else b""
     remaining = variable_header + payload
-    assert len(remaining) < 128, "remaining length must fit in one byte here"
-    return bytes([0x10, len(remaining)]) + remaining
+    return b"\x10" + _remaining_length(len(remaining)) + remaining
 
 
 MQTT_DISCONNECT = b"\xe0\x00"
 MQTT_CONNACK_ACCEPTED = b"\x20\x02\x00\x00"
 
 
+def _connack(sock: socket.socket | ssl.SSLSocket, packet: bytes) -> bytes:
+    """Send CONNECT, read the 4-byte CONNACK (b'' when the broker closes first), say goodbye."""
+    sock.sendall(packet)
+    reply = b""
+    while len(reply) < 4:
+        chunk = sock.recv(4 - len(reply))
+        if not chunk:
+            return reply
+        reply += chunk
+    with contextlib.suppress(OSError):
+        sock.sendall(MQTT_DISCONNECT)
+    return reply
+
+
 def mqtt_broker_answers(host: str, port: int, timeout: float = 1.0) -> bool:
-    """True if an MQTT broker at host:port accepts an anonymous CONNECT."""
+    """True if an MQTT broker at host:port accepts an anonymous CONNECT on a plain connection."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
-            sock.sendall(_mqtt_connect_packet(f"devstack-probe-{os.getpid()}"))
-            reply = b""
-            while len(reply) < 4:
-                chunk = sock.recv(4 - len(reply))
-                if not chunk:
-                    return False
-                reply += chunk
-            with contextlib.suppress(OSError):
-                sock.sendall(MQTT_DISCONNECT)
-            return reply == MQTT_CONNACK_ACCEPTED
+            return _connack(sock, _mqtt_connect_packet(f"devstack-probe-{os.getpid()}")) == MQTT_CONNACK_ACCEPTED
     except OSError:
+        return False
+
+
+def mqtt_login_accepted(host: str, port: int, ca_file: Path, username: str | None, password: str | None,
+                        timeout: float = 1.0) -> bool:
+    """True if a broker at host:port completes a TLS handshake that verifies it against ``ca_file`` and
+    accepts this login (an anonymous one when ``username`` is None)."""
+    context = ssl.create_default_context(cafile=str(ca_file))
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw, \
+                context.wrap_socket(raw, server_hostname=host) as sock:
+            sock.settimeout(timeout)
+            packet = _mqtt_connect_packet(username or f"devstack-probe-{os.getpid()}", username, password)
+            return _connack(sock, packet) == MQTT_CONNACK_ACCEPTED
+    except (OSError, ssl.SSLError):
         return False
 
 
 @dataclass(frozen=True)
 class TlsListener:
-    """A second, TLS-only listener: server certificate, and the CA that signs client certificates."""
+    """A second, TLS-only listener of an insecure broker: server certificate, and the CA that signs client
+    certificates."""
 
     ca_file: Path
     cert_file: Path
@@ -312,32 +372,76 @@ class TlsListener:
     require_client_cert: bool = False
 
 
-class Mosquitto(_Service):
-    """A Mosquitto broker on 127.0.0.1 with persistence in ``run_dir``.
+def _warn_insecure(what: str) -> None:
+    log.warning("devstack.insecure service=%s access=anonymous,plain-text asked_for=explicitly", what)
 
-    With ``tls`` it also listens with TLS on ``tls_port`` (the plain port stays
-    for the readiness check).
+
+class Mosquitto(_Service):
+    """A Mosquitto broker on 127.0.0.1 with persistence in ``run_dir``, secured by default.
+
+    Secured (the default): TLS only, with a server certificate from the
+    deployment's CA; no anonymous login; the password file and the ACL written
+    by the provisioning code (``devstack.deployment``). ``port`` takes password
+    logins, ``cert_port`` client certificates. The deployment is ``deployment``
+    (shared by the brokers that should know the same accounts), else a new one
+    in ``run_dir/deployment``. ``login``/``account`` give (and provision on
+    first use) the logins clients use; the readiness check logs in as the
+    deployment's probe.
+
+    ``insecure=True`` instead runs a plain listener that takes anonymous clients
+    (and, with ``tls``, a second TLS listener), and logs a warning: only for
+    callers that say why they need it.
     """
 
     name = "mosquitto"
 
     def __init__(
         self, run_dir: Path, port: int | None = None, *, binary: str | None = None,
-        tls: TlsListener | None = None,
+        deployment: DevDeployment | Path | None = None, cert_port: int | None = None,
+        insecure: bool = False, tls: TlsListener | None = None,
     ) -> None:
+        if port is None or (cert_port is None and not insecure):
+            spare = [p for p in _free_ports(3) if p not in (port, cert_port)]
+            port = port if port is not None else spare.pop()
+            cert_port = cert_port if cert_port is not None else spare.pop()
         super().__init__(run_dir, port, binary)
+        self.insecure = insecure
         self.tls = tls
-        self.tls_port = free_port() if tls else None
+        self.tls_port: int | None = None
+        self.deployment: DevDeployment | None = None
+        self.cert_port: int | None = None
+        if insecure:
+            _warn_insecure("mosquitto")
+            self.tls_port = free_port() if tls else None
+        else:
+            if tls is not None:
+                raise ServiceError("tls= is for insecure brokers; a secured broker listens with TLS only")
+            self.deployment = deployment if isinstance(deployment, DevDeployment) else \
+                DevDeployment(Path(deployment) if deployment is not None else self.run_dir / "deployment")
+            self.cert_port = cert_port
+
+    @property
+    def url(self) -> str:
+        return f"{'mqtt' if self.insecure else 'mqtts'}://{self.host}:{self.port}"
 
     @property
     def tls_url(self) -> str:
+        if not self.insecure:
+            return self.url
         if self.tls_port is None:
             raise ServiceError("this broker has no TLS listener")
         return f"mqtts://{self.host}:{self.tls_port}"
 
     @property
-    def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+    def cert_url(self) -> str:
+        """The listener for client certificates (secured brokers)."""
+        if self.cert_port is None:
+            raise ServiceError("an insecure broker has no certificate listener")
+        return f"mqtts://{self.host}:{self.cert_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self._secured().ca_file
 
     @property
     def config_file(self) -> Path:
@@ -348,13 +452,83 @@ class Mosquitto(_Service):
         return self.run_dir / "mosquitto.log"
 
     @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "mosquitto.pid"
+
+    @property
     def log_files(self) -> list[Path]:
         return [self.console_log, self.log_file]
 
+    # ---------------------------------------------------------------- logins
+
+    def login(self, name: str, kind: LoginKind = "harness", *, district: str | None = None,
+              districts: tuple[str, ...] = (), auth: Literal["password", "cert"] = "password") -> Login:
+        """The login of account ``name`` (see ``DevDeployment.login``), working on this broker when it returns."""
+        deployment = self._secured()
+        new = not deployment.has_login(name)
+        login = deployment.login(name, kind, district=district, districts=districts, auth=auth)
+        # Only a new login is tried here: the try is a clean-session login under the account's client id, which
+        # would end (and discard) a session the account holds.
+        if new and self.is_running() and login.password_file is not None:
+            self._wait(lambda: mqtt_login_accepted(self.host, self.port, self.ca_file, login.username,
+                                                   login.password(), timeout=0.5), f"the login of {name}")
+        return login
+
+    def account(self, name: str, kind: LoginKind = "harness", *, district: str | None = None,
+                districts: tuple[str, ...] = (), auth: Literal["password", "cert"] = "password") -> BrokerSettings:
+        """``login``'s ``[mqtt]`` settings for this broker (the certificate listener for a certificate login)."""
+        login = self.login(name, kind, district=district, districts=districts, auth=auth)
+        return login.settings(self.url if login.password_file is not None else self.cert_url)
+
+    def client(self, client_id: str | None = None, kind: LoginKind = "harness", *, district: str | None = None,
+               districts: tuple[str, ...] = (), **build: Any) -> paho.Client:
+        """A paho MQTT 5 client (``common.mqtt.build_client``, not connected) logging in as account ``client_id``
+        (a new test-harness login when None): the broker makes the user name the client id. ``build`` goes to
+        ``build_client`` (``factory``, ``manual_ack``). On an insecure broker: an anonymous client."""
+        name = client_id or f"harness-{uuid.uuid4().hex[:12]}"
+        if self.deployment is None:
+            return build_client(name, BrokerAddress.parse(self.url), **build)
+        settings = self.account(name, kind, district=district, districts=districts)
+        return build_client(name, BrokerAddress.parse(settings.url), settings.credentials(), **build)
+
+    def reload(self) -> None:
+        """Write the broker files whole again and SIGHUP: Mosquitto re-reads the password file, the ACL and the
+        CRL, and drops connected password clients whose entry is gone."""
+        if self._process is None or self._process.poll() is not None:
+            raise ServiceError("the broker is not running")
+        self._secured().write_broker_files()
+        os.kill(self._process.pid, signal.SIGHUP)
+
+    def _reload_if_running(self) -> None:
+        if self.is_running():
+            self.reload()
+
+    def _secured(self) -> DevDeployment:
+        if self.deployment is None:
+            raise ServiceError("an insecure broker has no deployment or logins")
+        return self.deployment
+
+    def _wait(self, predicate: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise ServiceError(f"{self.name} did not accept {what} within {timeout_s:.0f}s\n{self._log_tail()}")
+            time.sleep(0.05)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        super().start()
+        if self.deployment is not None:
+            self.deployment.on_new_account(self._reload_if_running)
+
+    def stop(self) -> None:
+        if self.deployment is not None:
+            self.deployment.forget(self._reload_if_running)
+        super().stop()
+
     def _write_config(self) -> None:
         lines = [
-            f"listener {self.port} {self.host}",
-            "allow_anonymous true",
             "persistence true",
             # Mosquitto concatenates location and file name, so the slash matters.
             f"persistence_location {self.run_dir}/",
@@ -370,48 +544,99 @@ class Mosquitto(_Service):
             "log_type information",
             "connection_messages true",
             "log_timestamp true",
+            f"pid_file {self.pid_file}",
         ]
-        if self.tls is not None:
-            lines += [
-                "per_listener_settings false",
-                f"listener {self.tls_port} {self.host}",
-                f"cafile {self.tls.ca_file}",
-                f"certfile {self.tls.cert_file}",
-                f"keyfile {self.tls.key_file}",
-                f"require_certificate {'true' if self.tls.require_client_cert else 'false'}",
-            ]
         if os.geteuid() == 0:
             # As root mosquitto otherwise drops to user "mosquitto", which cannot
             # write the log or persistence file in our run directory.
             lines.append("user root")
-        self.config_file.write_text("\n".join(lines) + "\n")
+        if self.deployment is None:
+            lines += [f"listener {self.port} {self.host}", "allow_anonymous true"]
+            if self.tls is not None:
+                lines += [
+                    "per_listener_settings false",
+                    f"listener {self.tls_port} {self.host}",
+                    f"cafile {self.tls.ca_file}",
+                    f"certfile {self.tls.cert_file}",
+                    f"keyfile {self.tls.key_file}",
+                    f"require_certificate {'true' if self.tls.require_client_cert else 'false'}",
+                ]
+            self.config_file.write_text("\n".join(lines) + "\n")
+            return
+        # Mosquitto 2.0.11 with "max_queued_messages 0" (no limit) drops a client's connection right after it
+        # answers one of its QoS 1 publishes "not authorized"; a large finite limit (the byte limit stays the
+        # real bound) keeps a denied client connected.
+        lines[lines.index("max_queued_messages 0")] = f"max_queued_messages {MAX_QUEUED_MESSAGES}"
+        self.deployment.write_broker_files()
+        broker_dir = self.deployment.folder / "broker"
+        security = Listeners(self.host, self.port, self.cert_port).config_text(
+            ca=self.deployment.ca_file, cert=broker_dir / "server.pem", key=broker_dir / "server.key",
+            passwd=self.deployment.password_file, acl=self.deployment.acl_file, crl=broker_dir / "crl.pem")
+        self.config_file.write_text("\n".join(lines) + "\n" + security)
 
     def _command(self) -> list[str]:
         return ["-c", str(self.config_file)]
 
     def _is_ready(self) -> bool:
-        return mqtt_broker_answers(self.host, self.port, timeout=0.5)
+        if self.deployment is None:
+            return mqtt_broker_answers(self.host, self.port, timeout=0.5)
+        probe = self.deployment.login(PROBE, "probe")
+        return mqtt_login_accepted(self.host, self.port, self.ca_file, probe.username, probe.password(), timeout=0.5)
 
 
-def influx_pings(host: str, port: int, timeout: float = 1.0) -> bool:
-    """True if an InfluxDB at host:port answers ``GET /ping`` with 204."""
+MAX_QUEUED_MESSAGES = 10_000_000
+
+
+def _http(host: str, port: int, method: str, path: str, *, body: str | None = None,
+          auth: tuple[str, str] | None = None, timeout: float = 1.0) -> int | None:
+    """The status of one HTTP request, or None when the server does not answer."""
     # http.client rather than urllib: urllib would honour proxy variables.
+    headers = {}
+    if body is not None:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    if auth is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
     connection = HTTPConnection(host, port, timeout=timeout)
     try:
-        connection.request("GET", "/ping")
-        return connection.getresponse().status == 204
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        return response.status
     except (OSError, HTTPException):
-        return False
+        return None
     finally:
         connection.close()
 
 
+def influx_pings(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True if an InfluxDB at host:port answers ``GET /ping`` with 204 (no login needed for that)."""
+    return _http(host, port, "GET", "/ping", timeout=timeout) == 204
+
+
+def influx_login_accepted(host: str, port: int, username: str, password: str, timeout: float = 1.0) -> bool:
+    """True if an InfluxDB at host:port answers a query (``SHOW DATABASES``) made with this login."""
+    query = "/query?" + urlencode({"q": "SHOW DATABASES"})
+    return _http(host, port, "GET", query, auth=(username, password), timeout=timeout) == 200
+
+
 class InfluxDB(_Service):
-    """An InfluxDB 1.x server on 127.0.0.1 with its data in ``run_dir``."""
+    """An InfluxDB 1.x server on 127.0.0.1 with its data in ``run_dir``, with authentication by default.
+
+    Secured (the default): ``auth-enabled = true``; at the first start an admin
+    user (``username``, all privileges) is created with a random password kept
+    in ``password_file`` (mode 0600, in ``run_dir``; InfluxDB 1.x lets the
+    first admin user be created while no user exists), and the readiness check
+    is a query made with that login. ``influx_table()`` is the gateway config's
+    ``[influx]`` table that logs in so (it names the password *file*).
+
+    ``insecure=True`` runs without authentication and logs a warning: only for
+    callers that say why they need it.
+    """
 
     name = "influxd"
     start_timeout = 60.0
     stop_timeout = 10.0
+    username = "admin"
 
     def __init__(
         self,
@@ -420,6 +645,7 @@ class InfluxDB(_Service):
         *,
         rpc_port: int | None = None,
         binary: str | None = None,
+        insecure: bool = False,
     ) -> None:
         if port is None or rpc_port is None:
             spare = [p for p in _free_ports(3) if p not in (port, rpc_port)]
@@ -427,6 +653,14 @@ class InfluxDB(_Service):
             rpc_port = rpc_port if rpc_port is not None else spare.pop()
         super().__init__(run_dir, port, binary)
         self.rpc_port = rpc_port
+        self.insecure = insecure
+        if insecure:
+            _warn_insecure("influxdb")
+            self.username = None
+        elif not self.password_file.exists():
+            # Made now, so that a client's config can name it before the server first starts.
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_private(self.password_file, (new_password() + "\n").encode())
 
     @property
     def url(self) -> str:
@@ -435,6 +669,23 @@ class InfluxDB(_Service):
     @property
     def config_file(self) -> Path:
         return self.run_dir / "influxdb.conf"
+
+    @property
+    def password_file(self) -> Path | None:
+        """The admin password's file (first line); None without authentication."""
+        return None if self.insecure else self.run_dir / "admin-password"
+
+    def password(self) -> str | None:
+        return read_password(None, self.password_file)
+
+    def client_login(self) -> dict[str, str | None]:
+        """``username`` and ``password`` for ``gateway.store.influx.InfluxClient``."""
+        return {"username": self.username, "password": self.password()}
+
+    def influx_table(self, db: str | None = None) -> str:
+        """The lines of a gateway config's ``[influx]`` table (without the header) that reach this server."""
+        fields = {"url": self.url, "db": db, "username": self.username, "password_file": self.password_file}
+        return "".join(f"{key} = {json.dumps(str(value))}\n" for key, value in fields.items() if value is not None)
 
     def _write_config(self) -> None:
         run_dir = self.run_dir
@@ -457,7 +708,7 @@ bind-address = "{self.host}:{self.rpc_port}"
 [http]
   enabled = true
   bind-address = "{self.host}:{self.port}"
-  auth-enabled = false
+  auth-enabled = {'false' if self.insecure else 'true'}
   log-enabled = false
   pprof-enabled = false
 
@@ -488,7 +739,20 @@ bind-address = "{self.host}:{self.rpc_port}"
         return ["-config", str(self.config_file)]
 
     def _is_ready(self) -> bool:
-        return influx_pings(self.host, self.port, timeout=0.5)
+        if not influx_pings(self.host, self.port, timeout=0.5):
+            return False
+        if self.insecure:
+            return True
+        password = self.password()
+        if influx_login_accepted(self.host, self.port, self.username, password, timeout=2.0):
+            return True
+        # No user yet (a first start): InfluxDB takes the first admin user without a login. The password goes
+        # in the request body, never into a URL.
+        statement = f"CREATE USER \"{self.username}\" WITH PASSWORD '{password}' WITH ALL PRIVILEGES"
+        status = _http(self.host, self.port, "POST", "/query", body=urlencode({"q": statement}), timeout=2.0)
+        if status == 401:
+            raise ServiceError(f"{self.name} on port {self.port} refuses the admin login in {self.password_file}")
+        return influx_login_accepted(self.host, self.port, self.username, password, timeout=2.0)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -525,6 +789,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"mqtt: {mosquitto.url}", flush=True)
     print(f"influxdb: {influxdb.url}", flush=True)
+    print(f"mqtt CA: {mosquitto.ca_file}; accounts: {mosquitto.deployment.folder} (gateway provision-* --dir)",
+          flush=True)
+    print(f"influxdb login: {influxdb.username}, password in {influxdb.password_file}", flush=True)
     try:
         while not stop_requested.wait(0.5):
             for service in (mosquitto, influxdb):

@@ -1,7 +1,7 @@
 """A box that sends a known stream, for the fault-injection suite: the box's own outbox (spool, sender, MQTT link).
 
     python -m devstack.streambox SPOOL MQTT_URL BOX COUNT --base-ts MS [--rate PER_S] [--page-limit PAGES]
-        [--resend-after S] [--confirm-timeout S] [--health-every S] [--drain-timeout S]
+        [--resend-after S] [--confirm-timeout S] [--health-every S] [--drain-timeout S] [--mqtt-config mqtt.toml]
 
 The detection of ``seq`` n has id ``{box}-{n}`` and belongs to incident ``(n - 1) // 4`` (health messages take
 seqs too, so an incident has up to four sightings), in a zone of its own 110 m from the next, so a gateway
@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 from common.logs import configure_logging
+from common.broker import BrokerSettings, Credentials
 from contract import Detection, Health, Kind, Topic
 from edge.outbox import Outbox
 from edge.sender import DeliveryPolicy
@@ -43,6 +45,13 @@ def detection(box: str, seq: int, base_ts: int) -> bytes:
                      config="abcdef12").encode()
 
 
+def box_credentials(mqtt_config: Path | None) -> Credentials:
+    """The login the ``[mqtt]`` table of ``mqtt_config`` names (none without a file)."""
+    if mqtt_config is None:
+        return Credentials()
+    return BrokerSettings.model_validate(tomllib.loads(mqtt_config.read_text())["mqtt"]).credentials()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.streambox")
     parser.add_argument("spool", type=Path)
@@ -55,12 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resend-after", type=float, default=2.0)
     parser.add_argument("--confirm-timeout", type=float, default=600.0)
     parser.add_argument("--health-every", type=float, default=1.0)
+    parser.add_argument("--mqtt-config", type=Path, help="The box's [mqtt] table (its login: mqtt.toml).")
     parser.add_argument("--drain-timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
     configure_logging("INFO")
     policy = DeliveryPolicy(resend_after_s=args.resend_after, resend_max_s=max(args.resend_after, 8.0),
                             confirm_timeout_s=args.confirm_timeout)
-    outbox = Outbox(args.spool, args.mqtt_url, DISTRICT, args.box, window=50, policy=policy,
+    outbox = Outbox(args.spool, args.mqtt_url, DISTRICT, args.box, credentials=box_credentials(args.mqtt_config),
+                    window=50, policy=policy,
                     page_limit=args.page_limit, keepalive_s=5)
     outbox.start()
     started = time.monotonic()

@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="Run the box: cameras, rules, spool, MQTT.")
     run.add_argument("--config", type=Path, required=True, help="Box config (TOML) from firmware_configs/.")
     run.add_argument("--mqtt", metavar="URL", help="Broker URL, overriding the config (mqtt://host:port).")
+    run.add_argument("--mqtt-config", type=Path, metavar="FILE", help=(
+        "The box's [mqtt] table as provisioning wrote it (mqtt.toml: URL, login, CA), in place of the config's "
+        "(its keepalive_s is kept)."))
     run.add_argument("--spool", type=Path, metavar="PATH", help="Spool database, overriding the config.")
     run.add_argument("--fast", action="store_true",
                      help="Play video files as fast as the CPU allows instead of at recorded speed.")
@@ -75,21 +78,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from common.broker import InsecureAccessError
     from edge.config import ConfigError, load_table, parse_config
     from edge.detectors import DetectorError
     from edge.runtime import Box
 
     try:
         table = load_table(args.config)
+        if args.mqtt_config:
+            table["mqtt"] = _provisioned_mqtt(args.mqtt_config, table.get("mqtt"))
         if args.fast:
             for camera in table.get("cameras", []) if isinstance(table.get("cameras"), list) else []:
                 if isinstance(camera, dict):
                     camera["realtime"] = False
         config = parse_config(copy.deepcopy(table), str(args.config), args.config.parent)
+        config.mqtt.check_secure(logging.getLogger("edge"), args.mqtt)
         box = Box(config, file_table=table, config_dir=args.config.parent, mqtt_url=args.mqtt,
                   spool_path=args.spool, health_interval_s=args.health_interval)
     except (ConfigError, DetectorError) as exc:
         print(f"edge: {exc}", file=sys.stderr)
+        return 2
+    except InsecureAccessError as exc:
+        print(f"edge: {args.config}: {exc}", file=sys.stderr)
         return 2
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: box.stop())
@@ -97,6 +107,18 @@ def _run(args: argparse.Namespace) -> int:
     delivered = box.close()
     print(f"edge: {box.incidents} incident(s); spool {'empty' if delivered else 'kept for next start'}")
     return 0
+
+
+def _provisioned_mqtt(path: Path, current: object) -> dict:
+    """The ``[mqtt]`` table of ``path``, keeping the box config's ``keepalive_s``."""
+    from edge.config import ConfigError, load_table
+
+    provisioned = load_table(path).get("mqtt")
+    if not isinstance(provisioned, dict):
+        raise ConfigError(str(path), ["mqtt: no [mqtt] table"])
+    if isinstance(current, dict) and "keepalive_s" in current:
+        provisioned.setdefault("keepalive_s", current["keepalive_s"])
+    return provisioned
 
 
 VIDEO_OUTPUT_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG"}

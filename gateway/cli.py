@@ -173,7 +173,18 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
     from gateway.ingest.batches import Ingest, Stopped, confirmation_sender, resend_request_sender
     from gateway.transport.link import GatewayLink
 
+    from common.broker import InsecureAccessError
+
     log = logging.getLogger("gateway")
+    problems = []
+    for settings in (config.mqtt, config.influx):    # plain text or anonymous only where the config says so
+        try:
+            settings.check_secure(log)
+        except InsecureAccessError as exc:
+            problems += exc.problems
+    if problems:
+        print(f"gateway: {'; '.join(problems)}", file=sys.stderr)
+        return EXIT_USAGE
     store = _open_store(config)
     ingest = Ingest(config, store)
     for sig in (signal.SIGINT, signal.SIGTERM):

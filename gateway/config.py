@@ -5,11 +5,12 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, model_validator
 
 from common.backoff import Backoff
-from common.broker import BrokerSettings, check_no_credentials_in_url, read_password
+from common.broker import BrokerSettings, allow_or_refuse, check_no_credentials_in_url, read_password
 from common.validation import Strict, validation_problems
 from contract import NAME_PATTERN
 
@@ -36,6 +37,9 @@ class InfluxSettings(Strict):
     token_env: str | None = Field(None, description="Environment variable holding an API token (2.x/3.x).")
     token_file: Path | None = Field(None, description="File holding an API token (first line).")
     ca_file: Path | None = None
+    insecure: bool = Field(False, description=(
+        "Allow InfluxDB without a login (neither username nor token) or over plain http:// to another host. An "
+        "explicit choice, logged as a warning at start; without it `gateway run` refuses such a database."))
 
     @model_validator(mode="after")
     def _secrets_from_one_place_never_the_url(self):
@@ -47,6 +51,19 @@ class InfluxSettings(Strict):
 
     def password(self) -> str | None:
         return read_password(self.password_env, self.password_file)
+
+    def security_problems(self) -> list[str]:
+        """No login, or a password sent in plain text off this host (http:// to another host)."""
+        problems = []
+        if not self.username and not (self.token_env or self.token_file):
+            problems.append("influx.username: no login (anonymous); give username and password_file, or a token")
+        host = urlsplit(self.url).hostname or ""
+        if urlsplit(self.url).scheme == "http" and host not in ("127.0.0.1", "::1", "localhost"):
+            problems.append(f"influx.url: {self.url} is plain text to another host; use https:// with ca_file")
+        return problems
+
+    def check_secure(self, log) -> None:
+        allow_or_refuse(self.security_problems(), self.insecure, "influx", log)
 
     def token(self) -> str | None:
         return read_password(self.token_env, self.token_file)

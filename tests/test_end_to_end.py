@@ -23,9 +23,27 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def test_demo_produces_a_lead_per_category_and_stops_everything(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "devstack.demo", "--run-dir", str(tmp_path), "--fast"],
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """The demo's start path as the README runs it (``scripts/demo.sh`` is set-up, then this), played fast."""
+    run_dir = tmp_path_factory.mktemp("demo")
+    result = subprocess.run([sys.executable, "-m", "devstack.demo", "--run-dir", str(run_dir), "--fast"],
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
+    return result, run_dir
+
+
+def secrets_used(run_dir: Path) -> list[str]:
+    """Every password and every private key line the demo made: its logins' password files, InfluxDB's admin
+    password, and the keys of the CA and the broker."""
+    found = [path.read_text().strip() for path in run_dir.rglob("mqtt-password")]
+    found.append((run_dir / "influxdb" / "admin-password").read_text().strip())
+    for path in run_dir.rglob("*.key"):
+        found += [line for line in path.read_text().splitlines() if line and not line.startswith("-----")]
+    return found
+
+
+def test_demo_produces_a_lead_per_category_and_stops_everything(demo):
+    result, tmp_path = demo
     assert result.returncode == 0, result.stdout + result.stderr
     table = result.stdout
     assert "street_vending" in table and "illegal_dumping" in table and "2 lead(s)" in table
@@ -37,3 +55,25 @@ def test_demo_produces_a_lead_per_category_and_stops_everything(tmp_path):
     assert processes_mentioning(str(tmp_path)) == []
     edge_log = (tmp_path / "logs" / "edge.log").read_text()
     assert "spool empty" in edge_log
+
+
+def test_the_demo_runs_secured_and_no_password_or_key_appears_in_its_output_or_logs(demo):
+    result, run_dir = demo
+    assert result.returncode == 0, result.stdout + result.stderr
+    secrets = secrets_used(run_dir)
+    assert len([path for path in run_dir.rglob("mqtt-password")]) >= 3     # the box, the gateway, the probe
+    assert len(secrets) > 5
+    texts = {"console": result.stdout + result.stderr}
+    for log in [*run_dir.rglob("*.log"), *run_dir.rglob("*.toml"), *run_dir.rglob("*.conf")]:
+        texts[str(log)] = log.read_text(errors="replace")
+    texts["firmware config"] = (ROOT / "firmware_configs" / "demo-campus.toml").read_text()
+    leaked = {name: secret[:4] + "…" for name, text in texts.items() for secret in secrets if secret in text}
+    assert not leaked, f"secrets in the demo's output or logs: {leaked}"
+    # Secured as it ran: TLS only, no anonymous login, the ACL; InfluxDB with authentication; logins from files.
+    broker = (run_dir / "mosquitto" / "mosquitto.conf").read_text()
+    assert "allow_anonymous false" in broker and "acl_file" in broker and "allow_anonymous true" not in broker
+    assert "auth-enabled = true" in (run_dir / "influxdb" / "influxdb.conf").read_text()
+    gateway = (run_dir / "gateway.toml").read_text()
+    assert 'url = "mqtts://' in gateway and "password_file" in gateway and "ca_file" in gateway
+    assert "mqtts://" in result.stdout and "mqtt.connected" in (run_dir / "logs" / "gateway.log").read_text()
+    assert "devstack.insecure" not in result.stdout + result.stderr

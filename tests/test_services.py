@@ -1,4 +1,4 @@
-"""devstack.services: real Mosquitto and InfluxDB processes started, stopped and restarted."""
+"""devstack.services: real Mosquitto and InfluxDB processes started, stopped and restarted, secured by default."""
 
 from __future__ import annotations
 
@@ -15,14 +15,20 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from devstack.deployment import PROBE
 from devstack.services import (
     InfluxDB,
     Mosquitto,
     ServiceError,
+    _http,
     free_port,
+    influx_login_accepted,
     influx_pings,
     mqtt_broker_answers,
+    mqtt_login_accepted,
 )
 
 pytestmark = pytest.mark.integration
@@ -36,12 +42,14 @@ class MqttClient:
     def __init__(self, broker: Mosquitto, client_id: str, *, clean_session: bool = True) -> None:
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self._subscribed: queue.Queue[int] = queue.Queue()
-        self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session
-        )
+        self._client = broker.client(client_id)    # a test-harness login named client_id
         self._client.on_message = lambda client, userdata, message: self.messages.put(message)
         self._client.on_subscribe = lambda client, userdata, mid, codes, props: self._subscribed.put(mid)
-        self._client.connect(broker.host, broker.port)
+        properties = None
+        if not clean_session:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = 3600
+        self._client.connect(broker.host, broker.port, clean_start=clean_session, properties=properties)
         self._client.loop_start()
 
     def subscribe(self, topic: str) -> None:
@@ -91,11 +99,16 @@ def pid_is_alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split(") ")[-1][:1] != "Z"
 
 
+def probe_logs_in(broker: Mosquitto) -> bool:
+    probe = broker.deployment.login(PROBE, "probe")
+    return mqtt_login_accepted(broker.host, broker.port, broker.ca_file, probe.username, probe.password())
+
+
 # --------------------------------------------------------------------------- Mosquitto
 
 
 def test_mosquitto_delivers_qos1(mosquitto: Mosquitto, mqtt_clients: list[MqttClient]) -> None:
-    assert mosquitto.url == f"mqtt://127.0.0.1:{mosquitto.port}"
+    assert mosquitto.url == f"mqtts://127.0.0.1:{mosquitto.port}"
     assert mosquitto.is_running()
     subscriber = connect(mqtt_clients, mosquitto, "sub-qos1")
     subscriber.subscribe("city/+/detections")
@@ -192,6 +205,43 @@ def test_influxdb_port_in_use_raises_with_log_tail(tmp_path: Path) -> None:
     assert not server.is_running()
 
 
+def test_influxdb_refuses_a_query_without_a_login_and_keeps_its_admin_across_restarts(influxdb: InfluxDB,
+                                                                                     tmp_path: Path) -> None:
+    assert _http(influxdb.host, influxdb.port, "GET", "/query?q=SHOW+DATABASES") == 401
+    assert not influx_login_accepted(influxdb.host, influxdb.port, influxdb.username, "not-the-password")
+    assert influx_login_accepted(influxdb.host, influxdb.port, influxdb.username, influxdb.password())
+    assert influxdb.password_file.stat().st_mode & 0o777 == 0o600
+    with InfluxDB(tmp_path) as own:
+        own.restart()              # the admin user made at the first start logs in again
+        assert influx_login_accepted(own.host, own.port, own.username, own.password())
+
+
+# --------------------------------------------------------------------------- secured by default, insecure by choice
+
+
+def test_the_broker_refuses_anonymous_plain_and_untrusting_clients(mosquitto: Mosquitto) -> None:
+    probe = mosquitto.deployment.login(PROBE, "probe")
+    assert mqtt_login_accepted(mosquitto.host, mosquitto.port, mosquitto.ca_file, probe.username, probe.password())
+    assert not mqtt_login_accepted(mosquitto.host, mosquitto.port, mosquitto.ca_file, None, None)   # anonymous
+    assert not mqtt_login_accepted(mosquitto.host, mosquitto.port, mosquitto.ca_file, probe.username, "wrong")
+    assert not mqtt_broker_answers(mosquitto.host, mosquitto.port)                                  # plain text
+    # Without the deployment's CA the client does not trust the broker: the system's CAs do not vouch for it.
+    assert not mqtt_login_accepted(mosquitto.host, mosquitto.port, Path("/etc/ssl/certs/ca-certificates.crt"),
+                                   probe.username, probe.password())
+    config = mosquitto.config_file.read_text()
+    assert "allow_anonymous false" in config and "acl_file" in config and "allow_anonymous true" not in config
+
+
+def test_insecure_services_are_an_explicit_choice_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                             mqtt_clients: list[MqttClient]) -> None:
+    with caplog.at_level("WARNING", logger="devstack.services"):
+        with Mosquitto(tmp_path / "mqtt", insecure=True) as broker, InfluxDB(tmp_path / "influx", insecure=True) as db:
+            assert broker.url.startswith("mqtt://") and mqtt_broker_answers(broker.host, broker.port)
+            assert _http(db.host, db.port, "GET", "/query?q=SHOW+DATABASES") == 200
+    warned = [r.getMessage() for r in caplog.records if "devstack.insecure" in r.getMessage()]
+    assert len(warned) == 2 and all(f"service={name}" in " ".join(warned) for name in ("mosquitto", "influxdb"))
+
+
 # --------------------------------------------------------------------------- both
 
 
@@ -208,8 +258,8 @@ def test_two_instances_of_each_run_side_by_side(tmp_path: Path) -> None:
         ports = [s.port for s in services] + [s.rpc_port for s in services if isinstance(s, InfluxDB)]
         assert len(set(ports)) == len(ports)
         assert all(s.is_running() for s in services)
-        assert all(mqtt_broker_answers(s.host, s.port) for s in services[:2])
-        assert all(influx_pings(s.host, s.port) for s in services[2:])
+        assert all(probe_logs_in(s) for s in services[:2])
+        assert all(influx_login_accepted(s.host, s.port, s.username, s.password()) for s in services[2:])
     finally:
         for service in services:
             service.stop()
@@ -268,8 +318,8 @@ def test_cli_runs_both_until_sigterm(tmp_path: Path) -> None:
     try:
         assert process.stdout is not None
         lines = [process.stdout.readline().strip() for _ in range(2)]
-        assert lines == [f"mqtt: mqtt://127.0.0.1:{mqtt_port}", f"influxdb: http://127.0.0.1:{influx_port}"]
-        assert mqtt_broker_answers("127.0.0.1", mqtt_port)
+        assert lines == [f"mqtt: mqtts://127.0.0.1:{mqtt_port}", f"influxdb: http://127.0.0.1:{influx_port}"]
+        assert port_is_open(mqtt_port)
         assert influx_pings("127.0.0.1", influx_port)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0

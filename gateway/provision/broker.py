@@ -31,6 +31,9 @@ SALT_BYTES = 12
 
 BOX_WRITES = (Kind.DETECTION, Kind.SENSOR, Kind.HEALTH, Kind.STATUS, Kind.CONFIG_ACK, Kind.EVIDENCE)
 GATEWAY_READS = (Kind.DETECTION, Kind.SENSOR, Kind.HEALTH, Kind.STATUS, Kind.EVIDENCE)
+# What the gateway sends a box (the contract's confirmations and resend requests) and the box must read.
+GATEWAY_WRITES = (Kind.CONFIRM, Kind.RESEND)
+BOX_READS = (Kind.CONFIG, *GATEWAY_WRITES)
 
 
 def new_password() -> str:
@@ -81,17 +84,20 @@ class Grant:
 
 
 def box_grant(box: str, district: str) -> Grant:
-    """Publish only under its own ``city/{district}/{box}/…``; read only its own config (the contract's one
-    operator -> box topic)."""
+    """Publish only under its own ``city/{district}/{box}/…``; read only its own config (operator -> box) and its
+    own confirmations and resend requests (gateway -> box)."""
     writes = tuple(subscription(kind, district, box) for kind in BOX_WRITES)
-    return Grant(box, f"box {box}, district {district}", read=(subscription(Kind.CONFIG, district, box),),
-                 write=writes)
+    reads = tuple(subscription(kind, district, box) for kind in BOX_READS)
+    return Grant(box, f"box {box}, district {district}", read=reads, write=writes)
 
 
 def gateway_grant(name: str, districts: list[str]) -> Grant:
-    """Read what the gateway ingests, from every district or from its own; write nothing."""
-    reads = tuple(subscription(kind, district) for district in districts or ["+"] for kind in GATEWAY_READS)
-    return Grant(name, f"gateway {name}, districts {','.join(districts) or 'all'}", read=reads)
+    """Read what the gateway ingests, from every district or from its own; write only the confirmations and
+    resend requests the contract has it send to those districts' boxes."""
+    scope = districts or ["+"]
+    reads = tuple(subscription(kind, district) for district in scope for kind in GATEWAY_READS)
+    writes = tuple(subscription(kind, district) for district in scope for kind in GATEWAY_WRITES)
+    return Grant(name, f"gateway {name}, districts {','.join(districts) or 'all'}", read=reads, write=writes)
 
 
 def operator_grant(name: str, districts: list[str]) -> Grant:

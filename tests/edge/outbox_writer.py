@@ -2,6 +2,7 @@
 
     python tests/edge/outbox_writer.py SPOOL MQTT_URL COUNT [--rate PER_S] [--box NAME]
         [--confirm-timeout S] [--resend-after S] [--drain-timeout S] [--page-limit PAGES]
+        [--mqtt-config mqtt.toml]
 
 Prints "put SEQ" after each message is in the spool and "drained" when the
 spool is empty: with a gateway, once it confirmed everything stored; with
@@ -14,8 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import tomllib
 from pathlib import Path
 
+from common.broker import BrokerSettings, Credentials
 from contract import Detection, Kind, Topic
 from edge.outbox import Outbox
 from edge.sender import DeliveryPolicy
@@ -30,6 +33,13 @@ def detection(seq: int, box: str = BOX) -> bytes:
                      model="test", config="abcdef12").encode()
 
 
+def box_credentials(mqtt_config: Path | None) -> Credentials:
+    """The login the ``[mqtt]`` table of ``mqtt_config`` names (none without a file)."""
+    if mqtt_config is None:
+        return Credentials()
+    return BrokerSettings.model_validate(tomllib.loads(mqtt_config.read_text())["mqtt"]).credentials()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("spool", type=Path)
@@ -39,12 +49,14 @@ def main() -> int:
     parser.add_argument("--box", default=BOX)
     parser.add_argument("--confirm-timeout", type=float, default=0.0, help="0: free on PUBACK (no gateway)")
     parser.add_argument("--resend-after", type=float, default=1.0)
+    parser.add_argument("--mqtt-config", type=Path, help="The box's [mqtt] table (its login: mqtt.toml).")
     parser.add_argument("--drain-timeout", type=float, default=60.0)
     parser.add_argument("--page-limit", type=int)
     args = parser.parse_args()
     policy = DeliveryPolicy(resend_after_s=args.resend_after, resend_max_s=max(args.resend_after, 4.0),
                             confirm_timeout_s=args.confirm_timeout)
-    outbox = Outbox(args.spool, args.mqtt_url, DISTRICT, args.box, window=20, policy=policy,
+    outbox = Outbox(args.spool, args.mqtt_url, DISTRICT, args.box, credentials=box_credentials(args.mqtt_config),
+                    window=20, policy=policy,
                     page_limit=args.page_limit)
     outbox.start()
     topic = Topic(DISTRICT, args.box, Kind.DETECTION)

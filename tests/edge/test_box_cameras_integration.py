@@ -7,9 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import load_table, parse_config
 from edge.runtime import Box
@@ -28,13 +26,13 @@ def test_a_dead_camera_is_reported_down_and_the_other_keeps_working(mosquitto, t
            "reconnect": {"first_s": 0.1, "max_s": 0.2, "down_after": 2}}
     table["cameras"].append(bad)
     table["spool"] = {**table.get("spool", {}), "confirm_timeout_s": 0}   # no gateway here: the PUBACK frees
+    table["mqtt"] = mosquitto.account("campus-01", "box", district="campus").model_dump(mode="json", exclude_none=True)
     config = parse_config(copy.deepcopy(table), str(DEMO), DEMO.parent)
 
     health: queue.Queue = queue.Queue()
-    host, port = mosquitto.url.removeprefix("mqtt://").split(":")
-    listener = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    listener = mosquitto.client()
     listener.on_message = lambda c, u, m: health.put(json.loads(m.payload))
-    listener.connect(host, int(port))
+    listener.connect(mosquitto.host, mosquitto.port)
     listener.subscribe("city/campus/campus-01/health", qos=1)
     listener.loop_start()
 
@@ -66,6 +64,7 @@ def test_two_cameras_of_one_box_process_frames_at_the_same_time_outside_the_mode
     road.update(source="../tests/data/vtest_cut.mp4", realtime=False)
     table["cameras"].append({**copy.deepcopy(road), "name": "road-2"})
     table["spool"] = {**table.get("spool", {}), "confirm_timeout_s": 0}   # no gateway here: the PUBACK frees
+    table["mqtt"] = mosquitto.account("campus-01", "box", district="campus").model_dump(mode="json", exclude_none=True)
     config = parse_config(copy.deepcopy(table), str(DEMO), DEMO.parent)
     box = Box(config, mqtt_url=mosquitto.url, spool_path=tmp_path / "spool.db", health_interval_s=60.0)
 

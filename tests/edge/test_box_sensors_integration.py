@@ -8,9 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import parse_config
 from contract import Health, SensorReading
@@ -37,14 +35,14 @@ def test_dust_readings_and_event_arrive_over_mqtt(mosquitto, pty_pair, tmp_path)
     config = parse_config({
         "version": 1, "box": "fence-01", "district": "harbour",
         "spool": {"confirm_timeout_s": 0},   # no gateway here: the broker's acknowledgement frees the spool
+        "mqtt": mosquitto.account("fence-01", "box", district="harbour").model_dump(mode="json", exclude_none=True),
         "sensors": [{"name": "dust", "protocol": "ascii", "port": str(box_end), "publish_s": 0.5,
                      "rules": [{"event": "dust", "value": "pm10", "above": 50}]}],
     }, "test", tmp_path)
     received: queue.Queue = queue.Queue()
-    host, port = mosquitto.url.removeprefix("mqtt://").split(":")
-    listener = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    listener = mosquitto.client()
     listener.on_message = lambda c, u, m: received.put((m.topic, m.payload))
-    listener.connect(host, int(port))
+    listener.connect(mosquitto.host, mosquitto.port)
     listener.subscribe([("city/harbour/fence-01/sensor", 1), ("city/harbour/fence-01/health", 1)])
     listener.loop_start()
 

@@ -8,9 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -25,17 +23,16 @@ TOPIC = "city/test-district/writer-box/detection"
 class Collector:
     """A persistent-session QoS 1 subscriber that records the seq of every detection."""
 
-    def __init__(self, url: str) -> None:
-        host, port = url.removeprefix("mqtt://").split(":")
+    def __init__(self, broker: Mosquitto) -> None:
         self.seqs: list[int] = []
         self._lock = threading.Lock()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="collector", protocol=paho.MQTTv5)
+        self.client = broker.client("collector")
         self.client.on_connect = lambda c, *_: c.subscribe(TOPIC, qos=1)
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.2, 1)
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = 3600
-        self.client.connect(host, int(port), clean_start=False, properties=properties)
+        self.client.connect(broker.host, broker.port, clean_start=False, properties=properties)
         self.client.loop_start()
 
     def _on_message(self, client, userdata, message) -> None:
@@ -67,9 +64,12 @@ def first_arrivals(seqs: list[int]) -> list[int]:
     return order
 
 
-def start_writer(spool: Path, url: str, count: int, rate: float) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(WRITER), str(spool), url, str(count), "--rate", str(rate)],
-                            stdout=subprocess.PIPE, text=True)
+def start_writer(spool: Path, broker: Mosquitto, count: int, rate: float) -> subprocess.Popen:
+    """The writer logs in as its box, ``writer-box`` of ``test-district``."""
+    mqtt_config = spool.with_suffix(".mqtt.toml")
+    mqtt_config.write_text("[mqtt]\n" + broker.login("writer-box", "box", district="test-district").toml(broker.url))
+    return subprocess.Popen([sys.executable, str(WRITER), str(spool), broker.url, str(count), "--rate", str(rate),
+                             "--mqtt-config", str(mqtt_config)], stdout=subprocess.PIPE, text=True)
 
 
 def wait_for_line(process: subprocess.Popen, prefix: str, timeout_s: float = 30) -> str:
@@ -84,14 +84,14 @@ def wait_for_line(process: subprocess.Popen, prefix: str, timeout_s: float = 30)
 
 
 @pytest.fixture
-def broker(tmp_path):
-    with Mosquitto(tmp_path / "mosquitto") as server:
+def broker(tmp_path, deployment):
+    with Mosquitto(tmp_path / "mosquitto", deployment=deployment) as server:
         yield server
 
 
 def test_a_broker_outage_loses_nothing_and_keeps_order(broker, tmp_path):
-    collector = Collector(broker.url)
-    writer = start_writer(tmp_path / "spool.db", broker.url, 300, rate=100)
+    collector = Collector(broker)
+    writer = start_writer(tmp_path / "spool.db", broker, 300, rate=100)
     wait_for_line(writer, "put 50")
     broker.stop()
     wait_for_line(writer, "put 150")       # the box keeps spooling while the broker is down
@@ -105,13 +105,13 @@ def test_a_broker_outage_loses_nothing_and_keeps_order(broker, tmp_path):
 
 
 def test_a_killed_box_resends_what_was_not_acknowledged_and_seq_continues(broker, tmp_path):
-    collector = Collector(broker.url)
+    collector = Collector(broker)
     spool = tmp_path / "spool.db"
-    writer = start_writer(spool, broker.url, 200, rate=100)
+    writer = start_writer(spool, broker, 200, rate=100)
     wait_for_line(writer, "put 80")
     writer.send_signal(signal.SIGKILL)
     writer.wait(10)
-    restarted = start_writer(spool, broker.url, 200, rate=200)
+    restarted = start_writer(spool, broker, 200, rate=200)
     first = int(wait_for_line(restarted, "put ").split()[1])
     assert first > 80                       # seq continues from the spool, never restarts at 1
     assert wait_for_line(restarted, "drained", 60)
@@ -123,9 +123,12 @@ def test_a_killed_box_resends_what_was_not_acknowledged_and_seq_continues(broker
 
 
 def test_a_box_that_hears_no_gateway_confirmation_falls_back_to_the_puback_and_says_so(broker, tmp_path):
-    collector = Collector(broker.url)
+    collector = Collector(broker)
+    mqtt_config = tmp_path / "spool.mqtt.toml"
+    mqtt_config.write_text("[mqtt]\n" + broker.login("writer-box", "box", district="test-district").toml(broker.url))
     writer = subprocess.Popen([sys.executable, str(WRITER), str(tmp_path / "spool.db"), broker.url, "50",
-                               "--rate", "200", "--confirm-timeout", "2", "--drain-timeout", "30"],
+                               "--rate", "200", "--confirm-timeout", "2", "--drain-timeout", "30",
+                               "--mqtt-config", str(mqtt_config)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert wait_for_line(writer, "drained", 40)          # no gateway confirms: after 2 s the PUBACK frees
     writer.wait(10)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import load_table, parse_config
 from contract import ConfigAck
@@ -24,6 +23,7 @@ DEMO = ROOT / "firmware_configs" / "demo-campus.toml"
 @pytest.fixture
 def running_box(mosquitto, tmp_path):
     table = load_table(DEMO)
+    table["mqtt"] = mosquitto.account("campus-01", "box", district="campus").model_dump(mode="json", exclude_none=True)
     config = parse_config(copy.deepcopy(table), str(DEMO), DEMO.parent)
     box = Box(config, file_table=table, config_dir=DEMO.parent, mqtt_url=mosquitto.url,
               spool_path=tmp_path / "spool.db", health_interval_s=3600)
@@ -36,11 +36,11 @@ def running_box(mosquitto, tmp_path):
     box.close(drain_timeout_s=5)
 
 
-def operator(url: str, acks: queue.Queue) -> paho.Client:
-    host, port = url.removeprefix("mqtt://").split(":")
-    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+def operator(mosquitto, acks: queue.Queue) -> paho.Client:
+    """An operator's login: writes the boxes' config, reads their acks."""
+    client = mosquitto.client("ops-remote-test", "operator")
     client.on_message = lambda c, u, m: acks.put(ConfigAck.decode(m.payload))
-    client.connect(host, int(port))
+    client.connect(mosquitto.host, mosquitto.port)
     client.subscribe("city/campus/campus-01/config/ack", qos=1)
     client.loop_start()
     return client
@@ -48,7 +48,7 @@ def operator(url: str, acks: queue.Queue) -> paho.Client:
 
 def test_valid_config_applies_live_and_invalid_changes_nothing(running_box, mosquitto):
     acks: queue.Queue = queue.Queue()
-    client = operator(mosquitto.url, acks)
+    client = operator(mosquitto, acks)
     topic = "city/campus/campus-01/config"
     original_hash = running_box.config_hash
 

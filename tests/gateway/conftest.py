@@ -23,10 +23,20 @@ from gateway.store.writer import InfluxWriter
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def gateway_config(influx_url: str, db: str, evidence_dir: Path, **changes) -> GatewayConfig:
-    raw = {"influx": {"url": influx_url, "db": db}, "evidence_dir": str(evidence_dir),
+def gateway_config(influx_url: str, db: str, evidence_dir: Path, *, influx_login: dict | None = None,
+                   **changes) -> GatewayConfig:
+    """A gateway config on this InfluxDB; ``influx_login`` is its ``[influx]`` login (``username``,
+    ``password_file``), as ``influx_login(server)`` gives it."""
+    raw = {"influx": {"url": influx_url, "db": db, **(influx_login or {})}, "evidence_dir": str(evidence_dir),
            "retry": {"initial_s": 0.05, "max_s": 0.2}, **changes}
     return GatewayConfig.model_validate(raw)
+
+
+def influx_login(server) -> dict:
+    """The ``[influx]`` login fields of a devstack InfluxDB (none for an insecure one)."""
+    if server.username is None:
+        return {}
+    return {"username": server.username, "password_file": str(server.password_file)}
 
 
 class IngestWithWriter(Ingest):
@@ -47,8 +57,9 @@ def make_ingest(influxdb, influx_db_name, tmp_path) -> Iterator[Callable[..., In
     clients: list[InfluxClient] = []
 
     def make(**changes) -> Ingest:
-        config = gateway_config(influxdb.url, influx_db_name, tmp_path / "evidence", **changes)
-        client = InfluxClient(influxdb.url, influx_db_name, precision=PRECISION)
+        config = gateway_config(influxdb.url, influx_db_name, tmp_path / "evidence", influx_login=influx_login(influxdb),
+                                **changes)
+        client = InfluxClient(influxdb.url, influx_db_name, precision=PRECISION, **influxdb.client_login())
         clients.append(client)
         client.create_database()
         ingest = IngestWithWriter(config, client)
@@ -62,7 +73,7 @@ def make_ingest(influxdb, influx_db_name, tmp_path) -> Iterator[Callable[..., In
 
 @pytest.fixture
 def influx(influxdb, influx_db_name) -> Iterator[InfluxClient]:
-    with InfluxClient(influxdb.url, influx_db_name, precision=PRECISION) as client:
+    with InfluxClient(influxdb.url, influx_db_name, precision=PRECISION, **influxdb.client_login()) as client:
         yield client
 
 
@@ -83,17 +94,21 @@ def wait() -> Callable:
 
 
 class GatewayProcess:
-    """`gateway run` as a child process, with its log in a file."""
+    """`gateway run` as a child process, with its log in a file.
+
+    ``mqtt_login`` and ``influx_login`` are the lines of its ``[mqtt]`` and ``[influx]`` tables that log in
+    (they name password files); ``config_text`` must not hold those tables itself."""
 
     def __init__(self, mqtt_url: str, influx_url: str, db: str, workdir: Path, client_id: str,
-                 config_text: str = "") -> None:
+                 config_text: str = "", mqtt_login: str = "", influx_login: str = "") -> None:
         self.log_path = workdir / f"{client_id}.log"
         self.config_path = workdir / f"{client_id}.toml"
         # Each test's gateways form their own share group: the persistent sessions of earlier
         # tests' gateways would otherwise be handed a share of this test's messages.
         group = re.sub(r"[^a-z0-9_-]", "-", f"g{db}".lower())[:60]
         retry = "" if "[retry]" in config_text else "\n[retry]\ninitial_s = 0.1\nmax_s = 0.5\n"
-        self.config_path.write_text(f"{config_text}{retry}\n[mqtt]\nshare_group = \"{group}\"\n")
+        self.config_path.write_text(f"{config_text}{retry}\n[mqtt]\nshare_group = \"{group}\"\n{mqtt_login}"
+                                    f"\n[influx]\n{influx_login}")
         self.args = [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config_path),
                      "--mqtt", mqtt_url, "--influx", influx_url, "--db", db,
                      "--evidence-dir", str(workdir / "evidence"), "--client-id", client_id]
@@ -126,14 +141,25 @@ class GatewayProcess:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
 
+def login_lines(table: dict) -> str:
+    return "".join(f"{key} = \"{value}\"\n" for key, value in table.items())
+
+
 @pytest.fixture
 def gateway_process(mosquitto, influxdb, influx_db_name, tmp_path) -> Iterator[Callable[..., GatewayProcess]]:
+    """``start(config_text, client_id, mqtt_url, influx_url, influx_server)``: a `gateway run` logging in with a
+    gateway account named ``client_id`` (provisioned on the session's deployment) and InfluxDB's admin login
+    (of ``influx_server`` when the test runs its own InfluxDB)."""
     started: list[GatewayProcess] = []
 
     def start(config_text: str = "", client_id: str | None = None, mqtt_url: str | None = None,
-              influx_url: str | None = None) -> GatewayProcess:
-        process = GatewayProcess(mqtt_url or mosquitto.url, influx_url or influxdb.url, influx_db_name, tmp_path,
-                                 client_id or f"gw-{influx_db_name}", config_text)
+              influx_url: str | None = None, influx_server=None) -> GatewayProcess:
+        client_id = client_id or f"gw-{influx_db_name}"
+        login = mosquitto.login(client_id, "gateway")
+        server = influx_server or influxdb
+        process = GatewayProcess(mqtt_url or mosquitto.url, influx_url or server.url, influx_db_name, tmp_path,
+                                 client_id, config_text, mqtt_login=login.toml(mqtt_url or mosquitto.url),
+                                 influx_login=login_lines(influx_login(server)))
         started.append(process)
         return process.start()
 
@@ -152,17 +178,13 @@ def cli() -> Callable[..., subprocess.CompletedProcess]:
     return run_cli
 
 
-def publish_all(url: str, messages: list[tuple[str, bytes]], client_id: str | None = None,
+def publish_all(broker, messages: list[tuple[str, bytes]], client_id: str | None = None,
                 pause_s: float = 0.0) -> None:
-    """Publish with QoS 1 and wait until the broker has every message."""
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    host, port = url.removeprefix("mqtt://").split(":")
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"publisher-{uuid.uuid4().hex[:8]}",
-                         protocol=paho.MQTTv5)
+    """Publish with QoS 1 as a test-harness login of ``broker`` (a devstack Mosquitto) and wait until the broker
+    has every message."""
+    client = broker.client(client_id or f"publisher-{uuid.uuid4().hex[:8]}")
     client.max_inflight_messages_set(100)
-    client.connect(host, int(port))
+    client.connect(broker.host, broker.port)
     client.loop_start()
     try:
         infos = []
@@ -179,6 +201,7 @@ def publish_all(url: str, messages: list[tuple[str, bytes]], client_id: str | No
 
 @pytest.fixture
 def publish(mosquitto) -> Callable[..., None]:
-    def publish(messages, url: str | None = None, **kwargs) -> None:
-        publish_all(url or mosquitto.url, messages, **kwargs)
+    """``publish(messages, broker=None, client_id=None, pause_s=0)``: on the session's broker or ``broker``."""
+    def publish(messages, broker=None, **kwargs) -> None:
+        publish_all(broker or mosquitto, messages, **kwargs)
     return publish

@@ -23,10 +23,10 @@ def detection(n: int, **changes) -> tuple[str, bytes]:
     return str(Topic("old-town", "box-1", Kind.DETECTION)), det.encode()
 
 
-def test_claim_close_and_a_new_lead_after_the_close(gateway_process, publish, influx, wait, cli, influxdb,
+def test_claim_close_and_a_new_lead_after_the_close(gateway_process, publish, influx, wait, cli, influx_flags,
                                                     influx_db_name, tmp_path):
     gateway_process()
-    db = ["--influx", influxdb.url, "--db", influx_db_name]
+    db = influx_flags(influx_db_name)
     sha = hashlib.sha256(JPEG).hexdigest()
     publish([detection(1, evidence_sha256=sha, score=0.9), (str(Topic("old-town", "box-1", Kind.EVIDENCE, "cw-1")),
                                                              JPEG), detection(2)])

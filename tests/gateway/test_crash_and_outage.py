@@ -118,7 +118,8 @@ def test_written_but_unacknowledged_messages_come_back_and_change_nothing(make_i
     subscriptions = [shared_subscription(influx_db_name, Kind.DETECTION)]
 
     def connect(ingest) -> GatewayLink:
-        link = GatewayLink(mosquitto.url, client_id, subscriptions, ingest.offer)
+        link = GatewayLink(mosquitto.url, client_id, subscriptions, ingest.offer,
+                           credentials=mosquitto.account(client_id, "gateway").credentials())
         link.start()
         assert link.wait_connected(10)
         time.sleep(0.3)
@@ -148,9 +149,9 @@ def test_influxdb_away_for_a_while_loses_nothing(tmp_path, gateway_process, publ
     with InfluxDB(tmp_path / "own-influxdb") as own:
         from gateway.store.influx import InfluxClient
 
-        gateway = gateway_process(influx_url=own.url, client_id=f"gw-outage-{tmp_path.name}"[:60])
+        gateway = gateway_process(influx_server=own, client_id=f"gw-outage-{tmp_path.name}"[:60])
         db = gateway.args[gateway.args.index("--db") + 1]
-        with InfluxClient(own.url, db, precision="ns") as influx:
+        with InfluxClient(own.url, db, precision="ns", **own.client_login()) as influx:
             publish(stream(range(1)))
             wait(lambda: len(ledger_ids(influx)) >= INCIDENTS)
             own.stop()

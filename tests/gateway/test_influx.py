@@ -60,14 +60,14 @@ def select_all(client: InfluxClient, measurement: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def client(influxdb: InfluxDB, influx_db_name: str) -> Iterator[InfluxClient]:
-    with InfluxClient(influxdb.url, influx_db_name) as influx:
+    with InfluxClient(influxdb.url, influx_db_name, **influxdb.client_login()) as influx:
         influx.create_database()
         yield influx
 
 
 @pytest.mark.integration
 def test_ping_and_create_database_twice(influxdb: InfluxDB, influx_db_name: str) -> None:
-    with InfluxClient(influxdb.url, influx_db_name) as client:
+    with InfluxClient(influxdb.url, influx_db_name, **influxdb.client_login()) as client:
         assert client.ping()
         client.create_database()
         client.create_database()
@@ -195,7 +195,7 @@ def test_query_errors_are_rejections(client: InfluxClient) -> None:
 
 @pytest.mark.integration
 def test_writing_to_a_missing_database_is_rejected(influxdb: InfluxDB, influx_db_name: str) -> None:
-    with InfluxClient(influxdb.url, influx_db_name) as client:
+    with InfluxClient(influxdb.url, influx_db_name, **influxdb.client_login()) as client:
         with pytest.raises(InfluxRejected) as raised:
             client.write([Point("m", {}, {"v": 1.0}, T0)])
     assert raised.value.status == 404
@@ -204,7 +204,7 @@ def test_writing_to_a_missing_database_is_rejected(influxdb: InfluxDB, influx_db
 
 @pytest.mark.integration
 def test_empty_write_sends_nothing(influxdb: InfluxDB, influx_db_name: str) -> None:
-    with InfluxClient(influxdb.url, influx_db_name) as client:
+    with InfluxClient(influxdb.url, influx_db_name, **influxdb.client_login()) as client:
         client.write([])  # the database does not exist, so a request would fail
 
 
@@ -217,7 +217,7 @@ def own_influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]
 
 @pytest.mark.integration
 def test_stopped_server_is_unavailable_and_restart_keeps_data(own_influxdb: InfluxDB) -> None:
-    with InfluxClient(own_influxdb.url, "kept", timeout=2.0) as client:
+    with InfluxClient(own_influxdb.url, "kept", timeout=2.0, **own_influxdb.client_login()) as client:
         client.create_database()
         client.write([Point("m", {"k": "v"}, {"x": 1.5}, T0)])
 
@@ -240,7 +240,7 @@ def test_stopped_server_is_unavailable_and_restart_keeps_data(own_influxdb: Infl
 
 @pytest.fixture(scope="module")
 def round_trip_client(influxdb: InfluxDB) -> Iterator[InfluxClient]:
-    with InfluxClient(influxdb.url, f"roundtrip_{uuid.uuid4().hex[:8]}") as influx:
+    with InfluxClient(influxdb.url, f"roundtrip_{uuid.uuid4().hex[:8]}", **influxdb.client_login()) as influx:
         influx.create_database()
         yield influx
 

@@ -6,9 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from contract import Detection, Kind, Topic
 from gateway.store.influx import InfluxClient
@@ -25,10 +23,9 @@ def detection(n: int, **changes) -> bytes:
     return Detection(**{**BASE, "id": f"it-{n}", "seq": n, "ts": T0 + n * 1000, **changes}).encode()
 
 
-def publish_all(url: str, messages: list[tuple[str, bytes]]) -> None:
-    host, port = url.removeprefix("mqtt://").split(":")
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="test-publisher", protocol=paho.MQTTv5)
-    client.connect(host, int(port))
+def publish_all(broker, messages: list[tuple[str, bytes]]) -> None:
+    client = broker.client("test-publisher")
+    client.connect(broker.host, broker.port)
     client.loop_start()
     infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
     for info in infos:
@@ -54,12 +51,16 @@ def wait_for(predicate, timeout_s: float = 30.0):
 
 @pytest.fixture
 def gateway_process(mosquitto, influxdb, influx_db_name, tmp_path):
+    client_id = f"gw-{influx_db_name}"
+    config = tmp_path / "gateway.toml"
+    config.write_text("[mqtt]\n" + mosquitto.login(client_id, "gateway").toml(mosquitto.url) +
+                      "[influx]\n" + influxdb.influx_table())
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "run", "--mqtt", mosquitto.url, "--influx", influxdb.url,
-         "--db", influx_db_name, "--evidence-dir", str(tmp_path / "evidence"), "--client-id",
-         f"gw-{influx_db_name}"],
+        [sys.executable, "-m", "gateway.cli", "run", "--config", str(config), "--mqtt", mosquitto.url,
+         "--influx", influxdb.url, "--db", influx_db_name, "--evidence-dir", str(tmp_path / "evidence"),
+         "--client-id", client_id],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    with InfluxClient(influxdb.url, influx_db_name, precision="ns") as client:
+    with InfluxClient(influxdb.url, influx_db_name, precision="ns", **influxdb.client_login()) as client:
         wait_for(lambda: process.poll() is not None or any(
             r.get("name") == influx_db_name for r in client.query("SHOW DATABASES")))
     time.sleep(1.0)  # let the subscription settle before publishing
@@ -72,7 +73,7 @@ def gateway_process(mosquitto, influxdb, influx_db_name, tmp_path):
 
 
 def test_detections_become_one_lead_and_garbage_is_dead_lettered(gateway_process, mosquitto, influxdb,
-                                                                 influx_db_name):
+                                                                 influx_db_name, influx_flags):
     topic = str(Topic("old-town", "box-1", Kind.DETECTION))
     other = str(Topic("old-town", "box-2", Kind.DETECTION))
     messages = [
@@ -85,8 +86,8 @@ def test_detections_become_one_lead_and_garbage_is_dead_lettered(gateway_process
         (topic, detection(5, score=0.5)[:-1] + b',"extra":1}'),
         ("city/old-town/box-1/status", b"maybe"),
     ]
-    publish_all(mosquitto.url, messages)
-    with InfluxClient(influxdb.url, influx_db_name, precision="ns") as client:
+    publish_all(mosquitto, messages)
+    with InfluxClient(influxdb.url, influx_db_name, precision="ns", **influxdb.client_login()) as client:
         rejected = wait_for(lambda: len(client.query('SELECT * FROM "rejected"')) >= 3 and
                             client.query('SELECT * FROM "rejected"'))
         leads = wait_for(lambda: (rows := client.query('SELECT * FROM "lead" GROUP BY *')) and
@@ -103,9 +104,9 @@ def test_detections_become_one_lead_and_garbage_is_dead_lettered(gateway_process
     assert {r["rule"] for r in ledger} == {"opened", "same_zone", "distance"}
     assert detections[0]["count"] == 4
 
-    listed = gateway_cli("leads", "list", "--influx", influxdb.url, "--db", influx_db_name, "--json")
+    listed = gateway_cli("leads", "list", *influx_flags(influx_db_name), "--json")
     assert listed.returncode == 0, listed.stderr
     [row] = json.loads(listed.stdout)
     assert row["lead_id"] == lead["lead_id"] and row["detections"] == 4 and row["boxes"] == ["box-1", "box-2"]
-    table = gateway_cli("leads", "list", "--influx", influxdb.url, "--db", influx_db_name)
+    table = gateway_cli("leads", "list", *influx_flags(influx_db_name))
     assert lead["lead_id"] in table.stdout and "1 lead(s)" in table.stdout

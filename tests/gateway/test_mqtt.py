@@ -5,20 +5,16 @@ The link's tests run over both receive paths: the fast one (``gateway.transport.
 
 from __future__ import annotations
 
+import functools
 import socket
-import subprocess
 import threading
 import time
 import uuid
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from common.broker import Credentials
-from devstack.services import Mosquitto, TlsListener
 from gateway.transport import fastread
 from gateway.transport.fastread import FastClient, _BufferedSocket
 from gateway.transport.incoming import READ_BURST, Incoming
@@ -121,9 +117,9 @@ def test_packets_held_in_the_buffer_do_not_wait_for_the_socket(mosquitto):
     """More packets than one read burst, all in one chunk: the loop must not sleep in select with some left."""
     prefix = f"city/mq-{uuid.uuid4().hex[:8]}"
     received: list[str] = []
-    client = FastClient(lambda messages: received.extend(m.topic for m in messages),
-                        callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"burst-{uuid.uuid4().hex[:8]}",
-                        protocol=paho.MQTTv5, manual_ack=True)
+    client = mosquitto.client(f"burst-{uuid.uuid4().hex[:8]}", manual_ack=True,
+                              factory=functools.partial(FastClient, lambda messages: received.extend(
+                                  m.topic for m in messages)))
     properties = Properties(PacketTypes.CONNECT)
     properties.ReceiveMaximum = 2000   # none of them is acknowledged
     client.connect(mosquitto.host, mosquitto.port, properties=properties)
@@ -196,37 +192,29 @@ def test_unacknowledged_messages_come_back(mosquitto, fast):
 
 
 @pytest.mark.integration
-def test_a_burst_arrives_whole_over_tls(tmp_path, fast):
+def test_a_burst_arrives_whole_over_tls(mosquitto, fast):
     """Over TLS the buffer sits above the TLS socket, whose own pending bytes count too."""
-    ca_key, ca = tmp_path / "ca.key", tmp_path / "ca.pem"
-    key, csr, cert = tmp_path / "broker.key", tmp_path / "broker.csr", tmp_path / "broker.pem"
-    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    for args in (["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=city-ca",
-                  "-keyout", ca_key, "-out", ca],
-                 ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=broker", "-keyout", key, "-out", csr],
-                 ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
-                  "-extfile", tmp_path / "san.ext", "-out", cert]):
-        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
-    with Mosquitto(tmp_path / "mosquitto", tls=TlsListener(ca, cert, key, require_client_cert=False)) as broker:
-        prefix = f"city/mq-{uuid.uuid4().hex[:8]}"
-        state, done = Received(), threading.Event()
+    assert mosquitto.url.startswith("mqtts://")
+    prefix = f"city/mq-{uuid.uuid4().hex[:8]}"
+    state, done = Received(), threading.Event()
 
-        def on_messages(messages: list[Incoming]) -> None:
-            state.received.extend(messages)
-            if len(state.received) == 1500:
-                done.set()
+    def on_messages(messages: list[Incoming]) -> None:
+        state.received.extend(messages)
+        if len(state.received) == 1500:
+            done.set()
 
-        link = GatewayLink(broker.tls_url, "tls-gateway", [f"{prefix}/+/detection"], on_messages,
-                           credentials=Credentials(ca_file=str(ca)), receive_maximum=2000, fast=fast)
-        link.start()
-        try:
-            assert link.wait_connected(10)
-            time.sleep(0.3)
-            publish([(f"{prefix}/box-1/detection", f"m{n}".encode() * 20) for n in range(1500)], broker)
-            assert done.wait(20), f"{len(state.received)} of 1500 arrived"
-            assert [m.payload for m in state.received] == [f"m{n}".encode() * 20 for n in range(1500)]
-        finally:
-            link.stop()
+    client_id = f"tls-gateway-{uuid.uuid4().hex[:8]}"
+    link = GatewayLink(mosquitto.url, client_id, [f"{prefix}/+/detection"], on_messages,
+                       credentials=mosquitto.account(client_id).credentials(), receive_maximum=2000, fast=fast)
+    link.start()
+    try:
+        assert link.wait_connected(10)
+        time.sleep(0.3)
+        publish([(f"{prefix}/box-1/detection", f"m{n}".encode() * 20) for n in range(1500)], mosquitto)
+        assert done.wait(20), f"{len(state.received)} of 1500 arrived"
+        assert [m.payload for m in state.received] == [f"m{n}".encode() * 20 for n in range(1500)]
+    finally:
+        link.stop()
 
 
 class Received:
@@ -244,7 +232,7 @@ def start_link(mosquitto, client_id: str, prefix: str, want: int, fast: bool) ->
             done.set()
 
     state.link = GatewayLink(mosquitto.url, client_id, [f"{prefix}/+/detection"], on_messages, receive_maximum=2000,
-                             fast=fast)
+                             credentials=mosquitto.account(client_id).credentials(), fast=fast)
     assert state.link.fast is fast
     state.link.start()
     assert state.link.wait_connected(10)
@@ -253,7 +241,7 @@ def start_link(mosquitto, client_id: str, prefix: str, want: int, fast: bool) ->
 
 
 def publish(messages: list[tuple[str, bytes]], mosquitto, with_properties: set[int] = frozenset()) -> None:
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}", protocol=paho.MQTTv5)
+    client = mosquitto.client(f"pub-{uuid.uuid4().hex[:8]}")
     client.max_inflight_messages_set(200)
     client.connect(mosquitto.host, mosquitto.port)
     client.loop_start()

@@ -58,11 +58,11 @@ def test_the_preview_counts_leads_under_both_settings(make_ingest, influx):
     assert (dumping_harbour.leads_now, dumping_harbour.leads_then) == (0, 1)
 
 
-def test_the_preview_command(make_ingest, influxdb, influx_db_name, cli, tmp_path):
+def test_the_preview_command(make_ingest, influx_flags, influx_db_name, cli, tmp_path):
     stored_city(make_ingest)
     candidate = tmp_path / "candidate.toml"
     candidate.write_text("[dedupe.categories.illegal_dumping]\nmin_detections = 1\n")
-    db = ["--influx", influxdb.url, "--db", influx_db_name]
+    db = influx_flags(influx_db_name)
     shown = cli("preview", *db, "--with", str(candidate), "--hours", "2", "--json")
     assert shown.returncode == 0, shown.stderr
     rows = json.loads(shown.stdout)

@@ -41,7 +41,7 @@ def store(request) -> Iterator[LeadStore]:
         yield MemoryStore()
         return
     server, db = request.getfixturevalue("influxdb"), request.getfixturevalue("influx_db_name")
-    with InfluxStore(InfluxClient(server.url, db, precision=PRECISION)) as influx:
+    with InfluxStore(InfluxClient(server.url, db, precision=PRECISION, **server.client_login())) as influx:
         influx.create_database()
         yield influx
 

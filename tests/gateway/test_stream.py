@@ -29,7 +29,7 @@ def encoded(line: dict) -> bytes:
 
 
 def test_one_lead_per_incident_with_its_detections_and_none_from_flickers(gateway_process, publish, influx, wait,
-                                                                          cli, influxdb, influx_db_name):
+                                                                          cli, influx_flags, influx_db_name):
     gateway_process()
     lines = replayable_stream()
     publish([(line["topic"], encoded(line)) for line in lines])
@@ -59,7 +59,7 @@ def test_one_lead_per_incident_with_its_detections_and_none_from_flickers(gatewa
         assert not any(flicker in members[lead_id] for lead_id in leads)
     assert influx.query('SELECT count("id") FROM "detection"')[0]["count"] == len(distinct)
 
-    listed = cli("boxes", "--influx", influxdb.url, "--db", influx_db_name, "--json")
+    listed = cli("boxes", *influx_flags(influx_db_name), "--json")
     assert listed.returncode == 0, listed.stderr
     boxes = {box["box"]: box for box in json.loads(listed.stdout)}
     assert boxes["box-4"]["open_gaps"] == 1 and boxes["box-4"]["missing"] == 1
@@ -67,6 +67,6 @@ def test_one_lead_per_incident_with_its_detections_and_none_from_flickers(gatewa
     assert all(boxes[b]["open_gaps"] == 0 for b in ("box-1", "box-2", "box-3"))
     assert boxes["box-3"]["last_seq"] == max(line["payload"]["seq"] for line in lines
                                              if isinstance(line["payload"], dict) and line["payload"]["box"] == "box-3")
-    table = cli("boxes", "--influx", influxdb.url, "--db", influx_db_name)
+    table = cli("boxes", *influx_flags(influx_db_name))
     [row] = [line for line in table.stdout.splitlines() if line.startswith("box-4 ")]
     assert row.split()[1:3] == ["harbour", "?"] and row.split()[-6:-4] == ["1", "1"]   # gaps, missing

@@ -73,15 +73,14 @@ class HookReceiver:
 class DeskProcess:
     """`gateway web` as a child process, its users added through `gateway users add`."""
 
-    def __init__(self, workdir: Path, influx_url: str, db: str, hook_url: str, extra: str = "") -> None:
+    def __init__(self, workdir: Path, influx_table: str, db: str, hook_url: str, extra: str = "") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = workdir / "desk.toml"
         self.config.write_text(f"""
 evidence_dir = "{workdir / 'evidence'}"
 [influx]
-url = "{influx_url}"
-db = "{db}"
+{influx_table}db = "{db}"
 [[districts]]
 name = "campus"
 polygon = [[51.2420, -0.5915], [51.2440, -0.5915], [51.2440, -0.5870], [51.2420, -0.5870]]
@@ -232,7 +231,7 @@ def hooks() -> Iterator[HookReceiver]:
 
 @pytest.fixture
 def desk(influxdb, influx_db_name, tmp_path, hooks) -> Iterator[DeskProcess]:
-    process = DeskProcess(tmp_path, influxdb.url, influx_db_name, hooks.url)
+    process = DeskProcess(tmp_path, influxdb.influx_table(), influx_db_name, hooks.url)
     process.add_users(CAMPUS_USERS)
     yield process.start()
     process.stop()
@@ -258,7 +257,10 @@ def verify(headers: dict, body: bytes) -> bool:
 def test_a_box_replay_lead_dispatched_attended_resolved_and_closed_in_the_browser(
         gateway_process, mosquitto, influx, desk, browser, hooks, tmp_path):
     gateway_process("status_refresh_s = 0.2\n")
+    box_mqtt = tmp_path / "campus-01.mqtt.toml"     # the demo box's login, as provisioning writes it
+    box_mqtt.write_text("[mqtt]\n" + mosquitto.login("campus-01", "box", district="campus").toml(mosquitto.url))
     box = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--config", str(DEMO_BOX), "--mqtt", mosquitto.url,
+                          "--mqtt-config", str(box_mqtt),
                           "--spool", str(tmp_path / "spool.db"), "--fast"], capture_output=True, text=True,
                          cwd=ROOT, timeout=300)
     assert box.returncode == 0, box.stderr[-2000:]

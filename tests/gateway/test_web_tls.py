@@ -25,7 +25,7 @@ def test_the_desk_serves_https_from_the_certificate_in_its_config(influxdb, infl
     ca = ssl.create_default_context(cafile=str(ca_file))
     port = free_port()
     config = tmp_path / "desk.toml"
-    config.write_text(f'evidence_dir = "{tmp_path / "evidence"}"\n[influx]\nurl = "{influxdb.url}"\n'
+    config.write_text(f'evidence_dir = "{tmp_path / "evidence"}"\n[influx]\n{influxdb.influx_table()}'
                       f'db = "{influx_db_name}"\n[desk]\naccounts = "{tmp_path / "desk.sqlite3"}"\n'
                       f'listen = "127.0.0.1:{port}"\ntls_cert = "{cert}"\ntls_key = "{key}"\n')
     added = subprocess.run([sys.executable, "-m", "gateway.cli", "users", "add", "sam", "--role", "supervisor",

@@ -12,7 +12,7 @@ from gateway.store.lineprotocol import Point
 from gateway.store.schema import PRECISION
 from gateway.store.writer import WriterProcess
 
-from .conftest import gateway_config, wait_for
+from .conftest import gateway_config, influx_login, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,18 +33,19 @@ class Acks:
             self.messages.extend(messages)
 
 
-def start_writer(url: str, db: str, tmp_path, acks: Acks, stats: Counter, **changes) -> WriterProcess:
-    config = gateway_config(url, db, tmp_path / "evidence", batch_size=3, write_max_messages=9, **changes)
+def start_writer(server, db: str, tmp_path, acks: Acks, stats: Counter, **changes) -> WriterProcess:
+    config = gateway_config(server.url, db, tmp_path / "evidence", influx_login=influx_login(server), batch_size=3,
+                            write_max_messages=9, **changes)
     writer = WriterProcess(config, acks, stats)
     writer.start()
     return writer
 
 
 def test_batches_are_stored_then_reported_in_order(influxdb, influx_db_name, tmp_path):
-    with InfluxClient(influxdb.url, influx_db_name, precision=PRECISION) as client:
+    with InfluxClient(influxdb.url, influx_db_name, precision=PRECISION, **influxdb.client_login()) as client:
         client.create_database()
         acks, stats = Acks(), Counter()
-        writer = start_writer(influxdb.url, influx_db_name, tmp_path, acks, stats)
+        writer = start_writer(influxdb, influx_db_name, tmp_path, acks, stats)
         stop = threading.Event()
         try:
             for batch in range(10):
@@ -59,10 +60,11 @@ def test_batches_are_stored_then_reported_in_order(influxdb, influx_db_name, tmp
 
 
 def test_influxdb_away_holds_the_reports_and_nothing_is_lost(tmp_path, influx_db_name):
-    with InfluxDB(tmp_path / "own-influxdb") as own, InfluxClient(own.url, influx_db_name, precision=PRECISION) as client:
+    with InfluxDB(tmp_path / "own-influxdb") as own, \
+            InfluxClient(own.url, influx_db_name, precision=PRECISION, **own.client_login()) as client:
         client.create_database()
         acks, stats = Acks(), Counter()
-        writer = start_writer(own.url, influx_db_name, tmp_path, acks, stats,
+        writer = start_writer(own, influx_db_name, tmp_path, acks, stats,
                               retry={"initial_s": 0.05, "max_s": 0.2})
         stop = threading.Event()
         try:
@@ -80,7 +82,7 @@ def test_influxdb_away_holds_the_reports_and_nothing_is_lost(tmp_path, influx_db
 def test_stopping_while_influxdb_is_away_gives_up_after_the_grace_time(tmp_path, influx_db_name):
     with InfluxDB(tmp_path / "own-influxdb") as own:
         acks, stats = Acks(), Counter()
-        writer = start_writer(own.url, influx_db_name, tmp_path, acks, stats, retry={"initial_s": 0.05, "max_s": 0.2})
+        writer = start_writer(own, influx_db_name, tmp_path, acks, stats, retry={"initial_s": 0.05, "max_s": 0.2})
         own.stop()
         assert writer.put(points(1, 3), ["a", "b", "c"], threading.Event())
         started = time.monotonic()
@@ -91,7 +93,7 @@ def test_stopping_while_influxdb_is_away_gives_up_after_the_grace_time(tmp_path,
 
 def test_a_writer_that_died_refuses_batches(influxdb, influx_db_name, tmp_path):
     acks, stats = Acks(), Counter()
-    writer = start_writer(influxdb.url, influx_db_name, tmp_path, acks, stats)
+    writer = start_writer(influxdb, influx_db_name, tmp_path, acks, stats)
     try:
         writer._process.kill()
         wait_for(lambda: not writer.alive, 10, 0.05)

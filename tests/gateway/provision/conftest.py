@@ -12,8 +12,8 @@ import pytest
 
 from common.broker import BrokerAddress, BrokerSettings
 from common.mqtt import build_client
-from devstack.secured import SecuredMosquitto
-from devstack.services import _free_ports
+from devstack.deployment import DevDeployment
+from devstack.services import Mosquitto, _free_ports
 from gateway.provision.accounts import Deployment
 
 
@@ -34,7 +34,9 @@ def deployment(tmp_path_factory) -> Deployment:
 
 @pytest.fixture(scope="module")
 def secured(deployment, tmp_path_factory):
-    with SecuredMosquitto(tmp_path_factory.mktemp("secured-mosquitto"), deployment.folder) as broker:
+    """The devstack broker on this module's deployment, on the ports its accounts' mqtt.toml name."""
+    with Mosquitto(tmp_path_factory.mktemp("secured-mosquitto"), deployment=DevDeployment(deployment.folder),
+                   port=deployment.place.port, cert_port=deployment.place.cert_port) as broker:
         yield broker
 
 

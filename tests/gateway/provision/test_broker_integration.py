@@ -178,3 +178,28 @@ def test_the_gateway_ingests_with_its_provisioned_login(deployment, secured, tmp
 
 def test_the_broker_log_holds_no_password_or_key(deployment, secured):
     assert_no_secrets(deployment, secured.log_file.read_text(), secured.console_log.read_text())
+
+
+def test_the_gateway_sends_confirmations_and_resend_requests_that_only_their_box_reads(deployment, secured):
+    box_a = probe(mqtt_settings(deployment, "box-a"), "box-a")
+    assert connected(box_a)
+    box_a.client.subscribe([("city/campus/box-a/confirm", 1), ("city/campus/box-a/resend", 1),
+                            ("city/market/box-c/confirm", 1)])
+    box_a.subacks.get(timeout=5)
+    gateway = probe(mqtt_settings(deployment, "gw-1"), "gw-1")
+    assert connected(gateway)
+    for topic in ("city/campus/box-a/confirm", "city/campus/box-a/resend", "city/market/box-c/confirm"):
+        gateway.client.publish(topic, b"from the gateway", qos=1)
+        gateway.pubacks.get(timeout=5)
+    box_c = probe(mqtt_settings(deployment, "box-c"), "box-c")     # a box cannot confirm for another
+    assert connected(box_c)
+    box_c.client.publish("city/campus/box-a/confirm", b"forged", qos=1)
+    box_c.pubacks.get(timeout=5)
+    received = []
+    with pytest.raises(queue.Empty):
+        while True:
+            received.append(box_a.messages.get(timeout=1))
+    assert sorted(received) == [("city/campus/box-a/confirm", b"from the gateway"),
+                                ("city/campus/box-a/resend", b"from the gateway")]
+    for p in (box_a, gateway, box_c):
+        p.close()
