@@ -86,14 +86,14 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=100)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, InfluxDB(Path(tmp) / "influxdb") as server:
-        client = InfluxClient(server.url, DB, precision=PRECISION)
+        client = InfluxClient(server.url, DB, precision=PRECISION, **server.client_login())
         client.create_database()
         points = lead_points(args.leads, int(time.time() * 1000))
         for start in range(0, len(points), 5000):
             client.write(points[start:start + 5000])
         config_path = Path(tmp) / "desk.toml"
-        config_path.write_text(f'evidence_dir = "{Path(tmp) / "evidence"}"\n[influx]\nurl = "{server.url}"\n'
-                               f'db = "{DB}"\n[desk]\naccounts = "{Path(tmp) / "desk.sqlite3"}"\n'
+        config_path.write_text(f'evidence_dir = "{Path(tmp) / "evidence"}"\n[influx]\n{server.influx_table(DB)}'
+                               f'[desk]\naccounts = "{Path(tmp) / "desk.sqlite3"}"\n'
                                # Clocks long enough that none runs over, so the desk's clock runs as in
                                # service, without a one-off burst of escalations.
                                '[desk.sla]\ndispatch_min = 20000\non_scene_min = 20000\nresolve_min = 20000\n')

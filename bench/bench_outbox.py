@@ -27,12 +27,11 @@ import time
 import uuid
 from pathlib import Path
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common.broker import BrokerAddress  # noqa: E402
 from contract import Detection, Kind, Topic  # noqa: E402
 from devstack.services import InfluxDB, Mosquitto  # noqa: E402
 from edge.outbox import Outbox  # noqa: E402
@@ -49,14 +48,15 @@ def detection(box: str, seq: int) -> bytes:
                      lon=16.37, model="nanodet-g-416", config="abcdef12").encode()
 
 
-def bare_paho(url: str, count: int) -> float:
-    host, port = url.removeprefix("mqtt://").split(":")
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bare", protocol=paho.MQTTv5)
+def bare_paho(broker: Mosquitto, count: int) -> float:
+    """A bare paho client on TLS with a login of its own, like the box's outbox."""
+    client = broker.client("bench-bare")
     client.max_inflight_messages_set(100)
     client.max_queued_messages_set(0)
     acked = threading.Semaphore(0)
     client.on_publish = lambda *args: acked.release()
-    client.connect(host, int(port))
+    address = BrokerAddress.parse(broker.url)
+    client.connect(address.host, address.port)
     client.loop_start()
     payload = detection("bare", 1)
     started = time.perf_counter()
@@ -70,9 +70,10 @@ def bare_paho(url: str, count: int) -> float:
     return count / elapsed
 
 
-def through_spool(url: str, count: int, spool: Path, box: str, *, confirmed: bool) -> float:
+def through_spool(broker: Mosquitto, count: int, spool: Path, box: str, *, confirmed: bool) -> float:
     policy = DeliveryPolicy(confirm_timeout_s=600.0 if confirmed else 0.0)
-    outbox = Outbox(spool, url, DISTRICT, box, window=100, policy=policy)
+    login = broker.account(box, "box", district=DISTRICT)
+    outbox = Outbox(spool, login.url, DISTRICT, box, credentials=login.credentials(), window=100, policy=policy)
     outbox.start()
     outbox.link.wait_connected(10)
     topic = Topic(DISTRICT, box, Kind.DETECTION)
@@ -91,11 +92,13 @@ def through_spool(url: str, count: int, spool: Path, box: str, *, confirmed: boo
 
 def start_gateway(broker: Mosquitto, influx: InfluxDB, workdir: Path) -> subprocess.Popen:
     config = workdir / "gateway.toml"
-    config.write_text('[mqtt]\nshare_group = "bench-outbox"\n')
+    login = broker.login("bench-outbox", "gateway")
+    config.write_text(f'[mqtt]\nshare_group = "bench-outbox"\n{login.toml(broker.url)}'
+                      f'[influx]\n{influx.influx_table("bench_outbox")}')
     log_path = workdir / "gateway.log"
     with log_path.open("a") as log:
         child = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(config),
-                                  "--mqtt", broker.url, "--influx", influx.url, "--db", "bench_outbox",
+                                  "--db", "bench_outbox",
                                   "--evidence-dir", str(workdir / "evidence"), "--client-id", "bench-outbox"],
                                  stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     deadline = time.monotonic() + 60
@@ -118,10 +121,10 @@ def main() -> int:
         try:
             to_broker, to_gateway = [], []
             for round_no in range(1, args.rounds + 1):
-                bare = bare_paho(broker.url, args.messages)
-                puback = through_spool(broker.url, args.messages, Path(tmp) / f"p-{round_no}.db",
+                bare = bare_paho(broker, args.messages)
+                puback = through_spool(broker, args.messages, Path(tmp) / f"p-{round_no}.db",
                                        f"puback-{round_no}", confirmed=False)
-                confirmed = through_spool(broker.url, args.messages, Path(tmp) / f"c-{round_no}.db",
+                confirmed = through_spool(broker, args.messages, Path(tmp) / f"c-{round_no}.db",
                                           f"confirmed-{round_no}", confirmed=True)
                 to_broker.append(puback / bare)
                 to_gateway.append(confirmed / bare)
