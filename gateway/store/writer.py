@@ -289,7 +289,8 @@ class WriterProcess:
     """
 
     def __init__(self, config: GatewayConfig, on_stored: Callable[[list[Any]], None], stats: Counter) -> None:
-        self.max_batches = max(1, config.write_max_messages // config.batch_size) + 1
+        # A full write being stored and a full one waiting behind it: the next write is ready when one ends.
+        self.max_batches = 2 * max(1, config.write_max_messages // config.batch_size) + 1
         self._config = config
         self._on_stored = on_stored
         self._stats = stats
