@@ -1,6 +1,7 @@
 """Gateway benchmark: throughput against a bare subscriber, lead latency, memory per lead.
 
     python bench/bench_gateway.py [--detections N] [--rounds K] [--rate R] [--seconds S] [--leads L] [--plain]
+                                  [--secure]
 
 Starts its own Mosquitto and InfluxDB (devstack) and, on that one broker:
 
@@ -26,6 +27,14 @@ cap of 1000 messages, which would otherwise make the throughput run measure
 drops. ``--plain`` runs the gateway on plain paho's receive path instead of
 its fast one (``STREETWATCH_MQTT_PLAIN=1``). The whole run stops itself after
 ``--budget`` seconds (default 180).
+
+``--secure`` runs the same measurements on a broker as deployed: a
+deployment made by the provisioning commands (``gateway provision-init``,
+``provision-box``, ``provision-gateway``) and Mosquitto with its TLS listener,
+password logins and ACL (``devstack.secured``). Every client logs in over TLS
+with an account of its own: each of the 8 boxes publishes its own detections,
+the bare subscriber and each gateway run (a persistent session each, as the
+broker makes the user name the client id) read as gateway accounts.
 """
 
 from __future__ import annotations
@@ -33,28 +42,87 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import contextlib
+import io
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common.broker import BrokerAddress, BrokerSettings, Credentials  # noqa: E402
+from common.mqtt import build_client  # noqa: E402
 from contract import Detection, Kind, Topic  # noqa: E402
-from devstack.services import InfluxDB, Mosquitto  # noqa: E402
+from devstack.secured import SecuredMosquitto  # noqa: E402
+from devstack.services import InfluxDB, Mosquitto, _free_ports  # noqa: E402
 from gateway.dedupe.leads import LeadBook, lead_id_for  # noqa: E402
 from gateway.store.influx import InfluxClient, InfluxError  # noqa: E402
 from gateway.transport.link import PLAIN_ENV  # noqa: E402
 
 DETECTION_TOPIC_FILTER = "city/+/+/detection"
 POLL_S = 0.05
+BOXES = [f"box-{n}" for n in range(8)]
+BARE_ACCOUNT = "bench-bare"
+
+
+# --------------------------------------------------------------------------- the broker, plain or secured
+
+
+@dataclass(frozen=True)
+class Access:
+    """How the benchmark's clients reach the broker: its plain listener, or (``deployment``: a provisioned
+    deployment folder) its TLS listener, each client with the login of its account."""
+
+    url: str
+    deployment: Path | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.deployment is not None
+
+    def account(self, name: str) -> Path | None:
+        """The account's ``mqtt.toml`` (None on the plain broker)."""
+        return None if self.deployment is None else self.deployment / "accounts" / name / "mqtt.toml"
+
+    def client(self, client_id: str, account: str | None) -> paho.Client:
+        return mqtt_client(self.url, client_id, None if account is None else self.account(account))
+
+
+def mqtt_client(url: str, client_id: str, account: Path | None) -> paho.Client:
+    """A paho MQTT 5 client, not connected: plain, or with the TLS and login of ``account`` (its mqtt.toml)."""
+    credentials = Credentials()
+    if account is not None:
+        table = tomllib.loads(account.read_text())["mqtt"]
+        table.pop("client_id", None)   # the broker takes the user name as the client id
+        credentials = BrokerSettings.model_validate(table).credentials()
+    return build_client(client_id, BrokerAddress.parse(url), credentials)
+
+
+def provision(folder: Path, gateways: list[str]) -> Path:
+    """A deployment made by the provisioning commands: the CA, the broker's files, and the accounts of the
+    8 boxes, the bare subscriber and ``gateways``; returns its folder."""
+    from gateway.cli import main as gateway_main
+
+    port, cert_port = _free_ports(2)
+    commands = [["provision-init", "--port", str(port), "--cert-port", str(cert_port)],
+                *(["provision-box", box, "--district", "bench"] for box in BOXES),
+                *(["provision-gateway", name] for name in [BARE_ACCOUNT, *gateways])]
+    output = io.StringIO()
+    for command in commands:
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            code = gateway_main([*command, "--dir", str(folder)])
+        if code != 0:
+            raise SystemExit(f"gateway {' '.join(command)} failed ({code}):\n{output.getvalue()[-2000:]}")
+    return folder
 
 
 # --------------------------------------------------------------------------- workload
@@ -77,33 +145,50 @@ def detections(count: int, start_ms: int, prefix: str, per_incident: int = 4) ->
     return messages
 
 
-def publisher(url: str, name: str) -> paho.Client:
-    host, port = url.removeprefix("mqtt://").split(":")
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=paho.MQTTv5)
-    client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
-    client.connect(host, int(port))
-    client.loop_start()
-    return client
+class Publisher:
+    """Publishes detections with QoS 1: one client for every box on the plain broker; on the secured one a
+    client per box, logged in as that box, since a box may publish only under its own topics."""
+
+    def __init__(self, access: Access, name: str) -> None:
+        self.access = access
+        self.name = name
+        self._clients: dict[str, paho.Client] = {}
+
+    def publish(self, topic: str, payload: bytes) -> paho.MQTTMessageInfo:
+        box = Topic.parse(topic).box if self.access.secure else ""
+        client = self._clients.get(box)
+        if client is None:
+            client = self._clients[box] = self.access.client(f"{self.name}-{box}".rstrip("-"), box or None)
+            client.max_inflight_messages_set(1000)
+            client.max_queued_messages_set(0)
+            address = BrokerAddress.parse(self.access.url)
+            client.connect(address.host, address.port)
+            client.loop_start()
+        return client.publish(topic, payload, qos=1)
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.disconnect()
+            client.loop_stop()
 
 
-def publish_fast(url: str, messages: list[tuple[str, bytes]]) -> float:
+def publish_fast(access: Access, messages: list[tuple[str, bytes]]) -> float:
     """Publish everything with QoS 1; returns the wall time of the first publish."""
-    client = publisher(url, f"bench-pub-{os.getpid()}-{time.monotonic_ns()}")
+    client = Publisher(access, f"bench-pub-{os.getpid()}-{time.monotonic_ns()}")
     started = time.time()
-    infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+    infos = [client.publish(topic, payload) for topic, payload in messages]
     for info in infos:
         info.wait_for_publish(timeout=60)
-    client.disconnect()
-    client.loop_stop()
+    client.close()
     return started
 
 
 # --------------------------------------------------------------------------- 1. throughput
 
 
-def count_subscriber(url: str, expected: int, client_id: str) -> None:
-    """Child process: a bare QoS 1 subscriber with a persistent session.
+def count_subscriber(url: str, expected: int, client_id: str, account: Path | None) -> None:
+    """Child process: a bare QoS 1 subscriber with a persistent session (``account``: its mqtt.toml on the
+    secured broker).
 
     With ``expected`` 0 it only subscribes and leaves (the broker then keeps
     a backlog for it); otherwise it prints when it connected and when the
@@ -112,7 +197,7 @@ def count_subscriber(url: str, expected: int, client_id: str) -> None:
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    host, port = url.removeprefix("mqtt://").split(":")
+    address = BrokerAddress.parse(url)
     done = threading.Event()
     state = {"count": 0, "connected": 0.0, "last": 0.0}
 
@@ -130,12 +215,12 @@ def count_subscriber(url: str, expected: int, client_id: str) -> None:
             state["last"] = time.time()
             done.set()
 
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    client = mqtt_client(url, client_id, account)
     client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
     properties = Properties(PacketTypes.CONNECT)
     properties.SessionExpiryInterval = 3600
-    properties.ReceiveMaximum = 1000       # as the gateway asks for
-    client.connect(host, int(port), clean_start=False, properties=properties)
+    properties.ReceiveMaximum = 1000
+    client.connect(address.host, address.port, clean_start=False, properties=properties)
     client.loop_start()
     done.wait(120)
     client.disconnect()
@@ -143,31 +228,40 @@ def count_subscriber(url: str, expected: int, client_id: str) -> None:
     print(json.dumps(state))
 
 
-def run_count_subscriber(url: str, expected: int, client_id: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--count-subscriber", url, str(expected), client_id],
-                         capture_output=True, text=True, timeout=130, check=True).stdout
+def run_count_subscriber(access: Access, expected: int, client_id: str) -> dict:
+    account = access.account(BARE_ACCOUNT)
+    out = subprocess.run([sys.executable, __file__, "--count-subscriber", access.url, str(expected), client_id,
+                          str(account or "")], capture_output=True, text=True, timeout=130, check=True).stdout
     return json.loads(out)
 
 
-def bare_subscriber_rate(url: str, count: int) -> float:
+def bare_subscriber_rate(access: Access, count: int) -> float:
     """Drain rate of a backlog of ``count`` detections by a subscriber that only counts."""
     client_id = f"bench-count-{os.getpid()}"
-    run_count_subscriber(url, 0, client_id)
-    publish_fast(url, detections(count, now_ms() - 3_600_000, "bare"))
-    result = run_count_subscriber(url, count, client_id)
+    run_count_subscriber(access, 0, client_id)
+    publish_fast(access, detections(count, now_ms() - 3_600_000, "bare"))
+    result = run_count_subscriber(access, count, client_id)
     if result["count"] < count:
         raise SystemExit(f"bare subscriber got {result['count']} of {count}")
     return count / (result["last"] - result["connected"])
 
 
-def gateway_process(mqtt_url: str, influx_url: str, db: str, workdir: Path) -> subprocess.Popen:
+def gateway_account(db: str) -> str:
+    """The gateway account of a run on the secured broker: one each, so that each has a session of its own."""
+    return "bench-gw-" + db.removeprefix("bench_").replace("_", "-")
+
+
+def gateway_process(access: Access, influx_url: str, db: str, workdir: Path) -> subprocess.Popen:
     # Its own share group: an earlier run's persistent session would otherwise get a share of the messages.
     config = workdir / f"{db}.toml"
-    config.write_text(f'[mqtt]\nshare_group = "{db.replace("_", "-")}"\n')
+    account = access.account(gateway_account(db))
+    table = account.read_text() if account is not None else "[mqtt]\n"   # the provisioned login, TLS
+    config.write_text(f'{table}share_group = "{db.replace("_", "-")}"\n')
+    client_id = gateway_account(db) if access.secure else f"bench-{db}"
     log = (workdir / f"{db}.log").open("a")
     child = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(config),
-                              "--mqtt", mqtt_url, "--influx", influx_url,
-                              "--db", db, "--evidence-dir", str(workdir / "evidence"), "--client-id", f"bench-{db}"],
+                              "--mqtt", access.url, "--influx", influx_url,
+                              "--db", db, "--evidence-dir", str(workdir / "evidence"), "--client-id", client_id],
                              stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     return child
 
@@ -226,7 +320,7 @@ def service_pids() -> dict[str, int]:
     return {name: pid for pid, name in child_pids(os.getpid()).items() if name in ("mosquitto", "influxd")}
 
 
-def gateway_rate(mqtt_url: str, influx_url: str, count: int, workdir: Path,
+def gateway_rate(access: Access, influx_url: str, count: int, workdir: Path,
                  round_no: int) -> tuple[float, int, dict[str, float]]:
     """Drain rate of the same backlog through `gateway run`, until InfluxDB holds every detection.
 
@@ -238,12 +332,12 @@ def gateway_rate(mqtt_url: str, influx_url: str, count: int, workdir: Path,
     db = f"bench_throughput_{round_no}"
     prefix = f"gw{round_no}"
     log = workdir / f"{db}.log"
-    first = gateway_process(mqtt_url, influx_url, db, workdir)
+    first = gateway_process(access, influx_url, db, workdir)
     wait_connected(first, log)
     time.sleep(0.5)          # subscribed
     stop(first)
-    publish_fast(mqtt_url, detections(count, now_ms() - 3_600_000, prefix))
-    child = gateway_process(mqtt_url, influx_url, db, workdir)
+    publish_fast(access, detections(count, now_ms() - 3_600_000, prefix))
+    child = gateway_process(access, influx_url, db, workdir)
     try:
         started = wait_connected(child, log, times=2)
         # The gateway's own children: its writer process (and multiprocessing's resource tracker).
@@ -265,14 +359,14 @@ def gateway_rate(mqtt_url: str, influx_url: str, count: int, workdir: Path,
 # --------------------------------------------------------------------------- 2. latency
 
 
-def lead_latency(mqtt_url: str, influx_url: str, rate: int, seconds: float, workdir: Path) -> list[float]:
+def lead_latency(access: Access, influx_url: str, rate: int, seconds: float, workdir: Path) -> list[float]:
     db = "bench_latency"
-    child = gateway_process(mqtt_url, influx_url, db, workdir)
+    child = gateway_process(access, influx_url, db, workdir)
     try:
         wait_connected(child, workdir / f"{db}.log")
         time.sleep(0.5)
         count = int(rate * seconds) // 2 * 2
-        client = publisher(mqtt_url, "bench-latency-pub")
+        client = Publisher(access, "bench-latency-pub")
         published: dict[str, float] = {}      # lead id -> when its second detection was published
         anchors: dict[str, int] = {}          # lead id -> event time of its first detection (the point's time)
         seen: dict[str, float] = {}
@@ -290,7 +384,7 @@ def lead_latency(mqtt_url: str, influx_url: str, rate: int, seconds: float, work
                             bbox=(0.1, 0.5, 0.2, 0.7), zone=f"zone-{incident}", track=incident, dwell_s=60.0,
                             lat=48.0 + (incident % 1000) * 0.001, lon=17.0 + (incident // 1000) * 0.001,
                             model="nanodet-g-416", config="abcdef12")
-            client.publish(str(Topic("bench", det.box, Kind.DETECTION)), det.encode(), qos=1)
+            client.publish(str(Topic("bench", det.box, Kind.DETECTION)), det.encode())
             if index % 2 == 0:
                 anchors[lead_id_for("street_vending", det.id)] = det.ts
             else:
@@ -301,8 +395,7 @@ def lead_latency(mqtt_url: str, influx_url: str, rate: int, seconds: float, work
         wait_until(lambda: len(seen) >= len(published), 30, "every lead to show")
         stop_polling.set()
         poller.join()
-        client.disconnect()
-        client.loop_stop()
+        client.close()
     finally:
         stop(child)
     return sorted(seen[lead] - published[lead] for lead in published)
@@ -398,6 +491,8 @@ def main() -> int:
     parser.add_argument("--leads", type=int, default=100_000, help="Open leads for the memory run (default 100000).")
     parser.add_argument("--budget", type=float, default=180.0, help="Stop the whole run after this many seconds.")
     parser.add_argument("--plain", action="store_true", help="The gateway receives through plain paho.")
+    parser.add_argument("--secure", action="store_true", help=(
+        "A provisioned broker: TLS, password logins and the ACL, an account per client."))
     args = parser.parse_args()
     if args.plain:
         os.environ[PLAIN_ENV] = "1"   # inherited by the gateway processes started below
@@ -408,13 +503,22 @@ def main() -> int:
     watchdog.start()
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         workdir = Path(tmp)
-        with Mosquitto(workdir / "mosquitto") as broker, InfluxDB(workdir / "influxdb") as influx:
+        if args.secure:
+            gateways = [gateway_account(f"bench_throughput_{n}") for n in range(1, args.rounds + 1)]
+            deployment = provision(workdir / "deployment", [*gateways, gateway_account("bench_latency")])
+            broker_service = SecuredMosquitto(workdir / "mosquitto", deployment)
+        else:
+            deployment, broker_service = None, Mosquitto(workdir / "mosquitto")
+        with broker_service as broker, InfluxDB(workdir / "influxdb") as influx:
+            access = Access(broker.url, deployment)
             print(f"machine: {os.cpu_count()} CPUs; Mosquitto and InfluxDB on loopback; gateway receive path "
-                  f"{'plain paho' if args.plain else 'fast'}", flush=True)
+                  f"{'plain paho' if args.plain else 'fast'}; broker "
+                  f"{'TLS with password logins and the ACL, every client over TLS' if args.secure else 'plain'}; "
+                  "InfluxDB plain HTTP without a login", flush=True)
             ratios = []
             for round_no in range(1, args.rounds + 1):
-                bare = bare_subscriber_rate(broker.url, args.detections)
-                gateway, leads, cpu_us = gateway_rate(broker.url, influx.url, args.detections, workdir, round_no)
+                bare = bare_subscriber_rate(access, args.detections)
+                gateway, leads, cpu_us = gateway_rate(access, influx.url, args.detections, workdir, round_no)
                 ratios.append(gateway / bare)
                 print(f"throughput round {round_no}: bare paho QoS 1 subscriber {bare:,.0f} detections/s, "
                       f"gateway (validate, dedupe, write, ack) {gateway:,.0f} detections/s "
@@ -426,7 +530,7 @@ def main() -> int:
                   f"(rounds {', '.join(f'{r:.2f}' for r in ratios)}; target >= 0.80, "
                   f"{'met' if median >= 0.8 else 'MISSED'})", flush=True)
 
-            latencies = lead_latency(broker.url, influx.url, args.rate, args.seconds, workdir)
+            latencies = lead_latency(access, influx.url, args.rate, args.seconds, workdir)
             p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
             print(f"latency publish -> lead visible at {args.rate}/s for {args.seconds:g} s, {len(latencies)} leads: "
                   f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms "
@@ -443,7 +547,7 @@ def main() -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--count-subscriber":
-        count_subscriber(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        count_subscriber(sys.argv[2], int(sys.argv[3]), sys.argv[4], Path(sys.argv[5]) if sys.argv[5] else None)
     elif len(sys.argv) > 1 and sys.argv[1] == "--leadbook-memory":
         leadbook_memory(int(sys.argv[2]))
     else:

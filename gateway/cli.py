@@ -240,8 +240,9 @@ def subscriptions(config: GatewayConfig) -> list[str]:
 
 
 def receive_maximum(config: GatewayConfig) -> int:
-    """Unacknowledged messages the broker may send: a full write in flight, and two batches being read behind it."""
-    return min(65_535, config.write_max_messages + 2 * config.batch_size)
+    """Unacknowledged messages the broker may send: a full write in flight, a full one waiting behind it (so
+    that InfluxDB never waits for the ingest between writes), and two batches being read behind those."""
+    return min(65_535, 2 * config.write_max_messages + 2 * config.batch_size)
 
 
 def _tune_gc() -> None:

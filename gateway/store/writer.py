@@ -21,7 +21,11 @@ each batch's points as plain tuples, which are cheap to pickle:
 * ``WriteQueue`` joins the batches queued behind one into one write, so under
   load one request (and one InfluxDB fsync) carries several batches.
 * ``WriterProcess`` is the child as the ingest sees it: ``put`` a batch; each
-  batch is reported stored, in order, to ``on_stored``.
+  batch is reported stored, in order, to ``on_stored``. It takes up to two
+  full writes' worth of batches: while one write is with InfluxDB the next one
+  waits, already encoded (the child's batch thread encodes each batch as it
+  arrives, while the write thread waits for InfluxDB's answer), so InfluxDB
+  never waits for the gateway between writes.
 
 The child ends with the gateway: it is killed when its parent dies, and it
 stops when the batch pipe closes. Whatever it had not stored is redelivered by
@@ -52,7 +56,7 @@ from gateway.config import GatewayConfig, RetrySettings
 from gateway.store import schema
 from gateway.store.influx import InfluxClient, InfluxError, InfluxRejected, InfluxUnavailable
 from gateway.store.influxdb import influx_client
-from gateway.store.lineprotocol import EncodedPoint, Point, encode_point
+from gateway.store.lineprotocol import EncodedPoint, LineProtocolError, Point, encode_point, encoded
 from gateway.store.schema import Rejected
 
 log = logging.getLogger(__name__)
@@ -289,7 +293,8 @@ class WriterProcess:
     """
 
     def __init__(self, config: GatewayConfig, on_stored: Callable[[list[Any]], None], stats: Counter) -> None:
-        self.max_batches = max(1, config.write_max_messages // config.batch_size) + 1
+        # A full write being stored and a full one waiting behind it: the next write is ready when one ends.
+        self.max_batches = 2 * max(1, config.write_max_messages // config.batch_size) + 1
         self._config = config
         self._on_stored = on_stored
         self._stats = stats
@@ -417,7 +422,20 @@ def _receive(batches: Connection, waiting: WriteQueue, stop: threading.Event) ->
             waiting.put(None)
             return
         wire, messages = pickle.loads(data)
-        waiting.put(([from_wire(item) for item in wire], messages))
+        waiting.put(([_with_line(from_wire(item)) for item in wire], messages))
+
+
+def _with_line(point: Point) -> Point:
+    """The point with its line made here, in the thread that takes batches off the pipe: it runs while the
+    writer waits for InfluxDB's answer, so a write is sent as soon as the one before it is stored instead of
+    first spending the encoding's time with InfluxDB idle. A point that cannot be encoded is left as it is,
+    for the write to refuse and dead-letter."""
+    if type(point) is EncodedPoint:
+        return point
+    try:
+        return encoded(point)
+    except LineProtocolError:
+        return point
 
 
 def _die_with(parent_pid: int) -> None:
