@@ -1,7 +1,7 @@
 """Gateway benchmark: throughput against a bare subscriber, lead latency, memory per lead.
 
     python bench/bench_gateway.py [--detections N] [--rounds K] [--rate R] [--seconds S] [--leads L] [--plain]
-                                  [--secure]
+                                  [--insecure]
 
 Starts its own Mosquitto and InfluxDB (devstack) and, on that one broker:
 
@@ -28,13 +28,13 @@ drops. ``--plain`` runs the gateway on plain paho's receive path instead of
 its fast one (``STREETWATCH_MQTT_PLAIN=1``). The whole run stops itself after
 ``--budget`` seconds (default 180).
 
-``--secure`` runs the same measurements on a broker as deployed: a
-deployment made by the provisioning commands (``gateway provision-init``,
-``provision-box``, ``provision-gateway``) and Mosquitto with its TLS listener,
-password logins and ACL (``devstack.secured``). Every client logs in over TLS
-with an account of its own: each of the 8 boxes publishes its own detections,
-the bare subscriber and each gateway run (a persistent session each, as the
-broker makes the user name the client id) read as gateway accounts.
+Like devstack, the benchmark runs secured by default: Mosquitto with its TLS
+listener, password logins and the ACL made by the provisioning code, every
+client (each of the 8 boxes publishing its own detections, the bare
+subscriber, each gateway run) over TLS with an account of its own (a
+persistent session each: the broker makes the user name the client id), and
+InfluxDB with a login. ``--insecure`` runs plain, anonymous servers instead,
+to see what TLS and logins cost.
 """
 
 from __future__ import annotations
@@ -42,8 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import contextlib
-import io
 import statistics
 import subprocess
 import sys
@@ -62,8 +60,7 @@ sys.path.insert(0, str(ROOT))
 from common.broker import BrokerAddress, BrokerSettings, Credentials  # noqa: E402
 from common.mqtt import build_client  # noqa: E402
 from contract import Detection, Kind, Topic  # noqa: E402
-from devstack.secured import SecuredMosquitto  # noqa: E402
-from devstack.services import InfluxDB, Mosquitto, _free_ports  # noqa: E402
+from devstack.services import InfluxDB, Mosquitto  # noqa: E402
 from gateway.dedupe.leads import LeadBook, lead_id_for  # noqa: E402
 from gateway.store.influx import InfluxClient, InfluxError  # noqa: E402
 from gateway.transport.link import PLAIN_ENV  # noqa: E402
@@ -74,55 +71,61 @@ BOXES = [f"box-{n}" for n in range(8)]
 BARE_ACCOUNT = "bench-bare"
 
 
-# --------------------------------------------------------------------------- the broker, plain or secured
+# --------------------------------------------------------------------------- the services, secured or not
 
 
 @dataclass(frozen=True)
 class Access:
-    """How the benchmark's clients reach the broker: its plain listener, or (``deployment``: a provisioned
-    deployment folder) its TLS listener, each client with the login of its account."""
+    """How the benchmark's clients reach the broker and InfluxDB: secured (devstack's default: TLS, a login
+    per client, the ACL; InfluxDB with a login) or, with ``--insecure``, plain and anonymous."""
 
-    url: str
-    deployment: Path | None = None
+    broker: Mosquitto
+    influx: InfluxDB
+    workdir: Path
+
+    @property
+    def url(self) -> str:
+        return self.broker.url
 
     @property
     def secure(self) -> bool:
-        return self.deployment is not None
+        return not self.broker.insecure
 
-    def account(self, name: str) -> Path | None:
-        """The account's ``mqtt.toml`` (None on the plain broker)."""
-        return None if self.deployment is None else self.deployment / "accounts" / name / "mqtt.toml"
+    def account(self, name: str, kind: str = "gateway") -> Path | None:
+        """A file with the ``[mqtt]`` table of account ``name`` (made on first use; None on a plain broker)."""
+        if not self.secure:
+            return None
+        path = self.workdir / "accounts" / f"{name}.toml"
+        if not path.exists():
+            login = self.broker.login(name, kind, district="bench" if kind == "box" else None)
+            path.parent.mkdir(exist_ok=True)
+            path.write_text("[mqtt]\n" + login.toml(self.url))
+        return path
 
-    def client(self, client_id: str, account: str | None) -> paho.Client:
-        return mqtt_client(self.url, client_id, None if account is None else self.account(account))
+    def client(self, client_id: str, account: str | None, kind: str = "gateway") -> paho.Client:
+        return mqtt_client(self.url, client_id, None if account is None else self.account(account, kind))
+
+    def influx_client(self, db: str, **options) -> InfluxClient:
+        return InfluxClient(self.influx.url, db, **self.influx.client_login(), **options)
+
+    def gateway_config(self, db: str, account: str) -> str:
+        """A gateway config's ``[mqtt]`` and ``[influx]`` tables for a run on database ``db``."""
+        # Its own share group: an earlier run's persistent session would otherwise get a share of the messages.
+        share = f'share_group = "{db.replace("_", "-")}"\n'
+        if not self.secure:
+            return (f'[mqtt]\ninsecure = true\nurl = "{self.url}"\n{share}'
+                    f'[influx]\ninsecure = true\nurl = "{self.influx.url}"\ndb = "{db}"\n')
+        return f'{self.account(account).read_text()}{share}[influx]\n{self.influx.influx_table(db)}'
 
 
 def mqtt_client(url: str, client_id: str, account: Path | None) -> paho.Client:
-    """A paho MQTT 5 client, not connected: plain, or with the TLS and login of ``account`` (its mqtt.toml)."""
+    """A paho MQTT 5 client, not connected: plain, or with the TLS and login of ``account`` (its [mqtt] table)."""
     credentials = Credentials()
     if account is not None:
         table = tomllib.loads(account.read_text())["mqtt"]
         table.pop("client_id", None)   # the broker takes the user name as the client id
         credentials = BrokerSettings.model_validate(table).credentials()
     return build_client(client_id, BrokerAddress.parse(url), credentials)
-
-
-def provision(folder: Path, gateways: list[str]) -> Path:
-    """A deployment made by the provisioning commands: the CA, the broker's files, and the accounts of the
-    8 boxes, the bare subscriber and ``gateways``; returns its folder."""
-    from gateway.cli import main as gateway_main
-
-    port, cert_port = _free_ports(2)
-    commands = [["provision-init", "--port", str(port), "--cert-port", str(cert_port)],
-                *(["provision-box", box, "--district", "bench"] for box in BOXES),
-                *(["provision-gateway", name] for name in [BARE_ACCOUNT, *gateways])]
-    output = io.StringIO()
-    for command in commands:
-        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-            code = gateway_main([*command, "--dir", str(folder)])
-        if code != 0:
-            raise SystemExit(f"gateway {' '.join(command)} failed ({code}):\n{output.getvalue()[-2000:]}")
-    return folder
 
 
 # --------------------------------------------------------------------------- workload
@@ -158,7 +161,7 @@ class Publisher:
         box = Topic.parse(topic).box if self.access.secure else ""
         client = self._clients.get(box)
         if client is None:
-            client = self._clients[box] = self.access.client(f"{self.name}-{box}".rstrip("-"), box or None)
+            client = self._clients[box] = self.access.client(box or self.name, box or None, "box")
             client.max_inflight_messages_set(1000)
             client.max_queued_messages_set(0)
             address = BrokerAddress.parse(self.access.url)
@@ -251,16 +254,12 @@ def gateway_account(db: str) -> str:
     return "bench-gw-" + db.removeprefix("bench_").replace("_", "-")
 
 
-def gateway_process(access: Access, influx_url: str, db: str, workdir: Path) -> subprocess.Popen:
-    # Its own share group: an earlier run's persistent session would otherwise get a share of the messages.
+def gateway_process(access: Access, db: str, workdir: Path) -> subprocess.Popen:
     config = workdir / f"{db}.toml"
-    account = access.account(gateway_account(db))
-    table = account.read_text() if account is not None else "[mqtt]\n"   # the provisioned login, TLS
-    config.write_text(f'{table}share_group = "{db.replace("_", "-")}"\n')
+    config.write_text(access.gateway_config(db, gateway_account(db)))
     client_id = gateway_account(db) if access.secure else f"bench-{db}"
     log = (workdir / f"{db}.log").open("a")
     child = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(config),
-                              "--mqtt", access.url, "--influx", influx_url,
                               "--db", db, "--evidence-dir", str(workdir / "evidence"), "--client-id", client_id],
                              stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     return child
@@ -320,7 +319,7 @@ def service_pids() -> dict[str, int]:
     return {name: pid for pid, name in child_pids(os.getpid()).items() if name in ("mosquitto", "influxd")}
 
 
-def gateway_rate(access: Access, influx_url: str, count: int, workdir: Path,
+def gateway_rate(access: Access, count: int, workdir: Path,
                  round_no: int) -> tuple[float, int, dict[str, float]]:
     """Drain rate of the same backlog through `gateway run`, until InfluxDB holds every detection.
 
@@ -332,19 +331,19 @@ def gateway_rate(access: Access, influx_url: str, count: int, workdir: Path,
     db = f"bench_throughput_{round_no}"
     prefix = f"gw{round_no}"
     log = workdir / f"{db}.log"
-    first = gateway_process(access, influx_url, db, workdir)
+    first = gateway_process(access, db, workdir)
     wait_connected(first, log)
     time.sleep(0.5)          # subscribed
     stop(first)
     publish_fast(access, detections(count, now_ms() - 3_600_000, prefix))
-    child = gateway_process(access, influx_url, db, workdir)
+    child = gateway_process(access, db, workdir)
     try:
         started = wait_connected(child, log, times=2)
         # The gateway's own children: its writer process (and multiprocessing's resource tracker).
         pids = {"gateway": [child.pid], "gateway writer": list(child_pids(child.pid)),
                 **{name: [pid] for name, pid in service_pids().items()}}
         cpu_before = {name: sum(map(cpu_seconds, group)) for name, group in pids.items()}
-        with InfluxClient(influx_url, db) as client:
+        with access.influx_client(db) as client:
             wait_until(lambda: stored_everything(client, count, prefix), 100, "gateway to store everything",
                        every=0.05)
             finished = time.time()
@@ -359,9 +358,9 @@ def gateway_rate(access: Access, influx_url: str, count: int, workdir: Path,
 # --------------------------------------------------------------------------- 2. latency
 
 
-def lead_latency(access: Access, influx_url: str, rate: int, seconds: float, workdir: Path) -> list[float]:
+def lead_latency(access: Access, rate: int, seconds: float, workdir: Path) -> list[float]:
     db = "bench_latency"
-    child = gateway_process(access, influx_url, db, workdir)
+    child = gateway_process(access, db, workdir)
     try:
         wait_connected(child, workdir / f"{db}.log")
         time.sleep(0.5)
@@ -371,7 +370,7 @@ def lead_latency(access: Access, influx_url: str, rate: int, seconds: float, wor
         anchors: dict[str, int] = {}          # lead id -> event time of its first detection (the point's time)
         seen: dict[str, float] = {}
         stop_polling = threading.Event()
-        poller = threading.Thread(target=poll_leads, args=(influx_url, db, published, anchors, seen, stop_polling))
+        poller = threading.Thread(target=poll_leads, args=(access, db, published, anchors, seen, stop_polling))
         poller.start()
         seqs = dict.fromkeys((f"box-{n}" for n in range(8)), 0)
         started = time.time()
@@ -401,14 +400,14 @@ def lead_latency(access: Access, influx_url: str, rate: int, seconds: float, wor
     return sorted(seen[lead] - published[lead] for lead in published)
 
 
-def poll_leads(influx_url: str, db: str, published: dict[str, float], anchors: dict[str, int],
+def poll_leads(access: Access, db: str, published: dict[str, float], anchors: dict[str, int],
                seen: dict[str, float], stop_polling: threading.Event) -> None:
     """Note when each lead first shows; only leads not seen yet are asked for, by id and point time.
 
     Asking by time alone makes InfluxDB go through the series of every lead
     stored so far, at a cost that grows through the run.
     """
-    with InfluxClient(influx_url, db, precision="ms") as client:
+    with access.influx_client(db, precision="ms") as client:
         while not stop_polling.is_set():
             waiting = [lead for lead in list(published) if lead not in seen]
             pending = [anchors[lead] for lead in waiting]
@@ -491,8 +490,8 @@ def main() -> int:
     parser.add_argument("--leads", type=int, default=100_000, help="Open leads for the memory run (default 100000).")
     parser.add_argument("--budget", type=float, default=180.0, help="Stop the whole run after this many seconds.")
     parser.add_argument("--plain", action="store_true", help="The gateway receives through plain paho.")
-    parser.add_argument("--secure", action="store_true", help=(
-        "A provisioned broker: TLS, password logins and the ACL, an account per client."))
+    parser.add_argument("--insecure", action="store_true", help=(
+        "Plain, anonymous Mosquitto and InfluxDB instead of devstack's secured ones."))
     args = parser.parse_args()
     if args.plain:
         os.environ[PLAIN_ENV] = "1"   # inherited by the gateway processes started below
@@ -503,22 +502,18 @@ def main() -> int:
     watchdog.start()
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         workdir = Path(tmp)
-        if args.secure:
-            gateways = [gateway_account(f"bench_throughput_{n}") for n in range(1, args.rounds + 1)]
-            deployment = provision(workdir / "deployment", [*gateways, gateway_account("bench_latency")])
-            broker_service = SecuredMosquitto(workdir / "mosquitto", deployment)
-        else:
-            deployment, broker_service = None, Mosquitto(workdir / "mosquitto")
-        with broker_service as broker, InfluxDB(workdir / "influxdb") as influx:
-            access = Access(broker.url, deployment)
+        with Mosquitto(workdir / "mosquitto", insecure=args.insecure) as broker, \
+                InfluxDB(workdir / "influxdb", insecure=args.insecure) as influx:
+            access = Access(broker, influx, workdir)
             print(f"machine: {os.cpu_count()} CPUs; Mosquitto and InfluxDB on loopback; gateway receive path "
-                  f"{'plain paho' if args.plain else 'fast'}; broker "
-                  f"{'TLS with password logins and the ACL, every client over TLS' if args.secure else 'plain'}; "
-                  "InfluxDB plain HTTP without a login", flush=True)
+                  f"{'plain paho' if args.plain else 'fast'}; " +
+                  ("plain MQTT and HTTP, anonymous" if args.insecure else
+                   "broker with TLS, password logins and the ACL, every client over TLS with its own account; "
+                   "InfluxDB with a login"), flush=True)
             ratios = []
             for round_no in range(1, args.rounds + 1):
                 bare = bare_subscriber_rate(access, args.detections)
-                gateway, leads, cpu_us = gateway_rate(access, influx.url, args.detections, workdir, round_no)
+                gateway, leads, cpu_us = gateway_rate(access, args.detections, workdir, round_no)
                 ratios.append(gateway / bare)
                 print(f"throughput round {round_no}: bare paho QoS 1 subscriber {bare:,.0f} detections/s, "
                       f"gateway (validate, dedupe, write, ack) {gateway:,.0f} detections/s "
@@ -530,7 +525,7 @@ def main() -> int:
                   f"(rounds {', '.join(f'{r:.2f}' for r in ratios)}; target >= 0.80, "
                   f"{'met' if median >= 0.8 else 'MISSED'})", flush=True)
 
-            latencies = lead_latency(access, influx.url, args.rate, args.seconds, workdir)
+            latencies = lead_latency(access, args.rate, args.seconds, workdir)
             p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
             print(f"latency publish -> lead visible at {args.rate}/s for {args.seconds:g} s, {len(latencies)} leads: "
                   f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms "
