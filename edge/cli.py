@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from common.signing import SigningError
     from edge.config import ConfigError, load_table, parse_config
     from edge.detectors import DetectorError
     from edge.runtime import Box
@@ -88,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
         config = parse_config(copy.deepcopy(table), str(args.config), args.config.parent)
         box = Box(config, file_table=table, config_dir=args.config.parent, mqtt_url=args.mqtt,
                   spool_path=args.spool, health_interval_s=args.health_interval)
-    except (ConfigError, DetectorError) as exc:
+    except (ConfigError, DetectorError, SigningError) as exc:
         print(f"edge: {exc}", file=sys.stderr)
         return 2
     for sig in (signal.SIGINT, signal.SIGTERM):
