@@ -137,3 +137,25 @@ def test_without_require_verified_old_firmware_is_stored_marked_unverified(gatew
     assert "detections: UNVERIFIED (2 of 2" in text
     boxes = json.loads(cli("boxes", "--json", "--influx", influxdb.url, "--db", influx_db_name).stdout)
     assert [(b["chain"], b["unverified"]) for b in boxes] == [("unsigned", 2)]
+
+
+def test_a_box_outbox_with_its_key_is_verified_and_its_lead_opens_promptly(gateway_process, mosquitto, influx,
+                                                                         tmp_path, wait):
+    from edge.outbox import Outbox
+
+    box = SigningBox(tmp_path / "keys")
+    gateway_process(verify_table(tmp_path / "keys", require=True))
+    outbox = Outbox(tmp_path / "spool.db", mosquitto.url, DISTRICT, BOX, signer=box.signer)
+    outbox.start()
+    try:
+        assert outbox.link.wait_connected(10)
+        started = time.monotonic()
+        for _ in range(2):
+            outbox.put(Topic(DISTRICT, BOX, Kind.DETECTION), detection)
+        [lead] = wait(lambda: influx.query("SELECT * FROM lead"), 10, 0.05)
+        elapsed = time.monotonic() - started
+    finally:
+        outbox.close(drain_timeout_s=5)
+    assert lead["verify"] == "verified" and lead["unverified"] == 0
+    assert elapsed < 3.0   # sealed within 0.2 s; the rest is the gateway's batching and InfluxDB
+    assert sorted(row["verify"] for row in influx.query_all("SELECT * FROM detection")) == ["verified", "verified"]
