@@ -25,7 +25,7 @@ With ``require_verified`` these go to ``rejected`` with the reason; without
 it they are passed on marked ``failed`` or ``unverified``. Repeats of a
 verified message (QoS 1 duplicates, re-sends from the spool) are byte-identical
 and verify against the kept hash. The state is bounded per box (the hashes
-of the last ``KNOWN_PER_BOX`` seqs, ``BRIDGES_PER_BOX`` dropped runs) and in
+of the newest ``KNOWN_PER_BOX`` to twice that seqs, ``BRIDGES_PER_BOX`` dropped runs) and in
 total (``max_pending`` held messages).
 
 A held message is not yet seen by the seq tracker, so the box is not told it
@@ -37,14 +37,15 @@ from __future__ import annotations
 
 import logging
 import time
+from hashlib import sha256
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from common.signing import public_keys_in, verify_with
-from contract import GENESIS, Detection, Health, Kind, Seal, SensorReading, digest
+from contract import GENESIS, Detection, Health, Seal, SensorReading
 from gateway.store import schema
 from gateway.store.lineprotocol import Point
 from gateway.store.schema import Rejected
@@ -66,12 +67,8 @@ KEYS_RELOAD_S = 10.0
 _SEQ_MESSAGES = (Detection, SensorReading, Health)
 
 
-@dataclass(slots=True)
-class _Held:
-    item: Checked
-    seq: int
-    hash: str
-    prev: str
+# A message waiting for its seal: (checked item, its sha256, its prev); a tuple, made for every message.
+_Held = tuple["Checked", str, str]
 
 
 @dataclass(slots=True)
@@ -80,6 +77,7 @@ class BoxChain:
 
     box: str
     district: str
+    key: Ed25519PublicKey | None = None
     pending: dict[int, list[_Held]] = field(default_factory=dict)   # seq -> messages waiting for a seal
     known: dict[int, str] = field(default_factory=dict)             # seq -> the hash the signed chain holds
     bridges: dict[int, tuple[int, str, str]] = field(default_factory=dict)   # to_seq -> (from_seq, last_hash, prev)
@@ -92,9 +90,10 @@ class BoxChain:
     changed: bool = False
 
     def remember(self, seq: int, hash_: str) -> None:
-        self.known[seq] = hash_
-        if len(self.known) > KNOWN_PER_BOX:
-            del self.known[next(iter(self.known))]
+        known = self.known
+        known[seq] = hash_
+        if len(known) > 2 * KNOWN_PER_BOX:   # keep the newest seqs, trimmed now and then (amortised O(1))
+            self.known = {n: known[n] for n in sorted(known)[-KNOWN_PER_BOX:]}
 
 
 class BoxKeys:
@@ -127,7 +126,7 @@ class Verifier:
         self.max_pending = settings.max_pending
         self.keys = BoxKeys(settings.keys_dir, clock)
         self.boxes: dict[str, BoxChain] = {}
-        self._deadlines: deque[tuple[int, str, int, str]] = deque()   # (arrived ms, box, seq, hash), oldest first
+        self._deadlines: deque[tuple[int, BoxChain, int, str]] = deque()   # (arrived ms, box, seq, hash), oldest first
         self._held = 0   # messages in the boxes' pending (the deadlines of released ones stay until they pass)
         self._out: list[Checked] = []
 
@@ -146,6 +145,7 @@ class Verifier:
         if not self.enabled:
             return batch
         out = self._out = []
+        boxes, deadlines = self.boxes, self._deadlines
         for item in batch:
             outcome = item.outcome
             if isinstance(outcome, Rejected):
@@ -153,12 +153,29 @@ class Verifier:
                 continue
             message = outcome.message
             if isinstance(message, _SEQ_MESSAGES):
-                if message.prev is None:
-                    self._unchained(item, message, "carries no chain link (firmware without a signing key?)")
-                elif self.keys.get(message.box) is None:
-                    self._unchained(item, message, f"box {message.box} has no registered key")
-                else:
-                    self._chained(item, message, now_ms)
+                state = boxes.get(message.box)
+                if state is None or state.key is None:
+                    state = self._keyed(message.box, message.district)
+                prev = message.prev
+                if prev is None:
+                    self._unchained(item, state, "carries no chain link (firmware without a signing key?)")
+                elif state.key is None:
+                    self._unchained(item, state, f"box {message.box} has no registered key")
+                else:   # the hot path: one sha256, a look-up, and the message waits for its seal
+                    seq, hash_ = message.seq, sha256(item.message.payload).hexdigest()
+                    expected = state.known.get(seq)
+                    if expected is not None:
+                        self._seq_known(state, (item, hash_, prev), seq, expected)
+                        continue
+                    waiting = state.pending.get(seq)
+                    if waiting is None:
+                        state.pending[seq] = [(item, hash_, prev)]
+                    else:
+                        waiting.append((item, hash_, prev))
+                    deadlines.append((now_ms, state, seq, hash_))
+                    self._held += 1
+                    if self._held > self.max_pending:
+                        self._expire(None)
             elif isinstance(message, Seal):
                 self._seal(item, message)
             else:
@@ -180,14 +197,16 @@ class Verifier:
 
     # ------------------------------------------------------------------ messages
 
-    def _box(self, box: str, district: str) -> BoxChain:
+    def _keyed(self, box: str, district: str) -> BoxChain:
+        """The box's state, with its key if one is registered (looked for again now and then)."""
         state = self.boxes.get(box)
         if state is None:
             state = self.boxes[box] = BoxChain(box, district)
+        if state.key is None:
+            state.key = self.keys.get(box)
         return state
 
-    def _unchained(self, item: Checked, message: Any, why: str) -> None:
-        state = self._box(message.box, message.district)
+    def _unchained(self, item: Checked, state: BoxChain, why: str) -> None:
         state.unverified += 1
         state.changed = True
         if self.require:
@@ -195,26 +214,18 @@ class Verifier:
         else:
             self._out.append(_marked(item, UNVERIFIED))
 
-    def _chained(self, item: Checked, message: Any, now_ms: int) -> None:
-        state = self._box(message.box, message.district)
-        seq, hash_ = message.seq, digest(item.message.payload)
-        expected = state.known.get(seq)
-        if expected is None:
-            state.pending.setdefault(seq, []).append(_Held(item, seq, hash_, message.prev))
-            self._deadlines.append((now_ms, message.box, seq, hash_))
-            self._held += 1
-            if self._held > self.max_pending:
-                self._expire(None)
-        elif expected == hash_:
-            self._release(state, _Held(item, seq, hash_, message.prev))   # a repeat, or one the chain expected
-            self._walk(state, seq - 1, message.prev)
+    def _seq_known(self, state: BoxChain, held: _Held, seq: int, expected: str) -> None:
+        """A message whose seq the signed chain already holds: a repeat, one the chain expected, or a forgery."""
+        if held[1] == expected:
+            self._release(state, held)
+            self._walk(state, seq - 1, held[2])
         else:
-            self._fail(state, item, f"seq {seq}: sha256 {hash_} is not the message the box's signed chain holds "
-                                    f"there ({expected})")
+            self._fail(state, held[0], f"seq {seq}: sha256 {held[1]} is not the message the box's signed chain "
+                                       f"holds there ({expected})")
 
     def _seal(self, item: Checked, seal: Seal) -> None:
-        state = self._box(seal.box, seal.district)
-        key = self.keys.get(seal.box)
+        state = self._keyed(seal.box, seal.district)
+        key = state.key
         if key is None and not self.require:
             return   # nothing to verify against: its messages pass unverified anyway
         if key is None:
@@ -232,7 +243,15 @@ class Verifier:
         self._out.append(_rejected(item, problem))
 
     def _walk(self, state: BoxChain, seq: int, hash_: str) -> None:
-        """``hash_`` is the signed chain's message at ``seq``: release it if it is here, and go back link by link."""
+        """``hash_`` is the signed chain's message at ``seq``: release it if it is here, and go back link by link.
+
+        What it finds is released oldest first, as the box sent it, so the seq tracker sees no gaps."""
+        found: list[_Held] = []
+        self._walk_back(state, seq, hash_, found)
+        for held in reversed(found):
+            self._release(state, held)
+
+    def _walk_back(self, state: BoxChain, seq: int, hash_: str, found: list[_Held]) -> None:
         while seq > 0 and hash_ != GENESIS:
             known = state.known.get(seq)
             if known is not None:
@@ -245,25 +264,25 @@ class Verifier:
             self._held -= len(waiting or ())
             match = None
             for held in waiting or ():
-                if match is None and held.hash == hash_:
+                if match is None and held[1] == hash_:
                     match = held
                 else:
-                    self._fail(state, held.item, f"seq {seq}: sha256 {held.hash} is not the message the box's signed "
-                                                 f"chain holds there ({hash_})")
+                    self._fail(state, held[0], f"seq {seq}: sha256 {held[1]} is not the message the box's signed "
+                                               f"chain holds there ({hash_})")
             if match is None:
                 bridge = state.bridges.get(seq)
                 if bridge is None or bridge[1] != hash_:
                     return   # not arrived yet: checked against the kept hash when it does
                 seq, hash_ = bridge[0] - 1, bridge[2]
                 continue
-            self._release(state, match)
-            seq, hash_ = seq - 1, match.prev
+            found.append(match)
+            seq, hash_ = seq - 1, match[2]
 
     def _release(self, state: BoxChain, held: _Held) -> None:
         state.verified += 1
         state.changed = True
-        self._out.append(_marked(held.item, VERIFIED))
-        message = held.item.outcome.message
+        self._out.append(_marked(held[0], VERIFIED))
+        message = held[0].outcome.message
         if isinstance(message, Health) and message.dropped_seqs:
             for dropped in message.dropped_seqs:
                 if dropped.first_prev is None or dropped.last_hash is None:
@@ -290,10 +309,10 @@ class Verifier:
         """Held messages past their timeout (with ``now_ms`` None: the oldest one, the total being over the cap)."""
         deadlines = self._deadlines
         while deadlines and (now_ms is None or deadlines[0][0] <= now_ms - self.timeout_ms):
-            _, box, seq, hash_ = deadlines.popleft()
-            state = self.boxes[box]
+            _, state, seq, hash_ = deadlines.popleft()
+            box = state.box
             waiting = state.pending.get(seq)
-            held = next((h for h in waiting or () if h.hash == hash_), None)
+            held = next((h for h in waiting or () if h[1] == hash_), None)
             if held is None:
                 continue   # released or failed meanwhile
             waiting.remove(held)
@@ -305,7 +324,7 @@ class Verifier:
             reason = (f"unverified: no valid seal of box {box} covered seq {seq} within "
                       f"{self.timeout_ms / 1000:g} s")
             log.warning("chain.unsealed box=%s seq=%d", box, seq)
-            self._out.append(_rejected(held.item, reason) if self.require else _marked(held.item, UNVERIFIED))
+            self._out.append(_rejected(held[0], reason) if self.require else _marked(held[0], UNVERIFIED))
             if now_ms is None:
                 return
 
