@@ -113,6 +113,9 @@ class Outbox:
 
     def close(self, drain_timeout_s: float = 30.0) -> bool:
         """Try to deliver what is spooled, then disconnect; True if nothing is left."""
+        if self.chain is not None:   # seal what was sent since the last seal, so the gateway need not wait
+            self.chain.want_seal()
+            self._seal_if_due(0)
         delivered = self.link.wait_connected(min(drain_timeout_s, 10)) and self.sender.drain(drain_timeout_s)
         if not delivered:
             log.warning("outbox.not_empty depth=%d (kept on disk for the next start)", self.spool.depth())

@@ -260,9 +260,10 @@ class VerifySettings(Strict):
     keys_dir: Path | None = Field(None, description=(
         "Folder of the boxes' public keys, BOX.pub, as `gateway provision-box` writes them (DIR/box-keys); "
         "read again when a box without a key is heard."))
-    seal_timeout_s: float = Field(10.0, gt=0, le=3600, description=(
+    seal_timeout_s: float = Field(60.0, gt=0, le=3600, description=(
         "A chained message no valid seal covers this long after it arrived is rejected (or, with "
-        "require_verified = false, stored unverified). Boxes seal every 0.2 s by default."))
+        "require_verified = false, stored unverified). Boxes seal every 0.2 s while sending, and at once when "
+        "they start again, so this only needs to outlast a box's reboot."))
     max_pending: int = Field(200_000, ge=100, le=10_000_000, description=(
         "Chained messages held for their seal, all boxes together, at most; beyond it the oldest time out early."))
 
