@@ -181,6 +181,8 @@ class Verifier:
             else:
                 out.append(item)
         self._expire(now_ms)
+        if len(deadlines) > 4 * self._held + 10_000:
+            self._compact()
         self._out = []
         return out
 
@@ -305,6 +307,10 @@ class Verifier:
         state.changed = True
         log.warning("chain.broken box=%s district=%s reason=%s", state.box, state.district, reason[:200])
 
+    def _compact(self) -> None:
+        """Forget the deadlines of messages released meanwhile (amortised: done when they are most of them)."""
+        self._deadlines = deque(entry for entry in self._deadlines if _is_held(entry[1], entry[2], entry[3]))
+
     def _expire(self, now_ms: int | None) -> None:
         """Held messages past their timeout (with ``now_ms`` None: the oldest one, the total being over the cap)."""
         deadlines = self._deadlines
@@ -327,6 +333,10 @@ class Verifier:
             self._out.append(_rejected(held[0], reason) if self.require else _marked(held[0], UNVERIFIED))
             if now_ms is None:
                 return
+
+
+def _is_held(state: BoxChain, seq: int, hash_: str) -> bool:
+    return any(held[1] == hash_ for held in state.pending.get(seq, ()))
 
 
 def _marked(item: Checked, mark: str) -> Checked:

@@ -233,7 +233,7 @@ def test_state_stays_bounded(keys):
     v.max_pending = 100
     admit(v, *(box.detection() for _ in range(150)))
     assert len(v._deadlines) == 100 and sum(len(x) for x in v.boxes[BOX].pending.values()) == 100
-    admit(v, *(box.detection() for _ in range(5000)), box.seal())
+    admit(v, *(box.detection(ts=T0) for _ in range(5000)), box.seal())
     assert len(v.boxes[BOX].known) <= 2 * 4096
 
 
@@ -241,3 +241,11 @@ def _prev(message: Incoming) -> str:
     from contract.chain import prev_of
 
     return prev_of(message.payload)
+
+
+def test_deadlines_of_released_messages_do_not_pile_up(keys):
+    box = Box()
+    v = verifier(keys, box)
+    for _ in range(30):
+        admit(v, *(box.detection(ts=T0) for _ in range(500)), box.seal())
+    assert not v.holding() and len(v._deadlines) <= 10_000 + 500
