@@ -519,6 +519,9 @@ def format_lead_details(shown: dict[str, Any]) -> str:
     else:
         lines.append("  evidence: none received yet")
     lines.append("  " + _verification_line(lead))
+    if lead.get("chain_broken"):
+        lines.append(f"  WARNING: the chain of box(es) {lead['chain_broken']} broke (forged or altered messages, or a "
+                     "seal that did not verify); see gateway boxes")
     if lead.get("evidence_altered"):
         lines.append(f"  WARNING: a picture for detection {lead['evidence_altered']} did not match the sha256 its "
                      "detection named (altered after the box signed it); it was refused")

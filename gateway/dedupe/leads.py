@@ -120,6 +120,7 @@ class Lead:
     checked: int = 0                      # detections a verifying gateway marked (verified or not)
     unverified: int = 0                   # of those, the ones no seal of their box vouched for
     evidence_altered: str | None = None   # a detection whose picture arrived other than it named (this run)
+    chain_broken: list[str] = field(default_factory=list)   # its boxes whose chain broke (this run)
 
     @property
     def detections(self) -> int:

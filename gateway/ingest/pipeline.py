@@ -112,6 +112,11 @@ class Pipeline:
         evidence_boxes: dict[str, str] = {}
         self.touched = {}
         batch = self.verifier.admit(batch, now_ms)
+        for box in self.verifier.broke:   # a box's chain broke: its leads say so
+            for lead in self.book.leads():
+                if box in lead.boxes:
+                    lead.chain_broken.append(box)
+                    leads[lead.lead_id] = lead
         points.extend(self._sessions_lost())
         for item in batch:
             if isinstance(item.outcome, Rejected):
@@ -190,6 +195,8 @@ class Pipeline:
             log.debug("detection.duplicate id=%s box=%s seq=%d", det.id, det.box, det.seq)
             return []
         lead = merge.lead
+        if self.verifier.broken and det.box in self.verifier.broken and det.box not in lead.chain_broken:
+            lead.chain_broken.append(det.box)
         points = [schema.detection_point(det, lead, merge.entry)]
         earlier_picture = self.pending_evidence.pop(det.id)
         if earlier_picture is not None and earlier_picture != det.evidence_sha256:

@@ -129,6 +129,8 @@ class Verifier:
         self._deadlines: deque[tuple[int, BoxChain, int, str]] = deque()   # (arrived ms, box, seq, hash), oldest first
         self._held = 0   # messages in the boxes' pending (the deadlines of released ones stay until they pass)
         self._out: list[Checked] = []
+        self.broken: set[str] = set()   # boxes whose chain ever broke (since start); their leads are flagged
+        self.broke: list[str] = []      # boxes whose chain broke in the last admit
 
     @classmethod
     def permissive(cls) -> Verifier:
@@ -145,6 +147,7 @@ class Verifier:
         if not self.enabled:
             return batch
         out = self._out = []
+        self.broke = []
         boxes, deadlines = self.boxes, self._deadlines
         for item in batch:
             outcome = item.outcome
@@ -302,6 +305,9 @@ class Verifier:
         self._out.append(_rejected(item, reason) if self.require else _marked(item, FAILED))
 
     def _break(self, state: BoxChain, reason: str) -> None:
+        if state.box not in self.broken:
+            self.broken.add(state.box)
+            self.broke.append(state.box)
         state.breaks += 1
         state.last_break = reason[:500]
         state.changed = True

@@ -28,7 +28,7 @@ LEDGER_NAMES = {"id": "detection_id", **{name: name for name in (
     "district", "lead_id", "verify")}}
 BBOX_FIELDS = ("x1", "y1", "x2", "y2")
 DETECTION_TAGS = ("box", "district", "camera", "category", "zone", "label", "lead_id")
-LEAD_FIELDS = ("status", "detections", "verify", "unverified", "evidence_altered", "score", "first_seen", "last_seen", "lat", "lon", "boxes", "evidence",
+LEAD_FIELDS = ("status", "detections", "verify", "unverified", "evidence_altered", "chain_broken", "score", "first_seen", "last_seen", "lat", "lon", "boxes", "evidence",
                "team", "route", "claimed_by", "outcome", "note", "updated_at", "opened_at", "dispatched_at",
                "on_scene_at", "resolved_at", "closed_at", "site_photo", "overdue", "merged_into", "split_from", "split_out")
 # What a lead_event may say beyond who changed what: the team and officer dispatched to, the site photo,
@@ -113,6 +113,8 @@ def lead_point(lead: Lead, *, with_status: bool) -> Point:
         fields["unverified"] = lead.unverified
     if lead.evidence_altered:
         fields["evidence_altered"] = lead.evidence_altered
+    if lead.chain_broken:
+        fields["chain_broken"] = ",".join(lead.chain_broken)
     return Point("lead", lead_tags(lead), fields, ms_to_ns(lead.anchor_ts))
 
 

@@ -86,7 +86,10 @@ def test_a_forged_detection_fails_verification_and_opens_no_lead(gateway_process
                for r in reasons)
     assert sum(r == f"unverified: no valid seal of box box-1 covered seq {seq} within 2 s"
                for r in reasons for seq in (3, 4)) == 2
-    assert [lead["zone"] for lead in leads(cli, influxdb, influx_db_name)] == ["hotspot"]
+    [lead] = leads(cli, influxdb, influx_db_name)
+    assert lead["zone"] == "hotspot" and lead["chain_broken"] == "box-1"   # its box's chain broke: flagged
+    shown = cli("leads", "show", lead["lead_id"], "--influx", influxdb.url, "--db", influx_db_name).stdout
+    assert "WARNING: the chain of box(es) box-1 broke" in shown
     assert not influx.query_all("SELECT * FROM detection WHERE zone = 'forged'")
 
     boxes = json.loads(cli("boxes", "--json", "--influx", influxdb.url, "--db", influx_db_name).stdout)
