@@ -189,14 +189,16 @@ class Sender:
         self.spool.remove(rows)
 
     def _run(self) -> None:
+        resent = 0
         while not self._stop.is_set():
             self._apply_confirmations()
             self._check_fallback()
             self._forget_acknowledged()
-            resent = self._resend_due()
             if self.tick is not None:
-                self.tick(resent)
-            sent = self._send_some() + resent
+                self.tick(resent)   # before sending, so a seal due now leaves in this turn
+            sent = self._send_some()
+            resent = self._resend_due()
+            sent += resent
             if not sent:
                 self._wake.wait(self.idle_s)
                 self._wake.clear()
