@@ -1,10 +1,16 @@
-"""Ed25519 keys for signed operator actions: the one module that signs and verifies (``cryptography``).
+"""Ed25519 keys for signed operator actions and box chain seals: the one module that signs and verifies
+(``cryptography``).
 
 An operator signs with a private key kept in a PEM file (PKCS#8, mode 0600);
 a box trusts public keys written in its firmware config as
 ``"NAME:BASE64"`` (the 32 raw bytes of the key, base64), where ``NAME`` is
 the key's id, sent along with every signature so the box knows which key to
 try. Keys are read from files and never logged; ``KeyRing`` logs key ids only.
+
+A box signs its chain seals (``contract.chain``) with a key of its own, made
+by ``gateway provision-box`` in the same PEM format; the gateway finds the
+public halves as ``NAME.pub`` files (one ``NAME:BASE64`` line) in a folder
+(``public_keys_in``).
 
     SigningError            a key cannot be read or used
     BadSignature            a signature does not verify, or names an unknown key
@@ -22,6 +28,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from common.files import open_private, private_dir
 
 KEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _KEY_ID_RE = re.compile(KEY_ID_PATTERN)
@@ -68,9 +76,8 @@ def write_private_key(signer: Signer, path: Path) -> None:
     """PEM (PKCS#8, unencrypted) in a file only its owner may read, created that way (no window)."""
     pem = signer._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
+    private_dir(path.parent)
+    with open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL) as f:
         f.write(f"# key-id: {signer.key_id}\n".encode() + pem)
 
 
@@ -132,3 +139,30 @@ class KeyRing:
             key.verify(raw, data)
         except (binascii.Error, ValueError, InvalidSignature):
             raise BadSignature(f"signature does not verify with key {key_id!r}") from None
+
+
+def verify_with(key: Ed25519PublicKey, signature: str, data: bytes) -> bool:
+    """Whether ``signature`` (base64) is ``key``'s over ``data``; never raises on bad input."""
+    try:
+        key.verify(base64.b64decode(signature, validate=True), data)
+    except (binascii.Error, ValueError, InvalidSignature):
+        return False
+    return True
+
+
+def public_keys_in(folder: Path) -> dict[str, Ed25519PublicKey]:
+    """The public keys of a folder of ``NAME.pub`` files, by key id; a file that does not parse is skipped (the
+    caller logs the names it lacks). The key id must be the file's name."""
+    keys: dict[str, Ed25519PublicKey] = {}
+    try:
+        files = sorted(folder.glob("*.pub"))
+    except OSError:
+        return keys
+    for path in files:
+        try:
+            key_id, key = parse_public_entry(path.read_text().strip())
+        except (OSError, SigningError):
+            continue
+        if key_id == path.stem:
+            keys[key_id] = key
+    return keys

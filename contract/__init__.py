@@ -6,12 +6,14 @@ box. It stays light: pydantic, the standard library and ``common.validation``
 
     contract.topics     Kind, Topic, subscription filters, status payloads
     contract.payloads   Detection, SensorReading, Health, ConfigAck, Confirmation, ResendRequest (``encode``/``decode``), evidence checks
+    contract.chain      the hash chain over a box's messages and the Seal of its head (digest, link)
     contract.errors     ContractError
 
 See docs/contract.md for the full field reference; tests/golden holds example
 messages that both sides' tests check.
 """
 
+from contract.chain import GENESIS, Seal, digest, link
 from contract.errors import ContractError
 from contract.payloads import (
     MAX_CLOCK_SKEW_MS,
@@ -54,6 +56,7 @@ from contract.topics import (
 __all__ = [
     "ID_PATTERN", "MAX_CLOCK_SKEW_MS", "MAX_EVIDENCE_BYTES", "MAX_JSON_BYTES", "MAX_REASON_CHARS", "MAX_RESEND_SPAN", "NAME_PATTERN",
     "RESERVED_SENSOR_VALUES", "SHA256_PATTERN", "STATUS_OFFLINE", "STATUS_ONLINE", "TOPIC_ROOT", "VERSION",
+    "GENESIS", "Seal", "digest", "link",
     "CameraHealth", "Category", "ConfigAck", "Confirmation", "DroppedSeqs", "ContractError", "Detection", "Health", "Kind", "Message", "Position", "ResendRequest",
     "SensorReading", "SerialPortHealth", "Topic", "check_evidence", "decode_status", "describe_validation_error",
     "shared_subscription", "subscription",

@@ -100,6 +100,8 @@ class Detection(Message):
     model: Label
     config: ConfigHash
     evidence_sha256: Annotated[str, Field(pattern=SHA256_PATTERN)] | None = None
+    prev: Annotated[str, Field(pattern=SHA256_PATTERN)] | None = Field(None, description=(
+        "Chain link (contract.chain): sha256 of the box's message with the seq before; boxes without a key omit it."))
 
     @field_validator("bbox")
     @classmethod
@@ -128,7 +130,7 @@ class SensorReading(Message):
         max_length=64, description="Readings by name; seq, id and event are reserved.")
     event: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")] | None = None
     config: ConfigHash
-
+    prev: Annotated[str, Field(pattern=SHA256_PATTERN)] | None = Field(None, description="Chain link, as Detection.prev.")
 
     @field_validator("values")
     @classmethod
@@ -181,6 +183,11 @@ class DroppedSeqs(BaseModel):
     kind: Literal["telemetry", "keep"] = Field(description="Class dropped: telemetry (health, readings) or keep.")
     from_seq: Count
     to_seq: Count
+    # Chain-aware announcement (contract.chain): the links around the dropped run, so the chain goes on past it.
+    first_prev: Annotated[str, Field(pattern=SHA256_PATTERN)] | None = Field(None, description=(
+        "The prev of the message at from_seq: the hash of the message before the run."))
+    last_hash: Annotated[str, Field(pattern=SHA256_PATTERN)] | None = Field(None, description=(
+        "The hash of the message at to_seq: what the message after the run names as its prev."))
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -214,6 +221,7 @@ class Health(Message):
         "How the box frees its spool: on the gateway's confirmation, or on the broker's PUBACK (fallback)."))
     dropped_seqs: list[DroppedSeqs] | None = Field(None, max_length=MAX_RANGES, description=(
         "Seqs the spool gave up under its size policy and no confirmation covers yet."))
+    prev: Annotated[str, Field(pattern=SHA256_PATTERN)] | None = Field(None, description="Chain link, as Detection.prev.")
 
 
 def seq_runs(seqs: list[int]) -> list[tuple[int, int]]:

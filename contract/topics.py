@@ -9,6 +9,7 @@
     city/{district}/{box}/evidence/{detection}   raw JPEG bytes
     city/{district}/{box}/confirm                JSON Confirmation, retained, gateway -> box (optional, v1 addition)
     city/{district}/{box}/resend                 JSON ResendRequest, gateway -> box (optional, v1 addition)
+    city/{district}/{box}/seal                   JSON Seal, box -> gateway (optional, v1 addition: contract.chain)
 
 ``district`` and ``box`` are lowercase names (``NAME_PATTERN``).
 """
@@ -40,6 +41,7 @@ class Kind(StrEnum):
     EVIDENCE = "evidence"
     CONFIRM = "confirm"
     RESEND = "resend"
+    SEAL = "seal"
 
 
 _NAME_RE = re.compile(NAME_PATTERN)

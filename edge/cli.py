@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from common.broker import InsecureAccessError
+    from common.signing import SigningError
     from edge.config import ConfigError, load_table, parse_config
     from edge.detectors import DetectorError
     from edge.runtime import Box
@@ -95,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
         config.mqtt.check_secure(logging.getLogger("edge"), args.mqtt)
         box = Box(config, file_table=table, config_dir=args.config.parent, mqtt_url=args.mqtt,
                   spool_path=args.spool, health_interval_s=args.health_interval)
-    except (ConfigError, DetectorError) as exc:
+    except (ConfigError, DetectorError, SigningError) as exc:
         print(f"edge: {exc}", file=sys.stderr)
         return 2
     except InsecureAccessError as exc:

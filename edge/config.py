@@ -42,6 +42,24 @@ class MqttConfig(BrokerSettings):
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
 
 
+class SecurityConfig(Strict):
+    """The box's own key: it chains what the box sends and seals the chain head (contract.chain, SECURITY.md)."""
+
+    signing_key_file: Path | None = Field(None, description=(
+        "The box's own Ed25519 key (PEM, from `gateway provision-box`): chains and seals what the box sends "
+        "(contract.chain). Without it messages go unchained, as from older firmware."))
+    seal_every: int = Field(200, ge=1, le=100_000, description="Seal the chain head at least every this many messages.")
+    seal_after_s: float = Field(0.2, gt=0, le=60, description=(
+        "...and at most this long after the first message not yet sealed; a gateway that requires verified "
+        "messages holds a detection until its seal, so this adds to a lead's latency."))
+
+    def signer(self):
+        """The box's signing key, or None without one (edge.chain)."""
+        from common.signing import load_signer
+
+        return None if self.signing_key_file is None else load_signer(self.signing_key_file)
+
+
 class SpoolConfig(Strict):
     path: Path = Field(Path("spool.db"), description="SQLite file holding unsent messages and the seq counter.")
     max_mb: float = Field(512.0, gt=0, description="Size beyond which telemetry is dropped first.")
@@ -285,6 +303,8 @@ class BoxConfig(Strict):
     district: Name = Field(description="District the box reports to.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig, description=(
+        "The box's signing key and seal schedule (security.toml from `gateway provision-box`)."))
     detector: DetectorConfig | None = Field(None, description="Object detector; needed when the box has cameras.")
     cameras: list[CameraConfig] = Field(default_factory=list, description="Cameras; a sensor-only box has none.")
     rules: RulesConfig = Field(default_factory=RulesConfig)
@@ -320,7 +340,8 @@ class BoxConfig(Strict):
         model and clips sit in) does not change a report, so it is left out: the
         same file hashes the same on every box.
         """
-        decisive = self.model_dump(mode="json", exclude={"mqtt", "spool", "sensor_profiles", "remote_config"})
+        decisive = self.model_dump(mode="json", exclude={"mqtt", "spool", "sensor_profiles", "remote_config",
+                                                                  "security"})
         if decisive.get("detector"):
             decisive["detector"]["model"] = Path(decisive["detector"]["model"]).name
         for camera in decisive["cameras"]:

@@ -98,7 +98,9 @@ class Box:
                              credentials=config.mqtt.credentials(), keepalive_s=config.mqtt.keepalive_s,
                              max_bytes=int(config.spool.max_mb * 1024 * 1024), policy=config.spool.delivery(),
                              on_message=self._on_message,
-                             subscriptions=(str(self.config_topic),) if file_table is not None else ())
+                             subscriptions=(str(self.config_topic),) if file_table is not None else (),
+                             signer=config.security.signer(), seal_every=config.security.seal_every,
+                             seal_after_s=config.security.seal_after_s)
         self.sensors = SensorHub(config.sensors, config.sensor_profiles, self._put_sensor)
         self.health_interval_s = health_interval_s
         self._stop = threading.Event()

@@ -62,8 +62,10 @@ class Sender:
     """A thread that keeps up to ``window`` spooled messages in flight, oldest first."""
 
     def __init__(self, spool: Spool, window: int = 100, idle_s: float = 0.05,
-                 policy: DeliveryPolicy = DeliveryPolicy(), clock: Callable[[], float] = time.monotonic) -> None:
+                 policy: DeliveryPolicy = DeliveryPolicy(), clock: Callable[[], float] = time.monotonic,
+                 tick: Callable[[int], None] | None = None) -> None:
         self.spool = spool
+        self.tick = tick   # called on every turn of the loop with the messages just sent again (the chain's seals)
         self.window = window
         self.idle_s = idle_s
         self.policy = policy
@@ -187,11 +189,16 @@ class Sender:
         self.spool.remove(rows)
 
     def _run(self) -> None:
+        resent = 0
         while not self._stop.is_set():
             self._apply_confirmations()
             self._check_fallback()
             self._forget_acknowledged()
-            sent = self._send_some() + self._resend_due()
+            if self.tick is not None:
+                self.tick(resent)   # before sending, so a seal due now leaves in this turn
+            sent = self._send_some()
+            resent = self._resend_due()
+            sent += resent
             if not sent:
                 self._wake.wait(self.idle_s)
                 self._wake.clear()

@@ -21,6 +21,12 @@ as an error: a box that drops detections must be visible from the gateway.
 The seqs dropped are kept as ranges (``dropped_seqs()``) and announced in the
 health message until a confirmation covers them, so the gateway records them
 as closed by policy instead of waiting for them.
+
+With a chain (``edge.chain``, ``attach_chain``) each seq message is linked to
+the one before when it is stored, and the chain head is kept in the same
+transaction, so a restarted box goes on with its chain. A dropped run keeps
+its links (the ``prev`` of its first message, the hash of its last) for the
+announcement, so the gateway can follow the chain past it.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from enum import IntEnum
 from pathlib import Path
 
 from common.files import private_file
-from contract import seq_runs
+from contract import GENESIS, digest, seq_runs
+from contract.chain import prev_of
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,8 @@ CREATE TABLE IF NOT EXISTS dropped_seqs (
     to_seq INTEGER NOT NULL,
     class INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS chain (id INTEGER PRIMARY KEY CHECK (id = 1), head_seq INTEGER NOT NULL,
+                                  head TEXT NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('confirmed_upto', 0);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('confirmation_heard', 0);
@@ -67,6 +76,8 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('confirmation_heard', 0);
 # Spools written before confirmed delivery lack the seq column; it is added on open (NULL: sent before).
 _SEQ_COLUMN = "ALTER TABLE outbox ADD COLUMN seq INTEGER"
 _SEQ_INDEX = "CREATE INDEX IF NOT EXISTS outbox_seq ON outbox (seq) WHERE seq IS NOT NULL"
+# Spools written before the chain lack the links of dropped runs; added on open (NULL: unknown).
+_LINK_COLUMNS = ("ALTER TABLE dropped_seqs ADD COLUMN prev TEXT", "ALTER TABLE dropped_seqs ADD COLUMN last_hash TEXT")
 
 
 class Class(IntEnum):
@@ -108,10 +119,25 @@ class Spool:
         if "seq" not in {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}:
             self._db.execute(_SEQ_COLUMN)
         self._db.execute(_SEQ_INDEX)
+        if "prev" not in {row[1] for row in self._db.execute("PRAGMA table_info(dropped_seqs)")}:
+            for statement in _LINK_COLUMNS:
+                self._db.execute(statement)
+        self._chain = None
         if page_limit is not None:  # stands in for a full disk in tests
             self._db.execute(f"PRAGMA max_page_count={int(page_limit)}")
         self._page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
         self._lock = threading.Lock()
+
+    def chain_head(self) -> tuple[int, str]:
+        """(seq, hash) of the last message linked into the chain; (0, GENESIS) before the first."""
+        with self._lock:
+            row = self._db.execute("SELECT head_seq, head FROM chain WHERE id = 1").fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS)
+
+    def attach_chain(self, chain) -> None:
+        """Link every seq message stored from now on with ``chain`` (an ``edge.chain.ChainWriter`` started at
+        ``chain_head()``)."""
+        self._chain = chain
 
     def append(self, topic: str, build: Callable[[int], bytes], *, qos: int = 1,
                retain: bool = False, telemetry: bool = False) -> int:
@@ -149,9 +175,15 @@ class Spool:
         try:
             seq = self._db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0] + 1
             payload = build(seq)
+            head = None
+            if self._chain is not None:
+                payload, head = self._chain.link(payload)
+                self._db.execute("INSERT OR REPLACE INTO chain (id, head_seq, head) VALUES (1, ?, ?)", (seq, head))
             self._db.execute("UPDATE meta SET value=? WHERE key='seq'", (seq,))
             self._insert(topic, payload, qos, retain, kind, seq)
             self._db.execute("COMMIT")
+            if head is not None:
+                self._chain.advance(seq, head)
         except BaseException:
             if self._db.in_transaction:  # SQLite already rolled back after some errors, "full" among them
                 self._db.execute("ROLLBACK")
@@ -185,13 +217,15 @@ class Spool:
 
     def _drop_oldest(self, kind: Class, why: str) -> int:
         found = self._db.execute(
-            "SELECT row, seq FROM outbox WHERE class = ? ORDER BY row LIMIT ?", (int(kind), DROP_BATCH)).fetchall()
+            "SELECT row, seq, payload FROM outbox WHERE class = ? ORDER BY row LIMIT ?", (int(kind), DROP_BATCH)
+        ).fetchall()
         if not found:
             return 0
         rows = [r[0] for r in found]
+        links = {r[1]: (prev_of(bytes(r[2])), digest(bytes(r[2]))) for r in found if r[1] is not None}
         self._db.execute("BEGIN IMMEDIATE")
         self._db.execute(f"DELETE FROM outbox WHERE row IN ({','.join('?' * len(rows))})", rows)
-        self._record_dropped_seqs(sorted(r[1] for r in found if r[1] is not None), kind)
+        self._record_dropped_seqs(sorted(links), kind, links)
         self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                          "ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
                          (f"dropped_{kind.name.lower()}", len(rows)))
@@ -200,16 +234,22 @@ class Spool:
         log.log(level, "spool.dropped class=%s messages=%d reason=%s", kind.name.lower(), len(rows), why)
         return len(rows)
 
-    def _record_dropped_seqs(self, seqs: list[int], kind: Class) -> None:
-        """Inside the dropping transaction: keep the dropped seqs as ranges, merged with the ones before."""
+    def _record_dropped_seqs(self, seqs: list[int], kind: Class,
+                             links: dict[int, tuple[str | None, str]] | None = None) -> None:
+        """Inside the dropping transaction: keep the dropped seqs as ranges, merged with the ones before, with
+        the chain links around each range (``links``: seq -> (its prev, its hash))."""
+        links = links or {}
         for first, last in seq_runs(seqs):
+            last_hash = links[last][1] if last in links and links[last][0] is not None else None
             before = self._db.execute("SELECT from_seq, to_seq FROM dropped_seqs WHERE to_seq = ? AND class = ?",
                                       (first - 1, int(kind))).fetchone()
             if before is not None:
-                self._db.execute("UPDATE dropped_seqs SET to_seq = ? WHERE from_seq = ?", (last, before[0]))
+                self._db.execute("UPDATE dropped_seqs SET to_seq = ?, last_hash = ? WHERE from_seq = ?",
+                                 (last, last_hash, before[0]))
             else:
-                self._db.execute("INSERT OR REPLACE INTO dropped_seqs (from_seq, to_seq, class) VALUES (?, ?, ?)",
-                                 (first, last, int(kind)))
+                prev = links[first][0] if first in links else None
+                self._db.execute("INSERT OR REPLACE INTO dropped_seqs (from_seq, to_seq, class, prev, last_hash) "
+                                 "VALUES (?, ?, ?, ?, ?)", (first, last, int(kind), prev, last_hash))
 
     def after(self, row: int, limit: int) -> list[Spooled]:
         """Up to ``limit`` messages stored after ``row``, oldest first."""
@@ -283,6 +323,14 @@ class Spool:
             found = self._db.execute("SELECT class, from_seq, to_seq FROM dropped_seqs WHERE to_seq > ? "
                                      "ORDER BY from_seq LIMIT ?", (upto, limit)).fetchall()
         return [(Class(kind).name.lower(), first, last) for kind, first, last in found]
+
+    def dropped_links(self, limit: int = 256) -> list[tuple[str, int, int, str | None, str | None]]:
+        """As ``dropped_seqs``, with each run's chain links: (class, from_seq, to_seq, prev, last_hash)."""
+        with self._lock:
+            upto = self._db.execute("SELECT value FROM meta WHERE key='confirmed_upto'").fetchone()[0]
+            found = self._db.execute("SELECT class, from_seq, to_seq, prev, last_hash FROM dropped_seqs "
+                                     "WHERE to_seq > ? ORDER BY from_seq LIMIT ?", (upto, limit)).fetchall()
+        return [(Class(kind).name.lower(), first, last, prev, last_hash) for kind, first, last, prev, last_hash in found]
 
     def remove(self, rows: list[int]) -> None:
         """Forget acknowledged messages, in one transaction.

@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     boxes = commands.add_parser("boxes", help=(
         "Boxes: last seen, online, last seq, seq gaps (open, back-filled, dropped by policy), delivery mode, "
-        "evidence disk use and budget."))
+        "evidence disk use and budget, chain verification (ok, broken, unsigned; unverified messages)."))
     _add_connection_flags(boxes)
     boxes.add_argument("--json", action="store_true", help="Print a JSON array instead of a table.")
     boxes.set_defaults(handler=_boxes)
@@ -285,6 +285,7 @@ def _leads_show(args: argparse.Namespace, config: GatewayConfig) -> int:
         if lead.get("evidence"):
             lead["evidence_path"] = str(evidence.path_for(lead["evidence"]))
             lead["evidence_exists"] = evidence.has(lead["evidence"])
+        lead["evidence_verified"] = evidence_verdict(lead, ledger)
         return {"lead": lead, "ledger": ledger, "events": casework.read_events(store, args.lead_id)}
 
     return _casework_command(config, read, lambda shown: json.dumps(shown, indent=2) if args.json
@@ -529,9 +530,16 @@ def format_lead_details(shown: dict[str, Any]) -> str:
         lines.append(f"  evidence {lead['evidence_path']} ({state})")
     else:
         lines.append("  evidence: none received yet")
+    lines.append("  " + _verification_line(lead))
+    if lead.get("chain_broken"):
+        lines.append(f"  WARNING: the chain of box(es) {lead['chain_broken']} broke (forged or altered messages, or a "
+                     "seal that did not verify); see gateway boxes")
+    if lead.get("evidence_altered"):
+        lines.append(f"  WARNING: a picture for detection {lead['evidence_altered']} did not match the sha256 its "
+                     "detection named (altered after the box signed it); it was refused")
     lines.append("ledger:")
     lines.append(f"  {'N':>3} {'DETECTION':<34} {'TIME (UTC)':<19} {'BOX':<14} {'CAMERA':<10} {'ZONE':<14} "
-                 f"{'RULE':<9} {'DIST_M':>6} {'GAP_S':>7} {'SCORE':>5}  EVIDENCE")
+                 f"{'RULE':<9} {'DIST_M':>6} {'GAP_S':>7} {'SCORE':>5} {'VERIFY':<10}  EVIDENCE")
     for entry in shown["ledger"]:
         evidence = "-"
         if entry.get("evidence"):
@@ -539,7 +547,7 @@ def format_lead_details(shown: dict[str, Any]) -> str:
         lines.append(f"  {entry.get('n', 0):>3} {entry['detection_id']:<34} {_when(entry['time'] // 1_000_000):<19} "
                      f"{entry.get('box', '-'):<14} {entry.get('camera', '-'):<10} {entry.get('zone', '-'):<14} "
                      f"{entry.get('rule', '-'):<9} {entry.get('distance_m', 0.0):>6.1f} {entry.get('gap_s', 0.0):>7.1f} "
-                     f"{entry.get('score', 0.0):>5.2f}  {evidence}")
+                     f"{entry.get('score', 0.0):>5.2f} {entry.get('verify') or '-':<10}  {evidence}")
     lines.append("events:")
     for event in shown["events"] or []:
         extra = " ".join(f"{key}={event[key]}" for key in ("outcome", "team", "assignee", "photo", "other",
@@ -551,9 +559,42 @@ def format_lead_details(shown: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def evidence_verdict(lead: dict[str, Any], ledger: list[dict[str, Any]]) -> str:
+    """Whether a lead's best picture verified: the file on disk hashes to the sha256 that a detection named, and
+    that detection's chain verified (gateway.ingest.verify)."""
+    import hashlib
+
+    sha = lead.get("evidence")
+    if not sha:
+        return "none"
+    if not lead.get("evidence_exists"):
+        return "missing"
+    with open(lead["evidence_path"], "rb") as f:
+        if hashlib.sha256(f.read()).hexdigest() != sha:
+            return "altered"   # the file changed after its detection named it
+    named = [entry for entry in ledger if entry.get("evidence") == sha]
+    return "verified" if any(entry.get("verify") == "verified" for entry in named) else "unverified"
+
+
+def _verification_line(lead: dict[str, Any]) -> str:
+    unverified = lead.get("unverified")
+    if unverified is None:
+        chain = "detections: verification not recorded (stored before the gateway verified chains)"
+    elif unverified:
+        chain = f"detections: UNVERIFIED ({unverified} of {lead.get('detections', 0)} not vouched for by their box's seal)"
+    else:
+        chain = "detections: verified (each vouched for by its box's signed chain)"
+    verdict = {"verified": "verified (the file matches the sha256 its verified detection signed)",
+               "unverified": "UNVERIFIED (its detection was not verified)",
+               "altered": "ALTERED (the file no longer matches the sha256 its detection named)",
+               "missing": "not on disk", "none": "none"}.get(lead.get("evidence_verified") or "none", "-")
+    return f"{chain}; evidence: {verdict}"
+
+
 def format_boxes_table(boxes: list[dict]) -> str:
     lines = [f"{'BOX':<20} {'DISTRICT':<14} {'ONLINE':<7} {'LAST SEEN (UTC)':<19}  {'LAST SEQ':>9} {'GAPS':>5} "
-             f"{'MISSING':>8} {'BACKFILLED':>10} {'POLICY':>6} {'DELIVERY':<9} {'EVIDENCE MB':>13}"]
+             f"{'MISSING':>8} {'BACKFILLED':>10} {'POLICY':>6} {'DELIVERY':<9} {'EVIDENCE MB':>13} {'CHAIN':<9} "
+             f"{'UNVERIFIED':>10}"]
     warnings = []
     for box in boxes:
         online = {True: "yes", False: "no", None: "?"}[box["online"]]
@@ -563,7 +604,12 @@ def format_boxes_table(boxes: list[dict]) -> str:
             evidence = f"{box['evidence_used'] / 2**20:.1f}/{(box.get('evidence_budget') or 0) / 2**20:.0f}"
         lines.append(f"{box['box']:<20} {box['district']:<14} {online:<7} {_when(box['last_seen']):<19}  "
                      f"{last_seq:>9} {box['open_gaps']:>5} {box['missing']:>8} {box.get('backfilled', 0):>10} "
-                     f"{box.get('dropped_by_policy', 0):>6} {box.get('delivery') or '-':<9} {evidence:>13}")
+                     f"{box.get('dropped_by_policy', 0):>6} {box.get('delivery') or '-':<9} {evidence:>13} "
+                     f"{(box.get('chain') or '-').upper() if box.get('chain') == 'broken' else box.get('chain') or '-':<9} "
+                     f"{box.get('unverified', 0) + box.get('failed', 0):>10}")
+        if box.get("chain") == "broken":
+            warnings.append(f"warning: {box['box']}: its chain broke {box.get('chain_breaks', 0)} time(s), "
+                            f"{box.get('failed', 0)} message(s) failed verification; last: {box.get('last_break')}")
         if box.get("evidence_refused"):
             warnings.append(f"warning: {box['box']}: evidence budget full, {box['evidence_refused']} picture(s) "
                             "refused (dead-lettered); close leads or raise [evidence] max_box_mb / max_total_mb")

@@ -266,6 +266,25 @@ class DeskSettings(Strict):
         return self
 
 
+class VerifySettings(Strict):
+    """Tamper-evident messages (contract.chain): what the gateway does with the boxes' hash chains and seals."""
+
+    require_verified: bool = Field(False, description=(
+        "true: only messages a valid seal of their box vouches for are stored; unchained ones (older firmware), "
+        "forged ones and those no seal covers within seal_timeout_s go to `rejected`. false: those are stored "
+        "marked unverified, and their leads carry the mark. `gateway provision-gateway` writes true for new "
+        "deployments; a config without the key keeps accepting older boxes."))
+    keys_dir: Path | None = Field(None, description=(
+        "Folder of the boxes' public keys, BOX.pub, as `gateway provision-box` writes them (DIR/box-keys); "
+        "read again when a box without a key is heard."))
+    seal_timeout_s: float = Field(60.0, gt=0, le=3600, description=(
+        "A chained message no valid seal covers this long after it arrived is rejected (or, with "
+        "require_verified = false, stored unverified). Boxes seal every 0.2 s while sending, and at once when "
+        "they start again, so this only needs to outlast a box's reboot."))
+    max_pending: int = Field(200_000, ge=100, le=10_000_000, description=(
+        "Chained messages held for their seal, all boxes together, at most; beyond it the oldest time out early."))
+
+
 class GatewayConfig(Strict):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
@@ -292,6 +311,7 @@ class GatewayConfig(Strict):
         "spool."))
     resend_request_every_s: float = Field(600.0, gt=0, description="How often one gap is asked for at most.")
     desk: DeskSettings = Field(default_factory=DeskSettings)
+    verify: VerifySettings = Field(default_factory=VerifySettings)
 
     @model_validator(mode="after")
     def _a_write_holds_a_batch(self):

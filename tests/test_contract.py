@@ -174,3 +174,37 @@ def test_a_down_cameras_reason_refuses_separators_too():
     health["cameras"]["south"]["reason"] = "zone\u2028kiosk"
     with pytest.raises(ContractError, match="reason"):
         Health.decode(json.dumps(health).encode())
+
+
+# --------------------------------------------------------------------------- the chain (optional v1 additions)
+
+
+def test_golden_chained_detection_is_the_golden_one_with_prev_appended():
+    from contract import link
+    from contract.chain import prev_of
+
+    chained = golden("detection_v1_chained.json")
+    message = Detection.decode(chained)
+    assert message.encode() == chained   # prev is the last field, as the box appends it
+    assert link(golden("detection_v1.json"), message.prev) == chained and prev_of(chained) == message.prev
+
+
+def test_golden_seal_verifies_with_the_box_key_and_vouches_for_the_chained_detection():
+    from common.signing import parse_public_entry, verify_with
+    from contract import Seal, digest
+
+    seal = Seal.decode(golden("seal_v1.json"))
+    assert seal.encode() == golden("seal_v1.json")
+    key_id, key = parse_public_entry(golden("seal_v1.pub").decode())
+    assert key_id == seal.key == seal.box and verify_with(key, seal.sig, seal.signed_bytes())
+    assert seal.head == digest(golden("detection_v1_chained.json"))
+    assert not verify_with(key, seal.sig, seal.model_copy(update={"seq": seal.seq + 1}).signed_bytes())
+
+
+def test_only_a_json_object_without_prev_can_be_linked():
+    from contract import link
+
+    with pytest.raises(ContractError):
+        link(golden("detection_v1_chained.json"), "0" * 64)
+    with pytest.raises(ContractError):
+        link(b"[]", "0" * 64)

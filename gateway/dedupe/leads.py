@@ -85,6 +85,7 @@ class LedgerEntry:
     lon: float = 0.0
     score: float = 0.0
     evidence: str | None = None   # sha256 the detection names
+    verify: str | None = None     # verified / unverified / failed (gateway.ingest.verify); None: from before it
 
     @property
     def place(self) -> tuple[str, str, str]:
@@ -116,6 +117,10 @@ class Lead:
     ledger: list[LedgerEntry] = field(default_factory=list)
     sum_lat: float = 0.0
     sum_lon: float = 0.0
+    checked: int = 0                      # detections a verifying gateway marked (verified or not)
+    unverified: int = 0                   # of those, the ones no seal of their box vouched for
+    evidence_altered: str | None = None   # a detection whose picture arrived other than it named (this run)
+    chain_broken: list[str] = field(default_factory=list)   # its boxes whose chain broke (this run)
 
     @property
     def detections(self) -> int:
@@ -182,7 +187,7 @@ class LeadBook:
 
     # ------------------------------------------------------------------ merging
 
-    def add(self, det: Detection, verified: Verified = _never) -> Merge | None:
+    def add(self, det: Detection, verified: Verified = _never, mark: str | None = None) -> Merge | None:
         if det.id in self._by_detection:
             return None
         best = self._best_group(det, self.policies.for_(det.category, det.district))
@@ -194,7 +199,7 @@ class LeadBook:
         else:
             lead, rule, distance, gap_s = best
         entry = LedgerEntry(det.id, det.ts, det.box, det.camera, det.zone, rule, round(distance, 1), round(gap_s, 1),
-                            lead.detections + 1, det.lat, det.lon, det.score, det.evidence_sha256)
+                            lead.detections + 1, det.lat, det.lon, det.score, det.evidence_sha256, mark)
         was_lead = lead.is_open_lead
         self._absorb(lead, entry, verified)
         if lead.status == "candidate" and lead.detections >= self.policies.for_(lead.category,
@@ -249,6 +254,9 @@ class LeadBook:
         if place not in lead.places:
             lead.places.append(place)
         lead.score = max(lead.score, entry.score)
+        if entry.verify is not None:
+            lead.checked += 1
+            lead.unverified += entry.verify != "verified"
         if entry.evidence and verified(entry.evidence):
             self._consider_evidence(lead, entry)
         self._by_detection[entry.detection_id] = lead
@@ -292,6 +300,7 @@ class LeadBook:
         entries = sorted(lead.ledger, key=lambda e: e.n)
         lead.ledger = []
         lead.sum_lat = lead.sum_lon = 0.0
+        lead.checked = lead.unverified = 0
         lead.boxes, lead.places = [], []
         self._by_id[lead.lead_id] = lead
         for entry in entries:

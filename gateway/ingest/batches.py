@@ -44,6 +44,7 @@ from gateway.dedupe.policies import merge_policies
 from gateway.dedupe.routing import Router
 from gateway.dedupe.seqgaps import SeqTracker
 from gateway.ingest.pipeline import Checked, Pipeline, check
+from gateway.ingest.verify import Verifier
 from gateway.store import schema
 from gateway.store.evidence import EvidenceBudget, EvidenceStore
 from gateway.ingest.restore import load_groups, load_windows
@@ -54,7 +55,7 @@ from gateway.transport.incoming import READ_BURST, Incoming
 
 log = logging.getLogger(__name__)
 
-INGESTED_KINDS = (Kind.DETECTION, Kind.SENSOR, Kind.HEALTH, Kind.STATUS, Kind.EVIDENCE)
+INGESTED_KINDS = (Kind.DETECTION, Kind.SENSOR, Kind.HEALTH, Kind.STATUS, Kind.EVIDENCE, Kind.SEAL)
 # Case-staff changes are re-read this far back, to survive clock skew between their host and ours
 # (re-reading is harmless: statuses only move forward).
 EVENT_SLACK_MS = 10 * 60_000
@@ -82,7 +83,7 @@ class Ingest:
         self.evidence = EvidenceStore(config.evidence_dir, EvidenceBudget.of(config.evidence))
         self.stats: Counter = Counter()
         self.pipeline = Pipeline(self.book, self.tracker, self.evidence, Router(config.teams, config.districts),
-                                 self.stats)
+                                 self.stats, Verifier(config.verify, clock))
         # Lists of messages as each socket read brought them; bounded so that a slow ingest holds back the broker.
         self.inbox: queue.Queue[list[Incoming]] = queue.Queue(maxsize=max(8, config.batch_size * 20 // READ_BURST))
         self._unbatched: list[Incoming] = []
@@ -182,7 +183,7 @@ class Ingest:
             while not self._stop.is_set() and self._writer_process.alive:
                 batch = self.next_batch()
                 self.ask_for_gaps_if_due()
-                if not batch and self.pipeline.session_lost_ms is None:
+                if not batch and self.pipeline.session_lost_ms is None and not self.pipeline.verifier.holding():
                     self.prune_if_due()
                     continue
                 points = self.handle(batch)

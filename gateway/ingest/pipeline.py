@@ -1,7 +1,8 @@
 """One batch of messages becomes the points that record it.
 
     check:  topic + payload -> typed message (or a dead letter with its reason)
-    apply:  seq gaps -> dedupe -> lead (team, best picture) -> points
+    apply:  verify (chains and seals, ``gateway.ingest.verify``) -> seq gaps -> dedupe -> lead (team, best
+            picture) -> points
 
 ``check`` is pure. ``apply`` changes the in-memory state (lead book, seq
 tracker) and stores evidence files, but talks to nobody: reading history
@@ -22,6 +23,7 @@ from gateway.dedupe.leads import Lead, LeadBook
 from gateway.dedupe.routing import Router
 from gateway.dedupe.seqgaps import Gap, SeqTracker
 from gateway.ingest.validate import Accepted, Rejected, validate
+from gateway.ingest.verify import Verifier
 from gateway.store import schema
 from gateway.store.evidence import EvidenceRefused, EvidenceStore, PendingEvidence
 from gateway.store.lineprotocol import LineProtocolError, Point, encoded
@@ -46,6 +48,7 @@ class Checked:
     message: Incoming
     outcome: Accepted | Rejected
     point: Point | None = None
+    verify: str | None = None   # verified / unverified / failed, for seq messages once past ``Verifier``
 
     @property
     def detection(self) -> Detection | None:
@@ -86,7 +89,8 @@ def _own_point(accepted: Accepted, message: Incoming) -> Point | None:
 
 class Pipeline:
     def __init__(self, book: LeadBook, tracker: SeqTracker, evidence: EvidenceStore, router: Router,
-                 stats: Counter) -> None:
+                 stats: Counter, verifier: Verifier | None = None) -> None:
+        self.verifier = verifier or Verifier.permissive()
         self.book = book
         self.tracker = tracker
         self.evidence = evidence
@@ -107,6 +111,12 @@ class Pipeline:
         gaps: dict[int, Gap] = {}
         evidence_boxes: dict[str, str] = {}
         self.touched = {}
+        batch = self.verifier.admit(batch, now_ms)
+        for box in self.verifier.broke:   # a box's chain broke: its leads say so
+            for lead in self.book.leads():
+                if box in lead.boxes:
+                    lead.chain_broken.append(box)
+                    leads[lead.lead_id] = lead
         points.extend(self._sessions_lost())
         for item in batch:
             if isinstance(item.outcome, Rejected):
@@ -140,6 +150,7 @@ class Pipeline:
         points.extend(self._gap_points(gaps.values()))
         points.extend(self._expired_evidence(now_ms))
         points.extend(self._evidence_budget_points(evidence_boxes, now_ms))
+        points.extend(self.verifier.points(now_ms))
         return points
 
     def _sessions_lost(self) -> list[Point]:
@@ -178,16 +189,19 @@ class Pipeline:
     # ------------------------------------------------------------------ detections and leads
 
     def _detection(self, item: Checked, det: Detection, leads: dict[str, Lead], opened: set[str]) -> list[Point]:
-        merge = self.book.add(det, verified=self.evidence.has)
+        merge = self.book.add(det, verified=self.evidence.has, mark=item.verify)
         if merge is None:
             self.stats["duplicate"] += 1
             log.debug("detection.duplicate id=%s box=%s seq=%d", det.id, det.box, det.seq)
             return []
         lead = merge.lead
+        if self.verifier.broken and det.box in self.verifier.broken and det.box not in lead.chain_broken:
+            lead.chain_broken.append(det.box)
         points = [schema.detection_point(det, lead, merge.entry)]
         earlier_picture = self.pending_evidence.pop(det.id)
         if earlier_picture is not None and earlier_picture != det.evidence_sha256:
             points.append(self._evidence_mismatch(item.message, det.id, earlier_picture, det.evidence_sha256))
+            lead.evidence_altered = det.id
         if det.evidence_sha256 and (earlier_picture is not None or self.evidence.has(det.evidence_sha256)):
             self.evidence.detection_arrived(det.id, lead.lead_id)   # its picture, waiting, is now kept
         if merge.opened:
@@ -219,6 +233,9 @@ class Pipeline:
         sha = hashlib.sha256(jpeg).hexdigest()
         known = self.book.entry_for(detection_id)
         if known is not None and known[1].evidence != sha:
+            known[0].evidence_altered = detection_id   # flagged on the lead: a picture its detection did not name
+            if known[0].status != "candidate":
+                leads[known[0].lead_id] = known[0]
             return [self._evidence_mismatch(item.message, detection_id, sha, known[1].evidence)]
         try:
             self.evidence.admit(jpeg, box=topic.box, district=topic.district, detection_id=detection_id,

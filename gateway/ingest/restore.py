@@ -94,4 +94,5 @@ def _entry(row: dict[str, Any]) -> LedgerEntry:
     return LedgerEntry(
         detection_id=row["detection_id"], ts=row["time"] // NS_PER_MS, box=row["box"], camera=row["camera"],
         zone=row["zone"], rule=row["rule"], distance_m=row["distance_m"], gap_s=row["gap_s"], n=row["n"],
-        lat=row["lat"], lon=row["lon"], score=row["score"], evidence=row.get("evidence"))
+        lat=row["lat"], lon=row["lon"], score=row["score"], evidence=row.get("evidence"),
+        verify=row.get("verify"))

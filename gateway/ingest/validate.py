@@ -17,6 +17,7 @@ from contract import (
     Detection,
     Health,
     Kind,
+    Seal,
     SensorReading,
     Topic,
     check_evidence,
@@ -27,7 +28,8 @@ INT64_MAX = 2**63 - 1
 # Sensor fields the gateway writes itself; a reading of that name would clash with them.
 RESERVED_SENSOR_FIELDS = frozenset({"seq", "id", "event"})
 
-_MODELS = {Kind.DETECTION: Detection, Kind.SENSOR: SensorReading, Kind.HEALTH: Health, Kind.CONFIG_ACK: ConfigAck}
+_MODELS = {Kind.DETECTION: Detection, Kind.SENSOR: SensorReading, Kind.HEALTH: Health, Kind.CONFIG_ACK: ConfigAck,
+           Kind.SEAL: Seal}
 # Boxes publish on a few topics each; evidence topics name a detection and are not kept.
 TOPIC_CACHE_LIMIT = 10_000
 _topics: dict[str, Topic] = {}
@@ -36,14 +38,14 @@ _topics: dict[str, Topic] = {}
 @dataclass(frozen=True, slots=True)
 class Accepted:
     topic: Topic
-    message: Detection | SensorReading | Health | ConfigAck | bool | bytes  # bool: status, bytes: evidence
+    message: Detection | SensorReading | Health | ConfigAck | Seal | bool | bytes  # bool: status, bytes: evidence
 
 
 def validate(topic: str, payload: bytes, now_ms: int | None = None) -> Accepted | Rejected:
     try:
         parsed = _parse_topic(topic)
         message = _decode(parsed, payload)
-        if isinstance(message, (Detection, SensorReading, Health)) and (message.box, message.district) != (
+        if isinstance(message, (Detection, SensorReading, Health, Seal)) and (message.box, message.district) != (
             parsed.box, parsed.district
         ):
             raise ContractError(f"payload names box {message.district}/{message.box}, topic {parsed.district}/{parsed.box}")

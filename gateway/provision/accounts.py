@@ -4,8 +4,12 @@
     DIR/ca/ca.pem, ca.key      the deployment's CA (the key never leaves this folder)
     DIR/broker/                server.pem/.key, passwd, acl, crl.pem, security.conf (for mosquitto.conf)
     DIR/accounts/NAME/         what goes onto the account's machine: ca.pem, its password file or its
-                               certificate and key, mqtt.toml (its [mqtt] table), and for an operator
-                               operator.key (Ed25519, signs config changes) and operator.pub
+                               certificate and key, mqtt.toml (its [mqtt] table), for an operator
+                               operator.key (Ed25519, signs config changes) and operator.pub, for a box
+                               box.key (Ed25519, seals its hash chain) and security.toml (its
+                               [security] table), for a gateway verify.toml
+    DIR/box-keys/BOX.pub       the public half of each box's key, where gateways find it ([verify] keys_dir);
+                               a revoked box's key moves to DIR/box-keys/revoked/
 
 Every secret file is created mode 0600. No password or key is printed or
 logged; ``mqtt.toml`` names the password *file*. The broker's files are
@@ -22,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from common.files import private_dir
 from common.signing import generate_signer, write_private_key
 from contract import NAME_PATTERN
 from gateway.provision import broker
@@ -77,6 +82,11 @@ class Deployment:
     @property
     def broker_dir(self) -> Path:
         return self.folder / "broker"
+
+    @property
+    def box_keys(self) -> Path:
+        """The boxes' public keys, one ``BOX.pub`` each: a gateway's ``[verify] keys_dir``."""
+        return self.folder / "box-keys"
 
     @property
     def security_conf(self) -> Path:
@@ -160,6 +170,18 @@ class Deployment:
                       f'password_file = "{place / "mqtt-password"}"', f'ca_file = "{place / "ca.pem"}"']
         if kind == "gateway":
             lines.append(f'client_id = "{name}"   # the broker makes the user name the client id')
+            (bundle / "verify.toml").write_text(
+                "# A new deployment stores only messages their box's signed chain vouches for (SECURITY.md).\n"
+                "[verify]\nrequire_verified = true\n"
+                f'keys_dir = "{self.box_keys}"   # copy it to the gateway\'s machine if it runs elsewhere\n')
+        if kind == "box":
+            signer = generate_signer(name)
+            write_private_key(signer, bundle / "box.key")
+            private_dir(self.box_keys)
+            (self.box_keys / f"{name}.pub").write_text(signer.public_entry() + "\n")
+            (bundle / "security.toml").write_text(
+                f"# box {name}: its own key chains and seals what it sends (contract.chain); paths as installed\n"
+                f'[security]\nsigning_key_file = "{place / "box.key"}"\n')
         if kind == "operator":
             signer = generate_signer(name)
             write_private_key(signer, bundle / "operator.key")
@@ -179,6 +201,10 @@ class Deployment:
         if account is None:
             raise ProvisionError(f"no account named {name!r}")
         account.revoked = True
+        key = self.box_keys / f"{name}.pub"
+        if key.exists():   # gateways no longer verify its seals (they read keys_dir when they start)
+            private_dir(self.box_keys / "revoked")
+            key.replace(self.box_keys / "revoked" / f"{name}.pub")
         entries = broker.read_password_file(self.broker_dir / "passwd")
         entries.pop(name, None)
         broker.write_password_file(self.broker_dir / "passwd", entries)

@@ -29,8 +29,8 @@ from contract import Kind, subscription
 PBKDF2_ITERATIONS = 101     # what mosquitto_passwd 2.0 writes
 SALT_BYTES = 12
 
-BOX_WRITES = (Kind.DETECTION, Kind.SENSOR, Kind.HEALTH, Kind.STATUS, Kind.CONFIG_ACK, Kind.EVIDENCE)
-GATEWAY_READS = (Kind.DETECTION, Kind.SENSOR, Kind.HEALTH, Kind.STATUS, Kind.EVIDENCE)
+BOX_WRITES = (Kind.DETECTION, Kind.SENSOR, Kind.HEALTH, Kind.STATUS, Kind.CONFIG_ACK, Kind.EVIDENCE, Kind.SEAL)
+GATEWAY_READS = (Kind.DETECTION, Kind.SENSOR, Kind.HEALTH, Kind.STATUS, Kind.EVIDENCE, Kind.SEAL)
 # What the gateway sends a box (the contract's confirmations and resend requests) and the box must read.
 GATEWAY_WRITES = (Kind.CONFIRM, Kind.RESEND)
 BOX_READS = (Kind.CONFIG, *GATEWAY_WRITES)

@@ -134,6 +134,11 @@ def _account(args: argparse.Namespace, _config) -> int:
           + (f" under {args.install_dir}" if args.install_dir else "") + ")")
     if args.kind == "operator":
         print(f"trusted key for boxes' [remote_config] trusted_keys: {(bundle / 'operator.pub').read_text().strip()}")
+    if args.kind == "box":
+        print(f"{bundle / 'security.toml'}: add its [security] table to the box's config (its signing key); the "
+              f"public key is {deployment.box_keys / (args.name + '.pub')} ([verify] keys_dir of the gateways)")
+    if args.kind == "gateway":
+        print(f"{bundle / 'verify.toml'}: add its [verify] table to the gateway's config")
     print((bundle / "mqtt.toml").read_text().rstrip())
     print("reload the broker (SIGHUP) so that it takes the new entries")
     return 0

@@ -159,7 +159,22 @@ def lead_event(row: Row) -> LeadEvent:
 def new_box_summary(box: str, district: str) -> Row:
     return {"box": box, "district": district, "last_seen": None, "online": None, "last_seq": None,
             "open_gaps": 0, "missing": 0, "backfilled": 0, "dropped_by_policy": 0, "delivery": None,
-            "evidence_used": None, "evidence_budget": None, "evidence_refused": 0}
+            "evidence_used": None, "evidence_budget": None, "evidence_refused": 0,
+            "chain": None, "verified": 0, "unverified": 0, "failed": 0, "chain_breaks": 0, "last_break": None}
+
+
+def add_chain(summary: Row, row: Row) -> None:
+    """The last ``box_chain`` row of a box into its summary: ``chain`` says ok, broken or unsigned."""
+    for name in ("verified", "unverified", "failed"):
+        summary[name] = row.get(name) or 0
+    summary["chain_breaks"] = row.get("breaks") or 0
+    summary["last_break"] = row.get("last_break")
+    if summary["chain_breaks"] or summary["failed"]:
+        summary["chain"] = "broken"
+    elif summary["verified"]:
+        summary["chain"] = "ok"
+    else:
+        summary["chain"] = "unsigned"
 
 
 def add_gap(summary: Row, row: Row) -> None:

@@ -22,6 +22,7 @@ from gateway.store.base import (
     LeadQuery,
     Row,
     SeenEvent,
+    add_chain,
     add_evidence,
     add_gap,
     lead_event,
@@ -215,6 +216,8 @@ class InfluxStore:
             box(row)["delivery"] = row["last"]
         for row in self.client.query(f"SELECT last(*) FROM {quote_ident('box_evidence')} WHERE {since} {group}"):
             add_evidence(box(row), {name.removeprefix("last_"): value for name, value in row.items()})
+        for row in self.client.query(f"SELECT last(*) FROM {quote_ident('box_chain')} WHERE {since} {group}"):
+            add_chain(box(row), {name.removeprefix("last_"): value for name, value in row.items()})
         return sorted(boxes.values(), key=lambda b: (b["district"], b["box"]))
 
 

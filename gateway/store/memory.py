@@ -21,6 +21,7 @@ from gateway.store.base import (
     LeadQuery,
     Row,
     SeenEvent,
+    add_chain,
     add_evidence,
     add_gap,
     lead_event,
@@ -171,4 +172,6 @@ class MemoryStore:
             box(row)["delivery"] = row["delivery"]
         for row in self._rows("box_evidence", since_ms, where=lambda row: "used_bytes" in row):
             add_evidence(box(row), row)
+        for row in self._rows("box_chain", since_ms, where=lambda row: "verified" in row):
+            add_chain(box(row), row)
         return sorted(boxes.values(), key=lambda b: (b["district"], b["box"]))

@@ -25,10 +25,10 @@ REJECTED_PAYLOAD_CHARS = 2048
 # A lead's ledger, read from its detections: stored name -> the name ``gateway leads show`` prints.
 LEDGER_NAMES = {"id": "detection_id", **{name: name for name in (
     "n", "rule", "distance_m", "gap_s", "lat", "lon", "score", "evidence", "box", "camera", "zone", "category",
-    "district", "lead_id")}}
+    "district", "lead_id", "verify")}}
 BBOX_FIELDS = ("x1", "y1", "x2", "y2")
 DETECTION_TAGS = ("box", "district", "camera", "category", "zone", "label", "lead_id")
-LEAD_FIELDS = ("status", "detections", "score", "first_seen", "last_seen", "lat", "lon", "boxes", "evidence",
+LEAD_FIELDS = ("status", "detections", "verify", "unverified", "evidence_altered", "chain_broken", "score", "first_seen", "last_seen", "lat", "lon", "boxes", "evidence",
                "team", "route", "claimed_by", "outcome", "note", "updated_at", "opened_at", "dispatched_at",
                "on_scene_at", "resolved_at", "closed_at", "site_photo", "overdue", "merged_into", "split_from", "split_out")
 # What a lead_event may say beyond who changed what: the team and officer dispatched to, the site photo,
@@ -79,6 +79,8 @@ def detection_point(d: Detection, lead: Lead, entry: LedgerEntry) -> Point:
     }
     if d.evidence_sha256:
         fields["evidence"] = d.evidence_sha256
+    if entry.verify is not None:
+        fields["verify"] = entry.verify
     tags = {"box": d.box, "district": d.district, "camera": d.camera, "category": d.category,
             "zone": d.zone, "label": d.label, "lead_id": lead.lead_id}
     return Point("detection", tags, fields, ms_to_ns(d.ts) + d.seq % NS_PER_MS)
@@ -105,6 +107,14 @@ def lead_point(lead: Lead, *, with_status: bool) -> Point:
         fields["route"] = lead.route
     if lead.evidence_sha256:
         fields["evidence"] = lead.evidence_sha256
+    # Verification (gateway.ingest.verify): how many of its detections no seal vouched for.
+    if lead.checked:
+        fields["verify"] = "unverified" if lead.unverified else "verified"
+        fields["unverified"] = lead.unverified
+    if lead.evidence_altered:
+        fields["evidence_altered"] = lead.evidence_altered
+    if lead.chain_broken:
+        fields["chain_broken"] = ",".join(lead.chain_broken)
     return Point("lead", lead_tags(lead), fields, ms_to_ns(lead.anchor_ts))
 
 
@@ -200,6 +210,17 @@ def health_point(h: Health) -> Point:
     if h.dropped_seqs:
         fields["dropped_seqs"] = ",".join(f"{d.kind}:{d.from_seq}-{d.to_seq}" for d in h.dropped_seqs)
     return Point("box_health", {"box": h.box, "district": h.district}, fields, ms_to_ns(h.ts))
+
+
+def box_chain_point(box: str, district: str, verified: int, unverified: int, failed: int, breaks: int, seals: int,
+                    last_break: str, now_ms: int) -> Point:
+    """A box's chain verification since the gateway started: messages verified, passed or refused unverified,
+    failed, breaks of its chain (and the last one's reason), valid seals."""
+    fields: dict[str, Any] = {"verified": verified, "unverified": unverified, "failed": failed, "breaks": breaks,
+                              "seals": seals}
+    if last_break:
+        fields["last_break"] = visible(last_break)
+    return Point("box_chain", {"box": box, "district": district}, fields, ms_to_ns(now_ms))
 
 
 def status_point(box: str, district: str, online: bool, received_ms: int) -> Point:

@@ -24,7 +24,8 @@ from gateway.store.influx import InfluxClient
 from gateway.store.influxdb import InfluxStore
 from gateway.store.lineprotocol import Point
 from gateway.store.memory import MemoryStore
-from gateway.store.schema import PRECISION, LeadEvent, gap_point, lead_event_point, ms_to_ns, status_point
+from gateway.store.schema import (PRECISION, LeadEvent, box_chain_point, gap_point, lead_event_point, ms_to_ns,
+                                  status_point)
 from gateway.transport.incoming import Incoming
 
 from .conftest import gateway_config
@@ -154,11 +155,15 @@ def test_the_box_overview(store, tmp_path):
     ingest = make_ingest(store, tmp_path)
     stored(ingest, [health(1, ts=NOW - 9000), health(4, ts=NOW - 8000)])
     store.write([status_point("box-1", "old-town", True, NOW - 7000),
-                 status_point("box-1", "old-town", False, NOW - 5000)])
+                 status_point("box-1", "old-town", False, NOW - 5000),
+                 box_chain_point("box-1", "old-town", 4, 1, 0, 0, 2, "", NOW - 7000),
+                 box_chain_point("box-1", "old-town", 5, 1, 1, 1, 3, "seq 3: forged", NOW - 6000)])
     [box] = store.boxes(NOW - 3_600_000)
     assert box == {"box": "box-1", "district": "old-town", "last_seen": NOW - 5000, "online": False, "last_seq": 4,
                    "open_gaps": 1, "missing": 2, "backfilled": 0, "dropped_by_policy": 0, "delivery": None,
-                   "evidence_used": None, "evidence_budget": None, "evidence_refused": 0}
+                   "evidence_used": None, "evidence_budget": None, "evidence_refused": 0,
+                   "chain": "broken", "verified": 5, "unverified": 1, "failed": 1, "chain_breaks": 1,
+                   "last_break": "seq 3: forged"}
     assert store.boxes(int(time.time() * 1000) + 3_600_000) == []
 
 
