@@ -5,7 +5,9 @@ certificate, the box ``campus-01`` and the gateway ``demo-gateway``, each
 with a password file), starts its own Mosquitto (TLS only, no anonymous
 login, the provisioned ACL) and InfluxDB (authentication on, an admin user
 whose password is in a file) on free loopback ports, runs the gateway and
-one box (the demo config plays the demo clip once) with those logins, waits
+one box (the demo config plays the demo clip once) with those logins and the
+box's own signing key (it chains and seals what it sends; the gateway stores
+only what the seals vouch for), waits
 until every demo category has a lead, prints the leads, and stops everything
 it started. No password is printed or logged: the configs name files.
 """
@@ -70,10 +72,13 @@ def provision(run_dir: Path) -> DevDeployment:
 
 
 def write_gateway_config(run_dir: Path, deployment: DevDeployment, influx: InfluxDB) -> Path:
-    """The gateway's config: its [mqtt] table as provisioned, and InfluxDB's login; both name password files."""
+    """The gateway's config: its [mqtt] and [verify] tables as provisioned (only messages the box's signed chain
+    vouches for are stored), and InfluxDB's login; the logins name password files."""
     path = run_dir / "gateway.toml"
-    mqtt = (deployment.deployment.bundle(GATEWAY) / "mqtt.toml").read_text()
-    path.write_text(f"evidence_dir = \"{run_dir / 'evidence'}\"\n{mqtt}\n[influx]\n{influx.influx_table(DB)}")
+    bundle = deployment.deployment.bundle(GATEWAY)
+    mqtt, verify = (bundle / "mqtt.toml").read_text(), (bundle / "verify.toml").read_text()
+    path.write_text(f"evidence_dir = \"{run_dir / 'evidence'}\"\n{mqtt}\n{verify}\n"
+                    f"[influx]\n{influx.influx_table(DB)}")
     return path
 
 
@@ -82,6 +87,7 @@ def run_demo(config: Path, run_dir: Path, timeout_s: float, fast: bool = False) 
     deployment = provision(run_dir)
     place = deployment.deployment.place
     box_mqtt = deployment.deployment.bundle(BOX) / "mqtt.toml"
+    box_security = deployment.deployment.bundle(BOX) / "security.toml"
     print(f"demo: provisioned box {BOX} (district {DISTRICT}) and gateway {GATEWAY} in {deployment.folder}; "
           f"their logins are password files in accounts/NAME/")
     with Mosquitto(run_dir / "mosquitto", deployment=deployment, port=place.port, cert_port=place.cert_port) as broker, \
@@ -99,6 +105,7 @@ def run_demo(config: Path, run_dir: Path, timeout_s: float, fast: bool = False) 
                 with (log_dir / "edge.log").open("w") as edge_log:
                     edge = subprocess.run(
                         _python("edge.cli", "run", "--config", str(config), "--mqtt-config", str(box_mqtt),
+                                "--security-config", str(box_security),
                                 "--spool", str(run_dir / "spool.db"), *(["--fast"] if fast else [])),
                         stdout=edge_log, stderr=subprocess.STDOUT, timeout=timeout_s)
                 incidents = [line for line in (log_dir / "edge.log").read_text().splitlines() if "incident." in line]
@@ -116,6 +123,12 @@ def run_demo(config: Path, run_dir: Path, timeout_s: float, fast: bool = False) 
         if missing:
             print(f"demo: no lead for {', '.join(missing)}", file=sys.stderr)
             return 1
+        unverified = [lead["lead_id"] for lead in leads if lead.get("verify") != "verified"]
+        if unverified:
+            print(f"demo: leads not verified against the box's signed chain: {', '.join(unverified)}",
+                  file=sys.stderr)
+            return 1
+        print("demo: every lead verified: the box's seals vouch for each of its detections")
     print("demo: stopped Mosquitto, InfluxDB, gateway and box")
     return 0
 

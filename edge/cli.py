@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--mqtt-config", type=Path, metavar="FILE", help=(
         "The box's [mqtt] table as provisioning wrote it (mqtt.toml: URL, login, CA), in place of the config's "
         "(its keepalive_s is kept)."))
+    run.add_argument("--security-config", type=Path, metavar="FILE", help=(
+        "The box's [security] table as provisioning wrote it (security.toml: its signing key), in place of the "
+        "config's (its seal_every and seal_after_s are kept)."))
     run.add_argument("--spool", type=Path, metavar="PATH", help="Spool database, overriding the config.")
     run.add_argument("--fast", action="store_true",
                      help="Play video files as fast as the CPU allows instead of at recorded speed.")
@@ -87,7 +90,10 @@ def _run(args: argparse.Namespace) -> int:
     try:
         table = load_table(args.config)
         if args.mqtt_config:
-            table["mqtt"] = _provisioned_mqtt(args.mqtt_config, table.get("mqtt"))
+            table["mqtt"] = _provisioned_table(args.mqtt_config, "mqtt", table.get("mqtt"), ("keepalive_s",))
+        if args.security_config:
+            table["security"] = _provisioned_table(args.security_config, "security", table.get("security"),
+                                                   ("seal_every", "seal_after_s"))
         if args.fast:
             for camera in table.get("cameras", []) if isinstance(table.get("cameras"), list) else []:
                 if isinstance(camera, dict):
@@ -110,15 +116,16 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _provisioned_mqtt(path: Path, current: object) -> dict:
-    """The ``[mqtt]`` table of ``path``, keeping the box config's ``keepalive_s``."""
+def _provisioned_table(path: Path, name: str, current: object, kept: tuple[str, ...]) -> dict:
+    """The ``[name]`` table of ``path`` (a file provisioning wrote), keeping the box config's ``kept`` keys."""
     from edge.config import ConfigError, load_table
 
-    provisioned = load_table(path).get("mqtt")
+    provisioned = load_table(path).get(name)
     if not isinstance(provisioned, dict):
-        raise ConfigError(str(path), ["mqtt: no [mqtt] table"])
-    if isinstance(current, dict) and "keepalive_s" in current:
-        provisioned.setdefault("keepalive_s", current["keepalive_s"])
+        raise ConfigError(str(path), [f"{name}: no [{name}] table"])
+    for key in kept:
+        if isinstance(current, dict) and key in current:
+            provisioned.setdefault(key, current[key])
     return provisioned
 
 

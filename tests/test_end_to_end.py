@@ -48,6 +48,9 @@ def test_demo_produces_a_lead_per_category_and_stops_everything(demo):
     table = result.stdout
     assert "street_vending" in table and "illegal_dumping" in table and "2 lead(s)" in table
     assert "stopped Mosquitto, InfluxDB, gateway and box" in table
+    # The box chained and sealed what it sent; the gateway, requiring that, verified every lead.
+    assert "every lead verified" in table
+    assert "require_verified = true" in (tmp_path / "gateway.toml").read_text()
     # Evidence pictures arrived and are stored under their sha256.
     stored = list((tmp_path / "evidence").rglob("*.jpg"))
     assert len(stored) == 2

@@ -53,8 +53,8 @@ def verify_table(keys: Path, require: bool) -> str:
     return f'[verify]\nrequire_verified = {"true" if require else "false"}\nkeys_dir = "{keys}"\nseal_timeout_s = 2\n'
 
 
-def leads(cli, influxdb, db) -> list[dict]:
-    result = cli("leads", "list", "--json", "--influx", influxdb.url, "--db", db)
+def leads(cli, influx_flags, db) -> list[dict]:
+    result = cli("leads", "list", "--json", *influx_flags(db))
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -63,12 +63,12 @@ def rejected_reasons(influx) -> list[str]:
     return [row["reason"] for row in influx.query_all("SELECT * FROM rejected")]
 
 
-def test_a_forged_detection_fails_verification_and_opens_no_lead(gateway_process, publish, cli, influx, influxdb,
+def test_a_forged_detection_fails_verification_and_opens_no_lead(gateway_process, publish, cli, influx, influx_flags,
                                                                   influx_db_name, tmp_path, wait):
     box = SigningBox(tmp_path / "keys")
     gateway_process(verify_table(tmp_path / "keys", require=True))
     publish([box.detection(), box.detection(), box.seal()])
-    [lead] = wait(lambda: leads(cli, influxdb, influx_db_name))
+    [lead] = wait(lambda: leads(cli, influx_flags, influx_db_name))
     assert lead["zone"] == "hotspot" and lead["verify"] == "verified" and lead["unverified"] == 0
 
     # A client that is not the box (here a harness account; the open test broker lets it publish in the box's
@@ -86,29 +86,29 @@ def test_a_forged_detection_fails_verification_and_opens_no_lead(gateway_process
                for r in reasons)
     assert sum(r == f"unverified: no valid seal of box box-1 covered seq {seq} within 2 s"
                for r in reasons for seq in (3, 4)) == 2
-    [lead] = leads(cli, influxdb, influx_db_name)
+    [lead] = leads(cli, influx_flags, influx_db_name)
     assert lead["zone"] == "hotspot" and lead["chain_broken"] == "box-1"   # its box's chain broke: flagged
-    shown = cli("leads", "show", lead["lead_id"], "--influx", influxdb.url, "--db", influx_db_name).stdout
+    shown = cli("leads", "show", lead["lead_id"], *influx_flags(influx_db_name)).stdout
     assert "WARNING: the chain of box(es) box-1 broke" in shown
     assert not influx.query_all("SELECT * FROM detection WHERE zone = 'forged'")
 
-    boxes = json.loads(cli("boxes", "--json", "--influx", influxdb.url, "--db", influx_db_name).stdout)
+    boxes = json.loads(cli("boxes", "--json", *influx_flags(influx_db_name)).stdout)
     [summary] = [b for b in boxes if b["box"] == BOX]
     assert summary["chain"] == "broken" and summary["verified"] == 2 and summary["failed"] == 1
-    table = cli("boxes", "--influx", influxdb.url, "--db", influx_db_name).stdout
+    table = cli("boxes", *influx_flags(influx_db_name)).stdout
     assert "BROKEN" in table and "warning: box-1: its chain broke" in table
 
 
 def test_a_picture_altered_after_the_box_signed_it_is_flagged_on_its_lead(gateway_process, publish, cli, influx,
-                                                                          influxdb, influx_db_name, tmp_path, wait):
+                                                                          influx_flags, influx_db_name, tmp_path, wait):
     box = SigningBox(tmp_path / "keys")
     gateway_process(verify_table(tmp_path / "keys", require=True))
     sha = hashlib.sha256(JPEG).hexdigest()
     first = box.detection(evidence_sha256=sha)
     evidence_topic = str(Topic(DISTRICT, BOX, Kind.EVIDENCE, "chain-1-hotspot"))
     publish([(evidence_topic, JPEG), first, box.detection(), box.seal()])
-    [lead] = wait(lambda: [lead for lead in leads(cli, influxdb, influx_db_name) if lead.get("evidence") == sha])
-    show = ["leads", "show", lead["lead_id"], "--influx", influxdb.url, "--db", influx_db_name,
+    [lead] = wait(lambda: [lead for lead in leads(cli, influx_flags, influx_db_name) if lead.get("evidence") == sha])
+    show = ["leads", "show", lead["lead_id"], *influx_flags(influx_db_name),
             "--evidence-dir", str(tmp_path / "evidence")]
     shown = json.loads(cli(*show, "--json").stdout)
     assert shown["lead"]["evidence_verified"] == "verified"
@@ -127,18 +127,18 @@ def test_a_picture_altered_after_the_box_signed_it_is_flagged_on_its_lead(gatewa
 
 
 def test_without_require_verified_old_firmware_is_stored_marked_unverified(gateway_process, publish, cli, influx,
-                                                                           influxdb, influx_db_name, tmp_path, wait):
+                                                                           influx_flags, influx_db_name, tmp_path, wait):
     (tmp_path / "keys").mkdir()
     gateway_process(verify_table(tmp_path / "keys", require=False))
     publish([(DETECTION, detection(1)), (DETECTION, detection(2))])   # no prev: firmware without a key
-    [lead] = wait(lambda: leads(cli, influxdb, influx_db_name))
+    [lead] = wait(lambda: leads(cli, influx_flags, influx_db_name))
     assert lead["verify"] == "unverified" and lead["unverified"] == 2
     rows = influx.query_all("SELECT * FROM detection")
     assert sorted(row["verify"] for row in rows) == ["unverified", "unverified"]
     assert not rejected_reasons(influx)
-    text = cli("leads", "show", lead["lead_id"], "--influx", influxdb.url, "--db", influx_db_name).stdout
+    text = cli("leads", "show", lead["lead_id"], *influx_flags(influx_db_name)).stdout
     assert "detections: UNVERIFIED (2 of 2" in text
-    boxes = json.loads(cli("boxes", "--json", "--influx", influxdb.url, "--db", influx_db_name).stdout)
+    boxes = json.loads(cli("boxes", "--json", *influx_flags(influx_db_name)).stdout)
     assert [(b["chain"], b["unverified"]) for b in boxes if b["box"] == BOX] == [("unsigned", 2)]
 
 
@@ -148,7 +148,8 @@ def test_a_box_outbox_with_its_key_is_verified_and_its_lead_opens_promptly(gatew
 
     box = SigningBox(tmp_path / "keys")
     gateway_process(verify_table(tmp_path / "keys", require=True))
-    outbox = Outbox(tmp_path / "spool.db", mosquitto.url, DISTRICT, BOX, signer=box.signer)
+    login = mosquitto.account(BOX, "box", district=DISTRICT)
+    outbox = Outbox(tmp_path / "spool.db", login.url, DISTRICT, BOX, credentials=login.credentials(), signer=box.signer)
     outbox.start()
     try:
         assert outbox.link.wait_connected(10)
