@@ -33,8 +33,12 @@ listener, password logins and the ACL made by the provisioning code, every
 client (each of the 8 boxes publishing its own detections, the bare
 subscriber, each gateway run) over TLS with an account of its own (a
 persistent session each: the broker makes the user name the client id), and
-InfluxDB with a login. ``--insecure`` runs plain, anonymous servers instead,
-to see what TLS and logins cost.
+InfluxDB with a login. The boxes chain and seal what they send with their
+provisioned keys (``edge.chain.ChainWriter``: every 200 messages or 0.2 s,
+as a box does), and each gateway run requires verified messages
+(``[verify] require_verified = true``), so a detection is stored and counts
+only once a seal vouches for it. ``--insecure`` runs plain, anonymous
+servers and unchained messages instead, to see what all of that costs.
 """
 
 from __future__ import annotations
@@ -59,8 +63,10 @@ sys.path.insert(0, str(ROOT))
 
 from common.broker import BrokerAddress, BrokerSettings, Credentials  # noqa: E402
 from common.mqtt import build_client  # noqa: E402
+from common.signing import load_signer  # noqa: E402
 from contract import Detection, Kind, Topic  # noqa: E402
 from devstack.services import InfluxDB, Mosquitto  # noqa: E402
+from edge.chain import ChainWriter  # noqa: E402
 from gateway.dedupe.leads import LeadBook, lead_id_for  # noqa: E402
 from gateway.store.influx import InfluxClient, InfluxError  # noqa: E402
 from gateway.transport.link import PLAIN_ENV  # noqa: E402
@@ -105,6 +111,16 @@ class Access:
     def client(self, client_id: str, account: str | None, kind: str = "gateway") -> paho.Client:
         return mqtt_client(self.url, client_id, None if account is None else self.account(account, kind))
 
+    def chains(self) -> Chains | None:
+        """A fresh chain per box, each sealed with the box's provisioned key (None on a plain broker)."""
+        if not self.secure:
+            return None
+        for box in BOXES:
+            self.account(box, "box")
+        deployment = self.broker.deployment.deployment
+        return Chains({box: ChainWriter(box, "bench", load_signer(deployment.bundle(box) / "box.key"))
+                       for box in BOXES})
+
     def influx_client(self, db: str, **options) -> InfluxClient:
         return InfluxClient(self.influx.url, db, **self.influx.client_login(), **options)
 
@@ -115,7 +131,11 @@ class Access:
         if not self.secure:
             return (f'[mqtt]\ninsecure = true\nurl = "{self.url}"\n{share}'
                     f'[influx]\ninsecure = true\nurl = "{self.influx.url}"\ndb = "{db}"\n')
-        return f'{self.account(account).read_text()}{share}[influx]\n{self.influx.influx_table(db)}'
+        for box in BOXES:
+            self.account(box, "box")       # each box's key is in keys_dir before the gateway starts
+        keys = self.broker.deployment.deployment.box_keys
+        verify = f'[verify]\nrequire_verified = true\nkeys_dir = "{keys}"\n'
+        return f'{self.account(account).read_text()}{share}{verify}[influx]\n{self.influx.influx_table(db)}'
 
 
 def mqtt_client(url: str, client_id: str, account: Path | None) -> paho.Client:
@@ -128,11 +148,35 @@ def mqtt_client(url: str, client_id: str, account: Path | None) -> paho.Client:
     return build_client(client_id, BrokerAddress.parse(url), credentials)
 
 
+class Chains:
+    """What the boxes' outboxes do to each message on a secured set-up: chain it to the box's previous one,
+    and seal the chain head every 200 messages or 0.2 s (edge.chain.ChainWriter)."""
+
+    def __init__(self, writers: dict[str, ChainWriter]) -> None:
+        self.writers = writers
+
+    def chained(self, box: str, seq: int, payload: bytes) -> list[tuple[str, bytes]]:
+        """The message as the box sends it, then its box's seal when one is due."""
+        writer = self.writers[box]
+        messages = [(str(Topic("bench", box, Kind.DETECTION)), writer.chain(seq, payload))]
+        if writer.due():
+            messages.append(self.seal(box))
+        return messages
+
+    def seal(self, box: str) -> tuple[str, bytes]:
+        return str(Topic("bench", box, Kind.SEAL)), self.writers[box].seal(now_ms()).encode()
+
+    def final_seals(self) -> list[tuple[str, bytes]]:
+        return [self.seal(box) for box, writer in self.writers.items() if writer.head_seq > 0]
+
+
 # --------------------------------------------------------------------------- workload
 
 
-def detections(count: int, start_ms: int, prefix: str, per_incident: int = 4) -> list[tuple[str, bytes]]:
-    """``count`` detections: incidents of ``per_incident`` sightings each, ~110 m apart, 8 boxes."""
+def detections(count: int, start_ms: int, prefix: str, chains: Chains | None = None,
+               per_incident: int = 4) -> list[tuple[str, bytes]]:
+    """``count`` detections: incidents of ``per_incident`` sightings each, ~110 m apart, 8 boxes; with
+    ``chains``, chained and sealed as the boxes send them (the seals among them)."""
     messages = []
     seqs = dict.fromkeys((f"box-{n}" for n in range(8)), 0)
     for index in range(count):
@@ -144,8 +188,11 @@ def detections(count: int, start_ms: int, prefix: str, per_incident: int = 4) ->
                         bbox=(0.1, 0.5, 0.2, 0.7), zone=f"zone-{incident}", track=incident, dwell_s=60.0,
                         lat=48.0 + (incident % 1000) * 0.001, lon=16.0 + (incident // 1000) * 0.001,
                         model="nanodet-g-416", config="abcdef12")
-        messages.append((str(Topic("bench", box, Kind.DETECTION)), det.encode()))
-    return messages
+        if chains is None:
+            messages.append((str(Topic("bench", box, Kind.DETECTION)), det.encode()))
+        else:
+            messages += chains.chained(box, seqs[box], det.encode())
+    return messages + ([] if chains is None else chains.final_seals())
 
 
 class Publisher:
@@ -242,7 +289,7 @@ def bare_subscriber_rate(access: Access, count: int) -> float:
     """Drain rate of a backlog of ``count`` detections by a subscriber that only counts."""
     client_id = f"bench-count-{os.getpid()}"
     run_count_subscriber(access, 0, client_id)
-    publish_fast(access, detections(count, now_ms() - 3_600_000, "bare"))
+    publish_fast(access, detections(count, now_ms() - 3_600_000, "bare", access.chains()))
     result = run_count_subscriber(access, count, client_id)
     if result["count"] < count:
         raise SystemExit(f"bare subscriber got {result['count']} of {count}")
@@ -335,7 +382,7 @@ def gateway_rate(access: Access, count: int, workdir: Path,
     wait_connected(first, log)
     time.sleep(0.5)          # subscribed
     stop(first)
-    publish_fast(access, detections(count, now_ms() - 3_600_000, prefix))
+    publish_fast(access, detections(count, now_ms() - 3_600_000, prefix, access.chains()))
     child = gateway_process(access, db, workdir)
     try:
         started = wait_connected(child, log, times=2)
@@ -373,6 +420,7 @@ def lead_latency(access: Access, rate: int, seconds: float, workdir: Path) -> li
         poller = threading.Thread(target=poll_leads, args=(access, db, published, anchors, seen, stop_polling))
         poller.start()
         seqs = dict.fromkeys((f"box-{n}" for n in range(8)), 0)
+        chains = access.chains()
         started = time.time()
         for index in range(count):
             incident = index // 2
@@ -383,7 +431,9 @@ def lead_latency(access: Access, rate: int, seconds: float, workdir: Path) -> li
                             bbox=(0.1, 0.5, 0.2, 0.7), zone=f"zone-{incident}", track=incident, dwell_s=60.0,
                             lat=48.0 + (incident % 1000) * 0.001, lon=17.0 + (incident // 1000) * 0.001,
                             model="nanodet-g-416", config="abcdef12")
-            client.publish(str(Topic("bench", det.box, Kind.DETECTION)), det.encode())
+            for topic, payload in (chains.chained(box, seqs[box], det.encode()) if chains else
+                                   [(str(Topic("bench", box, Kind.DETECTION)), det.encode())]):
+                client.publish(topic, payload)
             if index % 2 == 0:
                 anchors[lead_id_for("street_vending", det.id)] = det.ts
             else:
@@ -391,6 +441,8 @@ def lead_latency(access: Access, rate: int, seconds: float, workdir: Path) -> li
             delay = started + (index + 1) / rate - time.time()
             if delay > 0:
                 time.sleep(delay)
+        for topic, payload in chains.final_seals() if chains else []:
+            client.publish(topic, payload)
         wait_until(lambda: len(seen) >= len(published), 30, "every lead to show")
         stop_polling.set()
         poller.join()
@@ -509,7 +561,8 @@ def main() -> int:
                   f"{'plain paho' if args.plain else 'fast'}; " +
                   ("plain MQTT and HTTP, anonymous" if args.insecure else
                    "broker with TLS, password logins and the ACL, every client over TLS with its own account; "
-                   "InfluxDB with a login"), flush=True)
+                   "InfluxDB with a login; boxes chain and seal, the gateway requires verified messages"),
+                  flush=True)
             ratios = []
             for round_no in range(1, args.rounds + 1):
                 bare = bare_subscriber_rate(access, args.detections)
