@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path(__file__).resolve().parents[1]))
@@ -26,17 +27,22 @@ from gateway.transport.incoming import Incoming  # noqa: E402
 COUNT, BATCH = 20_000, 500
 
 
-def messages(now: int) -> list[Incoming]:
-    found, seqs = [], Counter()
+def detection_stream(now: int, boxes: int = 8) -> Iterator[tuple[int, str, int, bytes]]:
+    """(index, box, seq, payload) of COUNT detections: incidents of 4 sightings, ``boxes`` boxes in turn."""
+    seqs: Counter[str] = Counter()
     for i in range(COUNT):
-        box = f"box-{(i // 4) % 8}"
+        box = f"box-{(i // 4) % boxes}"
         seqs[box] += 1
         det = Detection(id=f"d{i}", box=box, district="bench", seq=seqs[box], ts=now - 600_000 + i, camera="north",
                         category="street_vending", label="person", score=0.7, bbox=(0.1, 0.5, 0.2, 0.7),
                         zone=f"zone-{i // 4}", track=i // 4, dwell_s=60.0, lat=48.0 + (i // 4 % 1000) * 0.001,
                         lon=17.0 + (i // 4000) * 0.001, model="nanodet-g-416", config="abcdef12")
-        found.append(Incoming(str(Topic("bench", box, Kind.DETECTION)), det.encode(), i, 1, time.time()))
-    return found
+        yield i, box, seqs[box], det.encode()
+
+
+def messages(now: int) -> list[Incoming]:
+    return [Incoming(str(Topic("bench", box, Kind.DETECTION)), payload, i, 1, time.time())
+            for i, box, _, payload in detection_stream(now)]
 
 
 def main() -> int:

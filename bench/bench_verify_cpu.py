@@ -23,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.signing import generate_signer  # noqa: E402
-from contract import Detection, Kind, Topic  # noqa: E402
+from bench_ingest_cpu import COUNT, detection_stream  # noqa: E402
+from contract import Kind, Topic  # noqa: E402
 from edge.chain import ChainWriter  # noqa: E402
 from gateway.config import VerifySettings  # noqa: E402
 from gateway.dedupe.leads import LeadBook  # noqa: E402
@@ -34,7 +35,7 @@ from gateway.ingest.verify import Verifier  # noqa: E402
 from gateway.store.evidence import EvidenceStore  # noqa: E402
 from gateway.transport.incoming import Incoming  # noqa: E402
 
-COUNT, BATCH, BOXES = 20_000, 500, 8
+BATCH, BOXES = 500, 8
 
 
 def stream(now: int, keys: Path | None, seal_every: int | None) -> list[Incoming]:
@@ -45,18 +46,11 @@ def stream(now: int, keys: Path | None, seal_every: int | None) -> list[Incoming
             signer = generate_signer(f"box-{n}")
             (keys / f"box-{n}.pub").write_text(signer.public_entry())
             writers[f"box-{n}"] = ChainWriter(f"box-{n}", "bench", signer, every_n=seal_every, after_s=3600)
-    found, seqs = [], Counter()
-    for i in range(COUNT):
-        box = f"box-{(i // 4) % BOXES}"
-        seqs[box] += 1
-        det = Detection(id=f"d{i}", box=box, district="bench", seq=seqs[box], ts=now - 600_000 + i, camera="north",
-                        category="street_vending", label="person", score=0.7, bbox=(0.1, 0.5, 0.2, 0.7),
-                        zone=f"zone-{i // 4}", track=i // 4, dwell_s=60.0, lat=48.0 + (i // 4 % 1000) * 0.001,
-                        lon=17.0 + (i // 4000) * 0.001, model="nanodet-g-416", config="abcdef12")
-        payload = det.encode()
+    found = []
+    for i, box, seq, payload in detection_stream(now, BOXES):
         writer = writers.get(box)
         if writer is not None:
-            payload = writer.chain(seqs[box], payload)
+            payload = writer.chain(seq, payload)
         found.append(Incoming(str(Topic("bench", box, Kind.DETECTION)), payload, i, 1, time.time()))
         if writer is not None and writer.due():
             seal = writer.seal(now).encode()
