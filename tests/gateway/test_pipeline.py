@@ -84,6 +84,19 @@ def test_two_detections_open_a_routed_lead_and_a_repeat_changes_nothing(tmp_path
     assert update.time == lead.time and update.tags == lead.tags
 
 
+def test_the_leads_a_batch_opens_are_logged_in_one_line(tmp_path, caplog):
+    h = Harness(tmp_path, Router({"old-town": "team-ot"}, []))
+    far = dict(zone="market", lat=48.3085, lon=16.4731)
+    with caplog.at_level("INFO", logger="gateway.ingest.pipeline"):
+        points = h.run(detection(1), detection(2), detection(3, **far), detection(4, **far))
+    lead_ids = sorted(p.tags["lead_id"] for p in of(points, "lead"))
+    opened = [r.getMessage() for r in caplog.records if r.getMessage().startswith("lead.opened")]
+    assert len(lead_ids) == 2 and len(opened) == 1
+    assert opened[0].startswith("lead.opened count=2 lead=")
+    assert all(f"lead={lead_id} category=illegal_dumping district=old-town" in opened[0] for lead_id in lead_ids)
+    assert "zone=hotspot" in opened[0] and "zone=market" in opened[0] and "team=team-ot" in opened[0]
+
+
 def test_a_closed_lead_takes_no_more_detections(tmp_path):
     h = Harness(tmp_path)
     [lead] = of(h.run(detection(1), detection(2)), "lead")
