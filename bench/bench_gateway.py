@@ -379,9 +379,11 @@ def gateway_rate(access: Access, count: int, workdir: Path,
     prefix = f"gw{round_no}"
     log = workdir / f"{db}.log"
     first = gateway_process(access, db, workdir)
-    wait_connected(first, log)
-    time.sleep(0.5)          # subscribed
-    stop(first)
+    try:
+        wait_connected(first, log)
+        time.sleep(0.5)          # subscribed
+    finally:
+        stop(first)
     publish_fast(access, detections(count, now_ms() - 3_600_000, prefix, access.chains()))
     child = gateway_process(access, db, workdir)
     try:
