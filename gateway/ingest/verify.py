@@ -269,11 +269,13 @@ class Verifier:
             self._held -= len(waiting or ())
             match = None
             for held in waiting or ():
-                if match is None and held[1] == hash_:
-                    match = held
-                else:
+                if held[1] != hash_:
                     self._fail(state, held[0], f"seq {seq}: sha256 {held[1]} is not the message the box's signed "
                                                f"chain holds there ({hash_})")
+                elif match is None:
+                    match = held
+                else:   # another copy of it (a QoS 1 duplicate, a re-send): verified as well, deduped downstream
+                    found.append(held)
             if match is None:
                 bridge = state.bridges.get(seq)
                 if bridge is None or bridge[1] != hash_:

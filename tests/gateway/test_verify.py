@@ -106,6 +106,17 @@ def test_qos1_duplicates_and_resends_after_confirmation_verify_against_the_kept_
     assert v.boxes[BOX].breaks == 0
 
 
+def test_copies_of_a_message_waiting_for_its_seal_all_verify(keys):
+    """Re-sent while the seal that covers them was lost (a broker crash): several copies wait, one seal comes."""
+    box = Box()
+    v = verifier(keys, box)
+    messages = [box.detection() for _ in range(3)]
+    assert admit(v, *messages, messages[1], messages[1], messages[2]) == []
+    out = admit(v, box.seal())
+    assert sorted(seqs(out)) == [1, 2, 2, 2, 3, 3] and reasons(out) == []
+    assert v.boxes[BOX].breaks == 0 and v.boxes[BOX].failed == 0 and not v.holding()
+
+
 def test_resend_from_the_spool_is_byte_identical(tmp_path, keys):
     spool = Spool(tmp_path / "spool.db")
     signer = generate_signer(BOX)
