@@ -2,7 +2,8 @@
 
 Each fault runs on a stack of its own (a fresh Mosquitto and InfluxDB on free loopback ports, secured as a
 deployment runs them: TLS, the boxes' and the gateway's own provisioned logins, the ACL, InfluxDB with
-authentication; a gateway process, boxes from ``devstack.streambox``), with the boxes' and the gateway's MQTT
+authentication; a gateway process, boxes from ``devstack.streambox``; with ``--chains`` the boxes chain and seal
+what they send and the gateway stores only what the seals vouch for), with the boxes' and the gateway's MQTT
 traffic (TLS end to end) through a loopback TCP proxy the suite controls. The boxes send their stream; the fault is injected mid-stream; then the suite
 waits until every message is stored (or a deadline passes) and counts, from the boxes' spools and InfluxDB:
 
@@ -179,8 +180,9 @@ class Stack:
     broker through one proxy each."""
 
     def __init__(self, run_dir: Path, boxes: int = 2, detections: int = 240, rate: float = 60.0,
-                 page_limit: int | None = None) -> None:
+                 page_limit: int | None = None, chains: bool = False) -> None:
         self.run_dir = run_dir
+        self.chains = chains
         run_dir.mkdir(parents=True, exist_ok=True)
         self.broker = Mosquitto(run_dir / "mosquitto")
         self.influx = InfluxDB(run_dir / "influxdb")
@@ -208,6 +210,9 @@ class Stack:
             mqtt_config.write_text("[mqtt]\n" + login.toml(self.box_proxy.url))
             box.args = [str(box.spool), self.box_proxy.url, box.name, str(self.detections), "--base-ts",
                         str(self.base_ts), "--rate", str(self.rate), "--mqtt-config", str(mqtt_config)]
+            if self.chains:
+                security = self.broker.deployment.deployment.bundle(box.name) / "security.toml"
+                box.args += ["--security-config", str(security)]
             if self.page_limit:
                 box.args += ["--page-limit", str(self.page_limit)]
         return self
@@ -231,6 +236,7 @@ class Stack:
         config = self.run_dir / "gateway.toml"
         config.write_text('batch_wait_s = 0.02\nresend_request_after_s = 5\n[retry]\ninitial_s = 0.1\nmax_s = 1\n'
                           '[mqtt]\nshare_group = "faults"\n' + self.gateway_login.toml(self.gateway_proxy.url) +
+                          self._verify_table() +
                           "[influx]\n" + self.influx.influx_table(DB))
         marker = self.gateway_log.read_text().count("mqtt.connected") if self.gateway_log.exists() else 0
         with self.gateway_log.open("a") as log:
@@ -241,6 +247,12 @@ class Stack:
                 stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         _wait(lambda: self.gateway_log.read_text().count("mqtt.connected") > marker, 60)
         time.sleep(0.3)   # the SUBACK follows the CONNACK
+
+    def _verify_table(self) -> str:
+        """With chains, the gateway stores only what the boxes' seals vouch for."""
+        if not self.chains:
+            return ""
+        return f'[verify]\nrequire_verified = true\nkeys_dir = "{self.broker.deployment.deployment.box_keys}"\n'
 
     def stop_gateway(self, sig: int = signal.SIGTERM) -> None:
         if self.gateway is not None and self.gateway.poll() is None:
@@ -475,8 +487,8 @@ FAULTS = [
 ]
 
 
-def run_one(fault: Fault, run_dir: Path) -> Result:
-    with Stack(run_dir, page_limit=fault.page_limit, detections=fault.detections) as stack:
+def run_one(fault: Fault, run_dir: Path, chains: bool = False) -> Result:
+    with Stack(run_dir, page_limit=fault.page_limit, detections=fault.detections, chains=chains) as stack:
         stack.start_gateway()
         for box in stack.boxes:
             box.start()
@@ -484,10 +496,11 @@ def run_one(fault: Fault, run_dir: Path) -> Result:
         return measure(stack, fault.name, ended)
 
 
-def run(faults: list[Fault], run_dir: Path, report: Callable[[Result], None] = lambda result: None) -> list[Result]:
+def run(faults: list[Fault], run_dir: Path, report: Callable[[Result], None] = lambda result: None,
+        chains: bool = False) -> list[Result]:
     results = []
     for index, fault in enumerate(faults):
-        result = run_one(fault, run_dir / f"fault-{index}")
+        result = run_one(fault, run_dir / f"fault-{index}", chains)
         report(result)
         results.append(result)
     return results
@@ -501,12 +514,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="Only the quick subset the tests run.")
     parser.add_argument("--only", help="Only faults whose name contains this text.")
     parser.add_argument("--run-dir", type=Path, help="Keep the services' data and logs here.")
+    parser.add_argument("--chains", action="store_true", help=(
+        "Boxes chain and seal with their provisioned keys; the gateway requires verified messages."))
     args = parser.parse_args(argv)
     chosen = [f for f in FAULTS if (f.fast or not args.fast) and (not args.only or args.only in f.name)]
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     print(HEADER, flush=True)
     with tempfile.TemporaryDirectory(prefix="streetwatch-faults-") as tmp:
-        results = run(chosen, args.run_dir or Path(tmp), lambda result: print(result.row(), flush=True))
+        results = run(chosen, args.run_dir or Path(tmp), lambda result: print(result.row(), flush=True),
+                      chains=args.chains)
     failed = [r.fault for r in results if not r.ok]
     print(f"{len(results) - len(failed)} of {len(results)} faults: 0 lost, 0 duplicated, 0 duplicate leads"
           + (f"; FAILED: {'; '.join(failed)}" if failed else ""))

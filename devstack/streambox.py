@@ -2,6 +2,7 @@
 
     python -m devstack.streambox SPOOL MQTT_URL BOX COUNT --base-ts MS [--rate PER_S] [--page-limit PAGES]
         [--resend-after S] [--confirm-timeout S] [--health-every S] [--drain-timeout S] [--mqtt-config mqtt.toml]
+        [--security-config security.toml]
 
 The detection of ``seq`` n has id ``{box}-{n}`` and belongs to incident ``(n - 1) // 4`` (health messages take
 seqs too, so an incident has up to four sightings), in a zone of its own 110 m from the next, so a gateway
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from common.logs import configure_logging
 from common.broker import BrokerSettings, Credentials
+from common.signing import Signer, load_signer
 from contract import Detection, Health, Kind, Topic
 from edge.outbox import Outbox
 from edge.sender import DeliveryPolicy
@@ -52,6 +54,13 @@ def box_credentials(mqtt_config: Path | None) -> Credentials:
     return BrokerSettings.model_validate(tomllib.loads(mqtt_config.read_text())["mqtt"]).credentials()
 
 
+def box_signer(security_config: Path | None) -> Signer | None:
+    """The signing key the ``[security]`` table of ``security_config`` names (none without a file)."""
+    if security_config is None:
+        return None
+    return load_signer(Path(tomllib.loads(security_config.read_text())["security"]["signing_key_file"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.streambox")
     parser.add_argument("spool", type=Path)
@@ -65,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--confirm-timeout", type=float, default=600.0)
     parser.add_argument("--health-every", type=float, default=1.0)
     parser.add_argument("--mqtt-config", type=Path, help="The box's [mqtt] table (its login: mqtt.toml).")
+    parser.add_argument("--security-config", type=Path, help=(
+        "The box's [security] table (its signing key: security.toml): chain and seal what it sends."))
     parser.add_argument("--drain-timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
     configure_logging("INFO")
@@ -72,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                             confirm_timeout_s=args.confirm_timeout)
     outbox = Outbox(args.spool, args.mqtt_url, DISTRICT, args.box, credentials=box_credentials(args.mqtt_config),
                     window=50, policy=policy,
-                    page_limit=args.page_limit, keepalive_s=5)
+                    page_limit=args.page_limit, keepalive_s=5, signer=box_signer(args.security_config))
     outbox.start()
     started = time.monotonic()
     topic = Topic(DISTRICT, args.box, Kind.DETECTION)

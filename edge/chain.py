@@ -73,6 +73,19 @@ class ChainWriter:
             return self._unsealed > 0 and (self._unsealed >= self.every_n
                                            or self.clock() - self._first_unsealed_at >= self.after_s)
 
+    def seal_of(self, seq: int, payload: bytes, ts_ms: int) -> Seal:
+        """A signed seal of an earlier message of the chain, by its exact bytes: it vouches for that message and,
+        link by link, for those before it.
+
+        Sent after re-sends. When a broker lost a run of messages, the box sends them again oldest first, a
+        few at a time, and keeps them until confirmed; the gateway cannot verify them from the head's seal
+        until every message between them and the head is there, and confirms nothing it has not verified. A
+        seal of the newest message sent again vouches for them at once."""
+        head = digest(payload)
+        key = self.signer.key_id
+        sig = self.signer.sign(signed_seal_bytes(self.box, self.district, seq, head, ts_ms, key))
+        return Seal(box=self.box, district=self.district, seq=seq, head=head, ts=ts_ms, key=key, sig=sig)
+
     def seal(self, ts_ms: int) -> Seal:
         """A signed seal of the current head; the schedule starts over."""
         with self._lock:

@@ -78,6 +78,10 @@ class Outbox:
         """On the sender's thread: spool a seal of the chain head when one is due (or messages went again)."""
         if resent:
             self.chain.want_seal()
+            newest = self.sender.resent_newest
+            if newest is not None and newest[0] < self.chain.head_seq:
+                self.spool.append_raw(self.seal_topic,
+                                      self.chain.seal_of(newest[0], newest[1], int(time.time() * 1000)).encode())
         if self.chain.due():
             self.spool.append_raw(self.seal_topic, self.chain.seal(int(time.time() * 1000)).encode())
 

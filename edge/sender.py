@@ -66,6 +66,7 @@ class Sender:
                  tick: Callable[[int], None] | None = None) -> None:
         self.spool = spool
         self.tick = tick   # called on every turn of the loop with the messages just sent again (the chain's seals)
+        self.resent_newest: tuple[int, bytes] | None = None   # seq and bytes of the newest message sent again
         self.window = window
         self.idle_s = idle_s
         self.policy = policy
@@ -308,6 +309,7 @@ class Sender:
         if room <= 0:
             return 0
         sent = 0
+        newest: tuple[int, bytes] | None = None
         for message in self.spool.rows(due[:room]):
             with self._lock:
                 waiting = self._awaiting.get(message.row)
@@ -321,6 +323,10 @@ class Sender:
                     waiting.acked_at = 0.0   # due again at once
                 break
             sent += 1
+            if message.seq is not None and (newest is None or message.seq > newest[0]):
+                newest = (message.seq, message.payload)
+        if newest is not None:
+            self.resent_newest = newest
         self.resent += sent
         if sent:
             log.info("delivery.resent messages=%d awaiting=%d", sent, self.awaiting())
