@@ -44,6 +44,7 @@ PRECISIONS = ("s", "ms", "u", "ns")
 RETRYABLE_STATUSES = frozenset({408, 429})
 MSGPACK = "application/x-msgpack"
 ERROR_TEXT_LIMIT = 2000
+NO_USER_YET = "create admin user first"
 
 
 class InfluxError(StoreError):
@@ -300,7 +301,9 @@ def _error_from(response: httpx.Response) -> InfluxError:
     """Classify an unsuccessful response as retryable or as a rejection."""
     status = response.status_code
     message = _error_message(response)
-    if status >= 500 or status in RETRYABLE_STATUSES:
+    # A server with authentication on and no user yet is still being set up (its admin is created right after
+    # it starts listening): not ready, rather than refusing.
+    if status >= 500 or status in RETRYABLE_STATUSES or NO_USER_YET in message:
         return InfluxUnavailable(
             f"InfluxDB answered {status}: {message}",
             status=status,

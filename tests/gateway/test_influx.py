@@ -529,3 +529,14 @@ def test_messagepack_reader_covers_the_types_influxdb_sends() -> None:
         "arr": [{"k": "v"}, b"\x00\x01"],
     }
     assert type(_MessagePackReader(b"\xcb" + struct.pack(">d", 3.0)).read_all()) is float
+
+
+def test_a_server_whose_first_user_is_not_made_yet_is_unavailable_not_refusing():
+    """InfluxDB with authentication on answers so between listening and its admin being created."""
+    import httpx
+
+    from gateway.store.influx import InfluxUnavailable, _error_from
+
+    body = {"error": "error authorizing query: create admin user first or disable authentication"}
+    error = _error_from(httpx.Response(403, json=body, request=httpx.Request("GET", "http://127.0.0.1:8086/query")))
+    assert isinstance(error, InfluxUnavailable) and "create admin user first" in str(error)
