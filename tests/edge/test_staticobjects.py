@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edge.config import StaticObjectConfig
-from edge.staticobjects import StaticObjectFinder
+from edge.staticobjects import StaticObjectFinder, _masked_median
 from edge.thumbnail import thumbnail
 
 ROAD = 120
@@ -151,3 +151,18 @@ def test_an_object_put_down_in_the_first_seconds_after_start_is_found():
     frames = [(t / 5, scene(OBJECT) if t >= 5 else scene()) for t in range(0, 75)]
     looks = run(finder(), frames)
     assert seen(looks) and min(seen(looks)) <= 12
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 6, 25, 40])
+def test_start_up_median_counts_only_the_samples_free_of_people(count):
+    rng = np.random.default_rng(count)
+    frames = rng.integers(0, 256, (count, 12, 16), dtype=np.uint8)
+    usable = rng.random((count, 12, 16)) > 0.4
+    usable[:, 0, 0] = False                       # a pixel never free: median of every sample
+    usable[:, 0, 1] = np.arange(count) == 0       # free once: that sample
+    expected = np.nanmedian(np.where(usable, frames, np.nan), axis=0)
+    never_free = ~usable.any(axis=0)
+    expected[never_free] = np.median(frames[:, never_free], axis=0)
+    median = _masked_median(frames, usable)
+    assert median.dtype == np.float32
+    np.testing.assert_array_equal(median, expected.astype(np.float32))
