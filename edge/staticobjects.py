@@ -425,16 +425,16 @@ def _level(image: np.ndarray) -> float:
 
 def _translation(scene: np.ndarray, grey: np.ndarray, threshold: float) -> np.ndarray | None:
     """The (dx, dy) that moves ``scene`` onto ``grey``, from pixels that nearly match; None when unknowable."""
-    gx = cv2.Sobel(scene, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
-    gy = cv2.Sobel(scene, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
     change = grey - scene
     use = (np.abs(change) < threshold).astype(np.float32)
     matching = float(use.sum())
     if matching < MIN_MATCHING * use.size:
         return None
+    gx = cv2.Sobel(scene, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
+    gy = cv2.Sobel(scene, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
     # Masked sums of products as dot products of the masked, flattened images:
-    # one pass each, no temporary image per product.
-    gx, gy, change = (gx * use).ravel(), (gy * use).ravel(), (change * use).ravel()
+    # one pass each, masked in place, no temporary image per product.
+    gx, gy, change = (np.multiply(image, use, out=image).ravel() for image in (gx, gy, change))
     gxy = float(gx @ gy)
     a = np.array([[float(gx @ gx), gxy], [gxy, float(gy @ gy)]])
     if np.linalg.det(a) < MIN_TEXTURE * matching ** 2:
