@@ -157,6 +157,20 @@ def _open_store(config: GatewayConfig):
     return InfluxStore.open(config)
 
 
+def _read_and_print(config: GatewayConfig, what: str, read, show) -> int:
+    """Print what ``read`` finds in the store, as ``show`` puts it; a store that fails is a usage error."""
+    from gateway.store.base import StoreError
+
+    try:
+        with _open_store(config) as store:
+            found = read(store)
+    except StoreError as exc:
+        print(f"gateway: cannot read {what} from {config.influx.url}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(show(found))
+    return 0
+
+
 def _now_ms() -> int:
     from gateway.store.schema import now_ms
 
@@ -254,17 +268,12 @@ def _tune_gc() -> None:
 
 
 def _leads_list(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway.store.base import StoreError
     from gateway.desk.casework import list_leads
 
-    try:
-        with _open_store(config) as store:
-            leads = list_leads(store, status=args.status, category=args.category, district=args.district)
-    except StoreError as exc:
-        print(f"gateway: cannot read leads from {config.influx.url}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    print(json.dumps(leads, indent=2) if args.json else format_leads_table(leads))
-    return 0
+    return _read_and_print(
+        config, "leads",
+        lambda store: list_leads(store, status=args.status, category=args.category, district=args.district),
+        lambda leads: json.dumps(leads, indent=2) if args.json else format_leads_table(leads))
 
 
 def _leads_show(args: argparse.Namespace, config: GatewayConfig) -> int:
@@ -430,21 +439,12 @@ def _users_list(args: argparse.Namespace, config: GatewayConfig) -> int:
 
 
 def _boxes(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway.store.base import StoreError
-
     since = _now_ms() - int(config.seq_lookback_s * 1000)
-    try:
-        with _open_store(config) as store:
-            boxes = store.boxes(since)
-    except StoreError as exc:
-        print(f"gateway: cannot read boxes from {config.influx.url}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    print(json.dumps(boxes, indent=2) if args.json else format_boxes_table(boxes))
-    return 0
+    return _read_and_print(config, "boxes", lambda store: store.boxes(since),
+                           lambda boxes: json.dumps(boxes, indent=2) if args.json else format_boxes_table(boxes))
 
 
 def _preview(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway.store.base import StoreError
     from gateway.dedupe.policies import merge_policies
     from gateway.desk.preview import compare, stored_detections
 
@@ -457,19 +457,17 @@ def _preview(args: argparse.Namespace, config: GatewayConfig) -> int:
         print(f"gateway: {exc}", file=sys.stderr)
         return EXIT_USAGE
     until = _now_ms()
-    try:
-        with _open_store(config) as store:
-            detections = stored_detections(store, until - int(args.hours * 3_600_000), until,
-                                           config.serve_districts)
-    except StoreError as exc:
-        print(f"gateway: cannot read detections from {config.influx.url}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    differences = compare(detections, merge_policies(config.dedupe), merge_policies(candidate.dedupe))
-    if args.json:
-        print(json.dumps([d.as_dict() for d in differences], indent=2))
-    else:
-        print(format_preview_table(differences, args.hours))
-    return 0
+
+    def show(detections: list) -> str:
+        differences = compare(detections, merge_policies(config.dedupe), merge_policies(candidate.dedupe))
+        if args.json:
+            return json.dumps([d.as_dict() for d in differences], indent=2)
+        return format_preview_table(differences, args.hours)
+
+    return _read_and_print(
+        config, "detections",
+        lambda store: stored_detections(store, until - int(args.hours * 3_600_000), until, config.serve_districts),
+        show)
 
 
 # --------------------------------------------------------------------------- formatting
