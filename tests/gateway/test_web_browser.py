@@ -26,7 +26,7 @@ import pytest
 
 from contract import Detection, Kind, Topic
 
-from .conftest import ROOT, wait_for
+from .conftest import ROOT, stop_process, wait_for
 from .desk_fixtures import PASSWORD, USERS, png
 
 pytestmark = pytest.mark.integration
@@ -129,13 +129,7 @@ retry_initial_s = 0.2
         return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
 
 
 class Browser:
