@@ -157,18 +157,23 @@ def _open_store(config: GatewayConfig):
     return InfluxStore.open(config)
 
 
-def _read_and_print(config: GatewayConfig, what: str, read, show) -> int:
-    """Print what ``read`` finds in the store, as ``show`` puts it; a store that fails is a usage error."""
+def _store_command(config: GatewayConfig, use, show, failing: str) -> int:
+    """Print what ``use`` returns from the store, as ``show`` puts it; a store that fails is a usage error,
+    reported after ``failing``."""
     from gateway.store.base import StoreError
 
     try:
         with _open_store(config) as store:
-            found = read(store)
+            result = use(store)
     except StoreError as exc:
-        print(f"gateway: cannot read {what} from {config.influx.url}: {exc}", file=sys.stderr)
+        print(f"gateway: {failing}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(show(found))
+    print(show(result))
     return 0
+
+
+def _read_and_print(config: GatewayConfig, what: str, read, show) -> int:
+    return _store_command(config, read, show, f"cannot read {what} from {config.influx.url}")
 
 
 def _now_ms() -> int:
@@ -359,19 +364,12 @@ def _leads_close(args: argparse.Namespace, config: GatewayConfig) -> int:
 
 def _casework_command(config: GatewayConfig, action, describe) -> int:
     from gateway.desk.casework import CaseworkError
-    from gateway.store.base import StoreError
 
     try:
-        with _open_store(config) as store:
-            result = action(store)
-    except CaseworkError as exc:
+        return _store_command(config, action, describe, f"InfluxDB at {config.influx.url}")
+    except CaseworkError as exc:   # raised by the action only: describing its result cannot refuse
         print(f"gateway: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    except StoreError as exc:
-        print(f"gateway: InfluxDB at {config.influx.url}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    print(describe(result))
-    return 0
 
 
 # --------------------------------------------------------------------------- the desk
