@@ -88,15 +88,15 @@ class DevDeployment:
 
     @property
     def ca_file(self) -> Path:
-        return self.folder / "ca" / "ca.pem"
+        return self.deployment.ca_cert
 
     @property
     def password_file(self) -> Path:
-        return self.folder / "broker" / "passwd"
+        return self.deployment.password_file
 
     @property
     def acl_file(self) -> Path:
-        return self.folder / "broker" / "acl"
+        return self.deployment.acl_file
 
     def on_new_account(self, reload: Callable[[], None]) -> None:
         """Call ``reload`` after each new account (a broker started on this deployment registers its reload)."""

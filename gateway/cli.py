@@ -27,6 +27,14 @@ def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", metavar="NAME", help="Database name (default streetwatch).")
 
 
+def _add_lead_command(lead_commands, name: str, help: str) -> argparse.ArgumentParser:
+    """A ``leads`` subcommand about one lead: the connection flags and the lead's ID."""
+    command = lead_commands.add_parser(name, help=help)
+    _add_connection_flags(command)
+    command.add_argument("lead_id", metavar="ID")
+    return command
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="Turns box detections into enforcement leads.")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO).")
@@ -50,36 +58,28 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="Print a JSON array instead of a table.")
     listing.set_defaults(handler=_leads_list)
 
-    show = lead_commands.add_parser("show", help="One lead: its fields, ledger, evidence and history.")
-    _add_connection_flags(show)
-    show.add_argument("lead_id", metavar="ID")
+    show = _add_lead_command(lead_commands, "show", help="One lead: its fields, ledger, evidence and history.")
     show.add_argument("--evidence-dir", type=Path, help="Where evidence JPEGs are stored.")
     show.add_argument("--json", action="store_true", help="Print JSON instead of text.")
     show.set_defaults(handler=_leads_show)
 
-    claim = lead_commands.add_parser("claim", help="Take an open lead on: it is dispatched to you, in its team.")
-    _add_connection_flags(claim)
-    claim.add_argument("lead_id", metavar="ID")
+    claim = _add_lead_command(lead_commands, "claim",
+                              help="Take an open lead on: it is dispatched to you, in its team.")
     claim.add_argument("--by", required=True, metavar="NAME", help="Who takes it on.")
     claim.set_defaults(handler=_leads_claim)
 
-    dispatch = lead_commands.add_parser("dispatch", help="Send an open (or dispatched) lead to a team or officer.")
-    _add_connection_flags(dispatch)
-    dispatch.add_argument("lead_id", metavar="ID")
+    dispatch = _add_lead_command(lead_commands, "dispatch",
+                                 help="Send an open (or dispatched) lead to a team or officer.")
     dispatch.add_argument("--team", help="Team to send it to (default: the team it was routed to).")
     dispatch.add_argument("--officer", metavar="NAME", help="The officer of that team who goes.")
     dispatch.add_argument("--by", metavar="NAME", help="Who dispatches it (default: the login name).")
     dispatch.set_defaults(handler=_leads_dispatch)
 
-    scene = lead_commands.add_parser("on-scene", help="Mark a dispatched lead as attended on site.")
-    _add_connection_flags(scene)
-    scene.add_argument("lead_id", metavar="ID")
+    scene = _add_lead_command(lead_commands, "on-scene", help="Mark a dispatched lead as attended on site.")
     scene.add_argument("--by", metavar="NAME", help="Who is on scene (default: the officer it went to).")
     scene.set_defaults(handler=_leads_on_scene)
 
-    resolve = lead_commands.add_parser("resolve", help="Mark a lead on scene as handled, with a site photo.")
-    _add_connection_flags(resolve)
-    resolve.add_argument("lead_id", metavar="ID")
+    resolve = _add_lead_command(lead_commands, "resolve", help="Mark a lead on scene as handled, with a site photo.")
     resolve.add_argument("--photo", type=Path, required=True, metavar="FILE", help="Site photo, JPEG or PNG, "
                          "at most 10 MiB.")
     resolve.add_argument("--note", metavar="TEXT", help="Free text for the record.")
@@ -87,10 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     resolve.add_argument("--evidence-dir", type=Path, help="Where evidence (and site photos) are stored.")
     resolve.set_defaults(handler=_leads_resolve)
 
-    close = lead_commands.add_parser("close", help="Close a lead with an outcome: confirmed once resolved, "
-                                     "rejected or duplicate at any time before.")
-    _add_connection_flags(close)
-    close.add_argument("lead_id", metavar="ID")
+    close = _add_lead_command(lead_commands, "close", help="Close a lead with an outcome: confirmed once resolved, "
+                              "rejected or duplicate at any time before.")
     close.add_argument("--outcome", required=True, choices=["confirmed", "rejected", "duplicate"])
     close.add_argument("--note", metavar="TEXT", help="Free text for the record.")
     close.add_argument("--by", metavar="NAME", help="Who closes it (default: the login name).")
@@ -157,6 +155,25 @@ def _open_store(config: GatewayConfig):
     from gateway.store.influxdb import InfluxStore
 
     return InfluxStore.open(config)
+
+
+def _store_command(config: GatewayConfig, use, show, failing: str) -> int:
+    """Print what ``use`` returns from the store, as ``show`` puts it; a store that fails is a usage error,
+    reported after ``failing``."""
+    from gateway.store.base import StoreError
+
+    try:
+        with _open_store(config) as store:
+            result = use(store)
+    except StoreError as exc:
+        print(f"gateway: {failing}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(show(result))
+    return 0
+
+
+def _read_and_print(config: GatewayConfig, what: str, read, show) -> int:
+    return _store_command(config, read, show, f"cannot read {what} from {config.influx.url}")
 
 
 def _now_ms() -> int:
@@ -256,17 +273,12 @@ def _tune_gc() -> None:
 
 
 def _leads_list(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway.store.base import StoreError
     from gateway.desk.casework import list_leads
 
-    try:
-        with _open_store(config) as store:
-            leads = list_leads(store, status=args.status, category=args.category, district=args.district)
-    except StoreError as exc:
-        print(f"gateway: cannot read leads from {config.influx.url}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    print(json.dumps(leads, indent=2) if args.json else format_leads_table(leads))
-    return 0
+    return _read_and_print(
+        config, "leads",
+        lambda store: list_leads(store, status=args.status, category=args.category, district=args.district),
+        lambda leads: json.dumps(leads, indent=2) if args.json else format_leads_table(leads))
 
 
 def _leads_show(args: argparse.Namespace, config: GatewayConfig) -> int:
@@ -352,19 +364,12 @@ def _leads_close(args: argparse.Namespace, config: GatewayConfig) -> int:
 
 def _casework_command(config: GatewayConfig, action, describe) -> int:
     from gateway.desk.casework import CaseworkError
-    from gateway.store.base import StoreError
 
     try:
-        with _open_store(config) as store:
-            result = action(store)
-    except CaseworkError as exc:
+        return _store_command(config, action, describe, f"InfluxDB at {config.influx.url}")
+    except CaseworkError as exc:   # raised by the action only: describing its result cannot refuse
         print(f"gateway: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    except StoreError as exc:
-        print(f"gateway: InfluxDB at {config.influx.url}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    print(describe(result))
-    return 0
 
 
 # --------------------------------------------------------------------------- the desk
@@ -432,21 +437,12 @@ def _users_list(args: argparse.Namespace, config: GatewayConfig) -> int:
 
 
 def _boxes(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway.store.base import StoreError
-
     since = _now_ms() - int(config.seq_lookback_s * 1000)
-    try:
-        with _open_store(config) as store:
-            boxes = store.boxes(since)
-    except StoreError as exc:
-        print(f"gateway: cannot read boxes from {config.influx.url}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    print(json.dumps(boxes, indent=2) if args.json else format_boxes_table(boxes))
-    return 0
+    return _read_and_print(config, "boxes", lambda store: store.boxes(since),
+                           lambda boxes: json.dumps(boxes, indent=2) if args.json else format_boxes_table(boxes))
 
 
 def _preview(args: argparse.Namespace, config: GatewayConfig) -> int:
-    from gateway.store.base import StoreError
     from gateway.dedupe.policies import merge_policies
     from gateway.desk.preview import compare, stored_detections
 
@@ -459,19 +455,17 @@ def _preview(args: argparse.Namespace, config: GatewayConfig) -> int:
         print(f"gateway: {exc}", file=sys.stderr)
         return EXIT_USAGE
     until = _now_ms()
-    try:
-        with _open_store(config) as store:
-            detections = stored_detections(store, until - int(args.hours * 3_600_000), until,
-                                           config.serve_districts)
-    except StoreError as exc:
-        print(f"gateway: cannot read detections from {config.influx.url}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    differences = compare(detections, merge_policies(config.dedupe), merge_policies(candidate.dedupe))
-    if args.json:
-        print(json.dumps([d.as_dict() for d in differences], indent=2))
-    else:
-        print(format_preview_table(differences, args.hours))
-    return 0
+
+    def show(detections: list) -> str:
+        differences = compare(detections, merge_policies(config.dedupe), merge_policies(candidate.dedupe))
+        if args.json:
+            return json.dumps([d.as_dict() for d in differences], indent=2)
+        return format_preview_table(differences, args.hours)
+
+    return _read_and_print(
+        config, "detections",
+        lambda store: stored_detections(store, until - int(args.hours * 3_600_000), until, config.serve_districts),
+        show)
 
 
 # --------------------------------------------------------------------------- formatting

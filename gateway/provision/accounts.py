@@ -84,6 +84,14 @@ class Deployment:
         return self.folder / "broker"
 
     @property
+    def password_file(self) -> Path:
+        return self.broker_dir / "passwd"
+
+    @property
+    def acl_file(self) -> Path:
+        return self.broker_dir / "acl"
+
+    @property
     def box_keys(self) -> Path:
         """The boxes' public keys, one ``BOX.pub`` each: a gateway's ``[verify] keys_dir``."""
         return self.folder / "box-keys"
@@ -163,9 +171,9 @@ class Deployment:
         else:
             password = broker.new_password()
             write_private(bundle / "mqtt-password", (password + "\n").encode())
-            entries = broker.read_password_file(self.broker_dir / "passwd")
+            entries = broker.read_password_file(self.password_file)
             entries[name] = broker.password_line(name, password).partition(":")[2]
-            broker.write_password_file(self.broker_dir / "passwd", entries)
+            broker.write_password_file(self.password_file, entries)
             lines += [f'url = "{self.password_url}"', f'username = "{name}"',
                       f'password_file = "{place / "mqtt-password"}"', f'ca_file = "{place / "ca.pem"}"']
         if kind == "gateway":
@@ -205,9 +213,9 @@ class Deployment:
         if key.exists():   # gateways no longer verify its seals (they read keys_dir when they start)
             private_dir(self.box_keys / "revoked")
             key.replace(self.box_keys / "revoked" / f"{name}.pub")
-        entries = broker.read_password_file(self.broker_dir / "passwd")
+        entries = broker.read_password_file(self.password_file)
         entries.pop(name, None)
-        broker.write_password_file(self.broker_dir / "passwd", entries)
+        broker.write_password_file(self.password_file, entries)
         self._save()
         self.write_broker_files()
         return account
@@ -242,10 +250,10 @@ class Deployment:
                 grants.append(broker.gateway_grant(account.name, account.districts))
             else:
                 grants.append(broker.operator_grant(account.name, account.districts))
-        acl = self.broker_dir / "acl"
+        acl = self.acl_file
         acl.write_text(broker.acl_text(grants))
         acl.chmod(0o600)
-        passwd = self.broker_dir / "passwd"
+        passwd = self.password_file
         if not passwd.exists():
             broker.write_password_file(passwd, {})
         revoked = [a.serial for a in self.accounts.values() if a.revoked and a.serial is not None]

@@ -87,25 +87,24 @@ def queue_leads(desk: Desk, filters: dict[str, str]) -> list[dict[str, Any]]:
 
 
 async def queue(request: Request) -> Response:
+    return await _render_queue(request, "queue.html")
+
+
+async def queue_rows(request: Request) -> Response:
+    """The queue's rows alone, which the open page fetches every ``refresh_s``."""
+    return await _render_queue(request, "queue_rows.html")
+
+
+async def _render_queue(request: Request, template: str) -> Response:
+    """The leads the URL's filters select, as the whole page or its rows alone: both read them the same way."""
     desk: Desk = request.app.state.desk
     session = await load_session(request)
     if session is None:
         return login_redirect(request)
     filters, problems = read_filters(request, session.user)
     leads = await run_in_threadpool(queue_leads, desk, filters)
-    return desk.render("queue.html", request, leads=leads, filters=filters, problems=problems,
+    return desk.render(template, request, leads=leads, filters=filters, problems=problems,
                        statuses=list(STATUS_CHOICES), limit=QUEUE_LIMIT, query=request.url.query)
-
-
-async def queue_rows(request: Request) -> Response:
-    """The queue's rows alone, which the open page fetches every ``refresh_s``."""
-    desk: Desk = request.app.state.desk
-    session = await load_session(request)
-    if session is None:
-        return login_redirect(request)
-    filters, _ = read_filters(request, session.user)
-    leads = await run_in_threadpool(queue_leads, desk, filters)
-    return desk.render("queue_rows.html", request, leads=leads)
 
 
 # --------------------------------------------------------------------------- a lead

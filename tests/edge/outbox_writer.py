@@ -13,6 +13,7 @@ at any point must lose nothing.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 import tomllib
@@ -69,6 +70,18 @@ def main() -> int:
     delivered = outbox.close(drain_timeout_s=args.drain_timeout)
     print("drained" if delivered else "not drained", flush=True)
     return 0 if delivered else 1
+
+
+def wait_for_line(process: subprocess.Popen, prefix: str, timeout_s: float = 30) -> str:
+    """For a test running this script: the first line it prints that starts with ``prefix``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if line.startswith(prefix):
+            return line
+        if not line and process.poll() is not None:
+            break
+    raise AssertionError(f"writer never printed {prefix!r}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from paho.mqtt.properties import Properties
 
 from devstack.services import Mosquitto
 
+from .outbox_writer import wait_for_line
+
 pytestmark = pytest.mark.integration
 
 WRITER = Path(__file__).with_name("outbox_writer.py")
@@ -70,17 +72,6 @@ def start_writer(spool: Path, broker: Mosquitto, count: int, rate: float) -> sub
     mqtt_config.write_text("[mqtt]\n" + broker.login("writer-box", "box", district="test-district").toml(broker.url))
     return subprocess.Popen([sys.executable, str(WRITER), str(spool), broker.url, str(count), "--rate", str(rate),
                              "--mqtt-config", str(mqtt_config)], stdout=subprocess.PIPE, text=True)
-
-
-def wait_for_line(process: subprocess.Popen, prefix: str, timeout_s: float = 30) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if line.startswith(prefix):
-            return line
-        if not line and process.poll() is not None:
-            break
-    raise AssertionError(f"writer never printed {prefix!r}")
 
 
 @pytest.fixture

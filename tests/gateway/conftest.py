@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -129,16 +131,53 @@ class GatewayProcess:
             self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+def stop_process(process: subprocess.Popen | None) -> None:
+    """End a child process that still runs: asked to first, killed if it takes more than 15 s."""
+    if process and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+class HookReceiver:
+    """A webhook receiver on loopback: answers 503 to the first ``failures`` POSTs, then 204, and keeps
+    (status, headers, body) of each."""
+
+    def __init__(self, failures: int = 0) -> None:
+        received = self.received = []
+        left = [failures]
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status = 503 if left[0] > 0 else 204
+                left[0] -= 1
+                received.append((status, dict(self.headers), body))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[dict]:
+        """The notifications it accepted."""
+        return [json.loads(body) for status, _, body in self.received if status == 204]
+
+    def close(self) -> None:
+        self.server.shutdown()
 
 
 def login_lines(table: dict) -> str:

@@ -17,6 +17,8 @@ import pytest
 from contract import Confirmation, Detection, Kind, Topic, subscription
 from devstack.services import Mosquitto
 
+from ..edge.outbox_writer import wait_for_line
+
 pytestmark = pytest.mark.integration
 
 WRITER = Path(__file__).resolve().parents[1] / "edge" / "outbox_writer.py"
@@ -32,17 +34,6 @@ def start_writer(spool: Path, broker: Mosquitto, count: int, *, box: str, rate: 
                              "--box", box, "--mqtt-config", str(mqtt_config), "--confirm-timeout", str(confirm_timeout),
                              "--resend-after", str(resend_after), "--drain-timeout", str(drain_timeout)],
                             stdout=subprocess.PIPE, text=True)
-
-
-def wait_for_line(process: subprocess.Popen, prefix: str, timeout_s: float = 30) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if line.startswith(prefix):
-            return line
-        if not line and process.poll() is not None:
-            break
-    raise AssertionError(f"writer never printed {prefix!r}")
 
 
 def detection(box: str, seq: int) -> bytes:

@@ -15,10 +15,8 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -26,7 +24,7 @@ import pytest
 
 from contract import Detection, Kind, Topic
 
-from .conftest import ROOT, wait_for
+from .conftest import ROOT, HookReceiver, stop_process, wait_for
 from .desk_fixtures import PASSWORD, USERS, png
 
 pytestmark = pytest.mark.integration
@@ -41,33 +39,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class HookReceiver:
-    """Collects the webhooks POSTed to it."""
-
-    def __init__(self) -> None:
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append((dict(self.headers), body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def events(self) -> list[dict]:
-        return [json.loads(body) for _, body in self.received]
-
-    def close(self) -> None:
-        self.server.shutdown()
 
 
 class DeskProcess:
@@ -129,13 +100,7 @@ retry_initial_s = 0.2
         return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
 
 
 class Browser:
@@ -347,13 +312,13 @@ def test_a_box_replay_lead_dispatched_attended_resolved_and_closed_in_the_browse
     # The dumping lead's dispatch clock is short: it shows overdue and a signed webhook says so.
     browser.go("/?clock=overdue&order=urgent")
     wait_for(lambda: browser.all(f'tr[data-lead="{dumping}"].clock-overdue'), 60, 0.5)
-    overdue = wait_for(lambda: [(h, b) for h, b in hooks.received if json.loads(b)["event"] == "overdue"], 30)
+    overdue = wait_for(lambda: [(h, b) for _, h, b in hooks.received if json.loads(b)["event"] == "overdue"], 30)
     headers, body = overdue[0]
     assert verify(headers, body) and json.loads(body)["lead_id"] == dumping and json.loads(body)["clock"] == "dispatch"
     [escalation] = influx.query(f"SELECT * FROM \"lead_event\" WHERE \"lead_id\" = '{dumping}'")
     assert (escalation["event"], escalation["by"], escalation["clock"]) == ("overdue", "sla-clock", "dispatch")
     wait_for(lambda: {"opened", "dispatched", "closed"} <= {e["event"] for e in hooks.events()}, 30)
-    assert all(verify(h, b) for h, b in hooks.received)
+    assert all(verify(h, b) for _, h, b in hooks.received)
     sent = [(e["event"], e["lead_id"]) for e in hooks.events()]
     assert len(sent) == len(set(sent))   # once per transition
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -17,41 +14,16 @@ from gateway.store.schema import ms_to_ns
 from gateway.web.accounts import Accounts
 from gateway.web.notify import DeskClock, SecretMissing
 
-from .conftest import gateway_config
+from .conftest import HookReceiver, gateway_config
 
 SECRET = "a shared secret"
 
 
-class FlakyReceiver:
-    """Answers 503 to the first ``failures`` requests, then 204; keeps what it was sent."""
-
-    def __init__(self, failures: int) -> None:
-        received: list = []
-        left = [failures]
-        self.received = received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = 503 if left[0] > 0 else 204
-                left[0] -= 1
-                received.append((status, dict(self.headers), body))
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
 def receiver():
-    flaky = FlakyReceiver(failures=2)
+    flaky = HookReceiver(failures=2)
     yield flaky
-    flaky.server.shutdown()
+    flaky.close()
 
 
 def make_clock(tmp_path, receiver, monkeypatch, now: list[int]) -> tuple[DeskClock, MemoryStore]:
@@ -86,7 +58,7 @@ def test_an_overdue_clock_escalates_once_and_is_sent_signed_after_retries(tmp_pa
         signed = headers["X-Streetwatch-Timestamp"].encode() + b"." + body
         assert headers["X-Streetwatch-Signature"] == "sha256=" + hmac.new(SECRET.encode(), signed,
                                                                           hashlib.sha256).hexdigest()
-    sent = [json.loads(body) for status, _, body in receiver.received if status == 204]
+    sent = receiver.events()
     by_event = {m["event"]: m for m in sent}
     assert sorted(by_event) == ["dispatched", "opened", "overdue"] and len(sent) == 3
     assert by_event["overdue"]["clock"] == "dispatch" and by_event["dispatched"]["by"] == "dana"
