@@ -8,6 +8,7 @@ NAME_PATTERN, so both go into regular expressions without escaping.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -29,13 +30,16 @@ from gateway.store.base import (
     new_box_summary,
     seen_at,
 )
-from gateway.store.influx import InfluxClient, quote_ident, quote_string
+from gateway.store.influx import InfluxClient, InfluxRejected, quote_ident, quote_string
 from gateway.store.lineprotocol import Point
 from gateway.store.schema import BBOX_FIELDS, LEDGER_NAMES, NS_PER_MS, PRECISION, ms_to_ns
+
+log = logging.getLogger(__name__)
 
 IDS_PER_QUERY = 200
 WINDOWS_PER_REQUEST = 200   # time windows of late detections read in one request (InfluxQL has no OR of times)
 LEAD_TAGS = ("lead_id", "category", "district", "zone")
+FORBIDDEN = 403
 STATUS_READ_AHEAD = 4
 # Every status a lead point may hold (claimed: leads from before dispatching).
 LEAD_STATUSES = ("open", "claimed", "dispatched", "on_scene", "resolved", "closed")
@@ -55,7 +59,25 @@ class InfluxStore:
         return cls(influx_client(config))
 
     def create_database(self) -> None:
-        self.client.create_database()
+        """Make the database, or, for a login with rights on that database only (InfluxDB refuses it
+        ``CREATE DATABASE``), make sure it exists and can be read."""
+        try:
+            self.client.create_database()
+        except InfluxRejected as exc:
+            if exc.status != FORBIDDEN:
+                raise
+            self._check_existing_database(exc)
+
+    def _check_existing_database(self, refusal: InfluxRejected) -> None:
+        database = self.client.database
+        try:
+            self.client.query("SHOW MEASUREMENTS LIMIT 1")
+        except InfluxRejected as exc:
+            raise InfluxRejected(
+                f"database {database!r} cannot be made with this login ({refusal.message}) nor read ({exc.message}); "
+                f"an InfluxDB admin makes it and gives this user its rights: CREATE DATABASE {quote_ident(database)}; "
+                f"GRANT ALL ON {quote_ident(database)} TO <user>", status=exc.status) from None
+        log.info("influx.database_ready db=%s created=no reason=login_not_admin", database)
 
     def write(self, points: Sequence[Point]) -> None:
         self.client.write(points)

@@ -19,7 +19,7 @@ from gateway.dedupe.seqgaps import Gap
 from gateway.desk import casework
 from gateway.desk.preview import compare, stored_detections
 from gateway.ingest.batches import Ingest
-from gateway.store.base import BoxSeqState, LeadQuery, LeadStore
+from gateway.store.base import BoxSeqState, LeadQuery, LeadStore, StoreError
 from gateway.store.influx import InfluxClient
 from gateway.store.influxdb import InfluxStore
 from gateway.store.lineprotocol import Point
@@ -127,6 +127,21 @@ def test_ledger_rows_are_read_by_event_time_window_and_district(store, tmp_path)
     assert store.lead_rows([lead_id, "L00000000000"])[lead_id]["detections"] == 2
     assert [row["lead_id"] for row in store.leads(district="old-town")] == [lead_id]
     assert store.leads(category="illegal_dumping") == []
+
+
+@pytest.mark.integration
+def test_a_login_with_rights_on_its_database_alone_runs_on_it_and_says_what_is_missing_otherwise(
+        influxdb, influx_db_name, tmp_path):
+    password = influxdb.database_user(influx_db_name, "store-test").read_text().strip()
+    with InfluxStore(InfluxClient(influxdb.url, influx_db_name, precision=PRECISION, username="store-test",
+                                  password=password)) as store:
+        store.create_database()     # InfluxDB refuses it CREATE DATABASE; the database is there
+        stored(make_ingest(store, tmp_path), [detection("a1", NOW - 60_000), detection("a2", NOW - 50_000)])
+        assert [row["detection_id"] for row in store.ledger_rows(NOW - 70_000, None)] in (["a1", "a2"], ["a2", "a1"])
+    missing = f"{influx_db_name}_missing"
+    with InfluxStore(InfluxClient(influxdb.url, missing, username="store-test", password=password)) as store:
+        with pytest.raises(StoreError, match=rf'CREATE DATABASE "{missing}"; GRANT ALL ON "{missing}" TO'):
+            store.create_database()
 
 
 def test_box_seqs_and_open_gaps(store, tmp_path):
