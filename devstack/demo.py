@@ -73,12 +73,14 @@ def provision(run_dir: Path) -> DevDeployment:
 
 def write_gateway_config(run_dir: Path, deployment: DevDeployment, influx: InfluxDB) -> Path:
     """The gateway's config: its [mqtt] and [verify] tables as provisioned (only messages the box's signed chain
-    vouches for are stored), and InfluxDB's login; the logins name password files."""
+    vouches for are stored), and an InfluxDB login with rights on the demo's database alone (not the admin);
+    the logins name password files."""
     path = run_dir / "gateway.toml"
+    influx.database_user(DB, GATEWAY)
     bundle = deployment.deployment.bundle(GATEWAY)
     mqtt, verify = (bundle / "mqtt.toml").read_text(), (bundle / "verify.toml").read_text()
     path.write_text(f"evidence_dir = \"{run_dir / 'evidence'}\"\n{mqtt}\n{verify}\n"
-                    f"[influx]\n{influx.influx_table(DB)}")
+                    f"[influx]\n{influx.influx_table(DB, user=GATEWAY)}")
     return path
 
 
@@ -93,8 +95,10 @@ def run_demo(config: Path, run_dir: Path, timeout_s: float, fast: bool = False) 
     with Mosquitto(run_dir / "mosquitto", deployment=deployment, port=place.port, cert_port=place.cert_port) as broker, \
             InfluxDB(run_dir / "influxdb") as influx:
         print(f"demo: Mosquitto {broker.url} (TLS, CA {broker.ca_file}, no anonymous login, ACL on), "
-              f"InfluxDB {influx.url} (login {influx.username}, password in {influx.password_file})")
+              f"InfluxDB {influx.url} (admin login {influx.username}, password in {influx.password_file})")
         gateway_config = write_gateway_config(run_dir, deployment, influx)
+        print(f"demo: the gateway logs in to InfluxDB as {GATEWAY}, with rights on database {DB} alone "
+              f"(password in {influx.user_password_file(GATEWAY)})")
         log_dir = run_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         with (log_dir / "gateway.log").open("w") as gateway_log:

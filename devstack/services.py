@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -682,10 +683,55 @@ class InfluxDB(_Service):
         """``username`` and ``password`` for ``gateway.store.influx.InfluxClient``."""
         return {"username": self.username, "password": self.password()}
 
-    def influx_table(self, db: str | None = None) -> str:
-        """The lines of a gateway config's ``[influx]`` table (without the header) that reach this server."""
-        fields = {"url": self.url, "db": db, "username": self.username, "password_file": self.password_file}
+    def influx_table(self, db: str | None = None, user: str | None = None) -> str:
+        """The lines of a gateway config's ``[influx]`` table (without the header) that reach this server, as the
+        admin or as ``user`` (made by ``database_user``)."""
+        login = (self.username, self.password_file) if user is None else (user, self.user_password_file(user))
+        fields = {"url": self.url, "db": db, "username": login[0], "password_file": login[1]}
         return "".join(f"{key} = {json.dumps(str(value))}\n" for key, value in fields.items() if value is not None)
+
+    def user_password_file(self, user: str) -> Path:
+        return self.run_dir / "users" / f"{user}-password"
+
+    def database_user(self, db: str, user: str) -> Path:
+        """Make database ``db`` and a user with rights on it alone (not an admin); returns the user's password
+        file (mode 0600). A user made before keeps its password."""
+        if self.insecure:
+            raise ServiceError("an InfluxDB without authentication has no users")
+        for name in (db, user):
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+                raise ValueError(f"{name!r}: database and user names here are letters, digits, _ and -")
+        password_file = self.user_password_file(user)
+        if not password_file.exists():
+            password_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_private(password_file, (new_password() + "\n").encode())
+        password = password_file.read_text().strip()
+        self._admin_statement(f'CREATE DATABASE "{db}"')
+        try:
+            self._admin_statement(f"CREATE USER \"{user}\" WITH PASSWORD '{password}'")
+        except ServiceError as exc:
+            if "already exists" not in str(exc):
+                raise
+        self._admin_statement(f'GRANT ALL ON "{db}" TO "{user}"')
+        return password_file
+
+    def _admin_statement(self, statement: str) -> None:
+        """One InfluxQL statement as the admin, the statement in the request body (it may hold a password)."""
+        connection = HTTPConnection(self.host, self.port, timeout=10.0)
+        token = base64.b64encode(f"{self.username}:{self.password()}".encode()).decode()
+        try:
+            connection.request("POST", "/query", body=urlencode({"q": statement}), headers={
+                "Content-Type": "application/x-www-form-urlencoded", "Authorization": f"Basic {token}"})
+            response = connection.getresponse()
+            body = response.read()
+        except (OSError, HTTPException) as exc:
+            raise ServiceError(f"{self.name} on port {self.port} did not answer: {exc}") from None
+        finally:
+            connection.close()
+        errors = [r["error"] for r in json.loads(body or b"{}").get("results", []) if "error" in r]
+        if response.status != 200 or errors:
+            shown = statement.split(" WITH PASSWORD")[0].split(" = '")[0]
+            raise ServiceError(f"{self.name}: {shown} failed ({response.status}): {errors or body[:200]!r}")
 
     def _write_config(self) -> None:
         run_dir = self.run_dir

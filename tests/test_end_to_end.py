@@ -34,9 +34,10 @@ def demo(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
 
 def secrets_used(run_dir: Path) -> list[str]:
     """Every password and every private key line the demo made: its logins' password files, InfluxDB's admin
-    password, and the keys of the CA and the broker."""
+    and gateway passwords, and the keys of the CA and the broker."""
     found = [path.read_text().strip() for path in run_dir.rglob("mqtt-password")]
     found.append((run_dir / "influxdb" / "admin-password").read_text().strip())
+    found += [path.read_text().strip() for path in (run_dir / "influxdb" / "users").glob("*-password")]
     for path in run_dir.rglob("*.key"):
         found += [line for line in path.read_text().splitlines() if line and not line.startswith("-----")]
     return found
@@ -78,5 +79,8 @@ def test_the_demo_runs_secured_and_no_password_or_key_appears_in_its_output_or_l
     assert "auth-enabled = true" in (run_dir / "influxdb" / "influxdb.conf").read_text()
     gateway = (run_dir / "gateway.toml").read_text()
     assert 'url = "mqtts://' in gateway and "password_file" in gateway and "ca_file" in gateway
+    # The gateway logs in to InfluxDB as a user with rights on its database alone, which may not make databases.
+    assert 'username = "demo-gateway"' in gateway.split("[influx]")[1] and 'username = "admin"' not in gateway
+    assert "influx.database_ready db=streetwatch_demo created=no" in (run_dir / "logs" / "gateway.log").read_text()
     assert "mqtts://" in result.stdout and "mqtt.connected" in (run_dir / "logs" / "gateway.log").read_text()
     assert "devstack.insecure" not in result.stdout + result.stderr
