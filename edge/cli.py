@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--security-config", type=Path, metavar="FILE", help=(
         "The box's [security] table as provisioning wrote it (security.toml: its signing key), in place of the "
         "config's (its seal_every and seal_after_s are kept)."))
+    run.add_argument("--remote-config", type=Path, metavar="FILE", help=(
+        "A [remote_config] table (remote_config.toml of `gateway provision-operator`: the operators' keys whose "
+        "signed config changes the box takes), in place of the config's."))
     run.add_argument("--spool", type=Path, metavar="PATH", help="Spool database, overriding the config.")
     run.add_argument("--fast", action="store_true",
                      help="Play video files as fast as the CPU allows instead of at recorded speed.")
@@ -94,6 +97,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.security_config:
             table["security"] = _provisioned_table(args.security_config, "security", table.get("security"),
                                                    ("seal_every", "seal_after_s"))
+        if args.remote_config:
+            table["remote_config"] = _provisioned_table(args.remote_config, "remote_config", None, ())
         if args.fast:
             for camera in table.get("cameras", []) if isinstance(table.get("cameras"), list) else []:
                 if isinstance(camera, dict):

@@ -194,6 +194,9 @@ class Deployment:
             signer = generate_signer(name)
             write_private_key(signer, bundle / "operator.key")
             (bundle / "operator.pub").write_text(signer.public_entry() + "\n")
+            (bundle / "remote_config.toml").write_text(
+                f"# operator {name}: boxes that take config changes signed by this operator (edge run --remote-config)\n"
+                f"[remote_config]\ntrusted_keys = [{json.dumps(signer.public_entry())}]\n")
         header = f"# {kind} {name}" + (f", district {districts[0]}" if kind == "box" else "") + \
                  f", {'client certificate' if auth == 'cert' else 'password'} login; paths as installed on it"
         (bundle / "mqtt.toml").write_text("\n".join([header, *lines]) + "\n")

@@ -133,7 +133,8 @@ def _account(args: argparse.Namespace, _config) -> int:
     print(f"{args.kind} {args.name}: files in {bundle} (copy them to its machine"
           + (f" under {args.install_dir}" if args.install_dir else "") + ")")
     if args.kind == "operator":
-        print(f"trusted key for boxes' [remote_config] trusted_keys: {(bundle / 'operator.pub').read_text().strip()}")
+        print(f"trusted key for boxes' [remote_config] trusted_keys: {(bundle / 'operator.pub').read_text().strip()} "
+              f"(that table is in {bundle / 'remote_config.toml'})")
     if args.kind == "box":
         print(f"{bundle / 'security.toml'}: add its [security] table to the box's config (its signing key); the "
               f"public key is {deployment.box_keys / (args.name + '.pub')} ([verify] keys_dir of the gateways)")

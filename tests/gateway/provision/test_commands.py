@@ -6,6 +6,7 @@ import stat
 import tomllib
 
 from edge.config import MqttConfig
+from edge.patchgate import RemoteConfigSettings
 from gateway.cli import main as gateway_main
 from gateway.config import MqttSettings
 from gateway.provision.accounts import Deployment
@@ -37,6 +38,11 @@ def test_provisioning_writes_owner_only_secrets_and_prints_none(tmp_path, capsys
         assert len(password) >= 40 and password not in printed.out + printed.err
     key = (deployment.bundle("ops-anna") / "operator.key").read_text()
     assert all(line not in printed.out for line in key.splitlines() if line and not line.startswith(("#", "-")))
+    # The operator's [remote_config] table, ready for `edge run --remote-config`, trusts its public key alone.
+    remote = RemoteConfigSettings(**tomllib.loads((deployment.bundle("ops-anna") / "remote_config.toml").read_text())[
+        "remote_config"])
+    assert remote.trusted_keys == [(deployment.bundle("ops-anna") / "operator.pub").read_text().strip()]
+    assert not remote.accept_unsigned
 
     # The password file holds Mosquitto's own PBKDF2-SHA512 hash, not the password.
     passwd = (deployment.broker_dir / "passwd").read_text()
