@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "firmware_configs" / "demo-campus.toml"
 DEMO_CATEGORIES = ("street_vending", "illegal_dumping")
 DB = "streetwatch_demo"
-BOX, DISTRICT, GATEWAY = "campus-01", "campus", "demo-gateway"
+BOX, DISTRICT, GATEWAY, OPERATOR = "campus-01", "campus", "demo-gateway", "demo-operator"
 
 
 def _python(module: str, *args: str) -> list[str]:
@@ -63,11 +63,13 @@ def _stop(process: subprocess.Popen, timeout_s: float = 15) -> None:
 
 
 def provision(run_dir: Path) -> DevDeployment:
-    """The demo's deployment: CA, broker certificate, the box's and the gateway's logins (``gateway.provision``)."""
+    """The demo's deployment: CA, broker certificate, the box's, the gateway's and an operator's logins and keys
+    (``gateway.provision``)."""
     port, cert_port = _free_ports(2)
     deployment = DevDeployment(run_dir / "deployment", port=port, cert_port=cert_port)
     deployment.login(BOX, "box", district=DISTRICT)
     deployment.login(GATEWAY, "gateway")
+    deployment.login(OPERATOR, "operator", districts=(DISTRICT,))
     return deployment
 
 
@@ -90,8 +92,10 @@ def run_demo(config: Path, run_dir: Path, timeout_s: float, fast: bool = False) 
     place = deployment.deployment.place
     box_mqtt = deployment.deployment.bundle(BOX) / "mqtt.toml"
     box_security = deployment.deployment.bundle(BOX) / "security.toml"
-    print(f"demo: provisioned box {BOX} (district {DISTRICT}) and gateway {GATEWAY} in {deployment.folder}; "
-          f"their logins are password files in accounts/NAME/")
+    box_remote = deployment.deployment.bundle(OPERATOR) / "remote_config.toml"
+    print(f"demo: provisioned box {BOX} (district {DISTRICT}), gateway {GATEWAY} and operator {OPERATOR} in "
+          f"{deployment.folder}; their logins are password files in accounts/NAME/; the box takes only config "
+          f"changes signed by {OPERATOR}")
     with Mosquitto(run_dir / "mosquitto", deployment=deployment, port=place.port, cert_port=place.cert_port) as broker, \
             InfluxDB(run_dir / "influxdb") as influx:
         print(f"demo: Mosquitto {broker.url} (TLS, CA {broker.ca_file}, no anonymous login, ACL on), "
@@ -109,7 +113,7 @@ def run_demo(config: Path, run_dir: Path, timeout_s: float, fast: bool = False) 
                 with (log_dir / "edge.log").open("w") as edge_log:
                     edge = subprocess.run(
                         _python("edge.cli", "run", "--config", str(config), "--mqtt-config", str(box_mqtt),
-                                "--security-config", str(box_security),
+                                "--security-config", str(box_security), "--remote-config", str(box_remote),
                                 "--spool", str(run_dir / "spool.db"), *(["--fast"] if fast else [])),
                         stdout=edge_log, stderr=subprocess.STDOUT, timeout=timeout_s)
                 incidents = [line for line in (log_dir / "edge.log").read_text().splitlines() if "incident." in line]

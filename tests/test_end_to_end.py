@@ -84,3 +84,6 @@ def test_the_demo_runs_secured_and_no_password_or_key_appears_in_its_output_or_l
     assert "influx.database_ready db=streetwatch_demo created=no" in (run_dir / "logs" / "gateway.log").read_text()
     assert "mqtts://" in result.stdout and "mqtt.connected" in (run_dir / "logs" / "gateway.log").read_text()
     assert "devstack.insecure" not in result.stdout + result.stderr
+    # The box takes config changes signed by the demo's operator only, not unsigned ones.
+    edge_log = (run_dir / "logs" / "edge.log").read_text()
+    assert "config.signed_changes_required keys=" in edge_log and "config.unsigned_changes_accepted" not in edge_log
