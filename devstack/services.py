@@ -26,7 +26,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -51,6 +50,7 @@ from common.mqtt import build_client
 from devstack.deployment import PROBE, DevDeployment, Login, LoginKind
 from gateway.provision.broker import Listeners, new_password
 from gateway.provision.pki import write_private
+from gateway.store.influx import InfluxClient, InfluxRejected, quote_ident, quote_string
 
 log = logging.getLogger("devstack.services")
 
@@ -698,40 +698,20 @@ class InfluxDB(_Service):
         file (mode 0600). A user made before keeps its password."""
         if self.insecure:
             raise ServiceError("an InfluxDB without authentication has no users")
-        for name in (db, user):
-            if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
-                raise ValueError(f"{name!r}: database and user names here are letters, digits, _ and -")
         password_file = self.user_password_file(user)
         if not password_file.exists():
             password_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             write_private(password_file, (new_password() + "\n").encode())
-        password = password_file.read_text().strip()
-        self._admin_statement(f'CREATE DATABASE "{db}"')
-        try:
-            self._admin_statement(f"CREATE USER \"{user}\" WITH PASSWORD '{password}'")
-        except ServiceError as exc:
-            if "already exists" not in str(exc):
-                raise
-        self._admin_statement(f'GRANT ALL ON "{db}" TO "{user}"')
+        with InfluxClient(self.url, db, **self.client_login()) as admin:   # statements go in the request body
+            admin.create_database()
+            try:
+                admin.query(f"CREATE USER {quote_ident(user)} WITH PASSWORD "
+                            f"{quote_string(password_file.read_text().strip())}")
+            except InfluxRejected as exc:
+                if "already exists" not in exc.message:
+                    raise
+            admin.query(f"GRANT ALL ON {quote_ident(db)} TO {quote_ident(user)}")
         return password_file
-
-    def _admin_statement(self, statement: str) -> None:
-        """One InfluxQL statement as the admin, the statement in the request body (it may hold a password)."""
-        connection = HTTPConnection(self.host, self.port, timeout=10.0)
-        token = base64.b64encode(f"{self.username}:{self.password()}".encode()).decode()
-        try:
-            connection.request("POST", "/query", body=urlencode({"q": statement}), headers={
-                "Content-Type": "application/x-www-form-urlencoded", "Authorization": f"Basic {token}"})
-            response = connection.getresponse()
-            body = response.read()
-        except (OSError, HTTPException) as exc:
-            raise ServiceError(f"{self.name} on port {self.port} did not answer: {exc}") from None
-        finally:
-            connection.close()
-        errors = [r["error"] for r in json.loads(body or b"{}").get("results", []) if "error" in r]
-        if response.status != 200 or errors:
-            shown = statement.split(" WITH PASSWORD")[0].split(" = '")[0]
-            raise ServiceError(f"{self.name}: {shown} failed ({response.status}): {errors or body[:200]!r}")
 
     def _write_config(self) -> None:
         run_dir = self.run_dir
