@@ -371,9 +371,9 @@ def gateway_rate(access: Access, count: int, workdir: Path,
     """Drain rate of the same backlog through `gateway run`, until InfluxDB holds every detection.
 
     Each round has a database of its own, so each gateway starts empty. Also
-    returns the CPU time per detection of the gateway (its main process and
-    its writer process), InfluxDB and Mosquitto during the drain, in
-    microseconds.
+    returns the CPU time per detection of the gateway (its main process, its
+    writer process and its MQTT link process), InfluxDB and Mosquitto during
+    the drain, in microseconds.
     """
     db = f"bench_throughput_{round_no}"
     prefix = f"gw{round_no}"
@@ -388,8 +388,11 @@ def gateway_rate(access: Access, count: int, workdir: Path,
     child = gateway_process(access, db, workdir)
     try:
         started = wait_connected(child, log, times=2)
-        # The gateway's own children: its writer process (and multiprocessing's resource tracker).
-        pids = {"gateway": [child.pid], "gateway writer": list(child_pids(child.pid)),
+        # The gateway's own children: its writer and MQTT link processes (and multiprocessing's resource tracker).
+        children = child_pids(child.pid)
+        pids = {"gateway": [child.pid],
+                "gateway writer": [pid for pid, name in children.items() if name != "gateway-mqtt"],
+                "gateway mqtt link": [pid for pid, name in children.items() if name == "gateway-mqtt"],
                 **{name: [pid] for name, pid in service_pids().items()}}
         cpu_before = {name: sum(map(cpu_seconds, group)) for name, group in pids.items()}
         with access.influx_client(db) as client:

@@ -188,7 +188,7 @@ def _now_ms() -> int:
 def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
     from gateway.store.base import StoreError
     from gateway.ingest.batches import Ingest, Stopped, confirmation_sender, resend_request_sender
-    from gateway.transport.link import GatewayLink
+    from gateway.transport.linkprocess import LinkProcess
 
     from common.broker import InsecureAccessError
 
@@ -221,9 +221,10 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
         store.close()
         return 0
     _tune_gc()
-    link = GatewayLink(config.mqtt.url, config.mqtt.client_id, subscriptions(config), ingest.offer,
+    link = LinkProcess(config.mqtt.url, config.mqtt.client_id, subscriptions(config), ingest.offer,
                        credentials=config.mqtt.credentials(), receive_maximum=receive_maximum(config),
-                       fast=None if config.mqtt.fast_receive else False, on_session_lost=ingest.broker_session_lost)
+                       fast=None if config.mqtt.fast_receive else False, on_session_lost=ingest.broker_session_lost,
+                       on_ended=ingest.stop)
     try:
         # Ready before the first message arrives.
         ingest.start_writer(link.ack_all, confirmation_sender(link.publish), resend_request_sender(link.publish))
@@ -231,7 +232,13 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
         log.error("gateway.writer_failed error=%s", exc)
         store.close()
         return 1
-    link.start()
+    try:
+        link.start()
+    except RuntimeError as exc:
+        log.error("gateway.link_failed error=%s", exc)
+        ingest.close_writer()
+        store.close()
+        return 1
     log.info("gateway.started mqtt=%s influx=%s db=%s districts=%s", config.mqtt.url, config.influx.url,
              config.influx.db, ",".join(config.serve_districts) or "all")
     try:
@@ -240,6 +247,10 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
         link.stop()
         store.close()
         log.info("gateway.stopped %s", dict(ingest.stats))
+    if link.failed:
+        log.error("gateway.link_ended: the MQTT link process ended on its own; exiting so that a supervisor "
+                  "restarts the gateway")
+        return 1
     if not stopped_on_request:
         log.error("gateway.writer_ended: the writer process ended on its own; exiting so that a supervisor restarts "
                   "the gateway")

@@ -110,8 +110,14 @@ class Ingest:
     # ------------------------------------------------------------------ lifecycle
 
     def offer(self, messages: list[Incoming]) -> None:
-        """Called from paho's network thread; blocking here applies backpressure to the broker."""
-        self.inbox.put(messages)
+        """Called from the transport's thread; blocking here applies backpressure to the broker. Once the gateway
+        stops, messages are left unacknowledged for the broker to deliver again."""
+        while not self._stop.is_set():
+            try:
+                self.inbox.put(messages, timeout=0.2)
+                return
+            except queue.Full:
+                continue
 
     def stop(self) -> None:
         self._stop.set()
@@ -168,6 +174,11 @@ class Ingest:
         self._request = request
         self._writer_process = WriterProcess(self.config, stored, self.stats)
         self._writer_process.start()
+
+    def close_writer(self) -> None:
+        """End the writer process without running (the gateway could not start)."""
+        if self._writer_process is not None:
+            self._writer_process.close(grace_s=STOP_GRACE_S)
 
     def run(self) -> bool:
         """Process batches until stopped; False if the writer process ended on its own.

@@ -34,7 +34,6 @@ the broker, since only stored batches are acknowledged.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing
 import os
@@ -52,6 +51,7 @@ from typing import Any
 
 from common.backoff import Waits
 from common.logs import configure_logging
+from common.processes import die_with_parent
 from gateway.config import GatewayConfig, RetrySettings
 from gateway.store import schema
 from gateway.store.influx import InfluxClient, InfluxError, InfluxRejected, InfluxUnavailable
@@ -68,7 +68,6 @@ _CONFLICT = re.compile(r'input field \\?"(?P<field>.+?)\\?" on measurement \\?"(
 CONFLICT_MEMORY_S = 3600.0   # shards roll over, and with them the field types: a learned conflict is tried again
 MAX_LEARNED_PER_WRITE = 32
 _END = b""                    # on the batch pipe: no more batches
-_PR_SET_PDEATHSIG = 1
 
 
 # --------------------------------------------------------------------------- writing
@@ -391,7 +390,7 @@ class WriterProcess:
 
 def _writer_main(config: GatewayConfig, log_level: int, parent_pid: int, max_batches: int, batches: Connection,
                  reports: Connection) -> None:
-    _die_with(parent_pid)
+    die_with_parent(parent_pid, "gateway-writer")
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole group; the ingest decides
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -436,13 +435,3 @@ def _with_line(point: Point) -> Point:
         return encoded(point)
     except LineProtocolError:
         return point
-
-
-def _die_with(parent_pid: int) -> None:
-    """Ask Linux to kill this process when its parent dies; exit now if that already happened."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass  # not Linux: the closed batch pipe still stops the writer
-    if os.getppid() != parent_pid:
-        os._exit(1)

@@ -78,13 +78,18 @@ class GatewayLink(SessionState):
 
     def ack_all(self, messages: Iterable[Incoming]) -> None:
         """Acknowledge a batch: on the fast path QoS 1 in one write and QoS 2 one by one, otherwise one by one."""
+        messages = list(messages)
+        self.ack_ids([m.mid for m in messages if m.qos == 1], [m.mid for m in messages if m.qos == 2])
+
+    def ack_ids(self, qos1: list[int], qos2: list[int]) -> None:
+        """Acknowledge messages by their MQTT ids, as ``ack_all`` does."""
         if self.fast:
-            self._client.ack_many(message.mid for message in messages if message.qos == 1)
-            acked_one_by_one = [message for message in messages if message.qos == 2]
+            self._client.ack_many(qos1)
         else:
-            acked_one_by_one = [message for message in messages if message.qos > 0]
-        for message in acked_one_by_one:
-            self._client.ack(message.mid, message.qos)
+            for mid in qos1:
+                self._client.ack(mid, 1)
+        for mid in qos2:
+            self._client.ack(mid, 2)
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
         """Publish (the gateway's confirmations and re-send requests to boxes). While disconnected, paho keeps

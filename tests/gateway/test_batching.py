@@ -87,3 +87,21 @@ def test_socket_reads_become_batches_of_at_most_batch_size_in_order(tmp_path):
         started = time.monotonic()
         assert ingest.next_batch() == []
         assert time.monotonic() - started < 1.0
+
+
+def test_a_full_inbox_holds_back_the_transport_until_the_gateway_stops(tmp_path):
+    """Blocking the transport's thread is the backpressure; once stopping, it must not block it for ever."""
+    config = GatewayConfig.model_validate({"batch_size": 500, "evidence_dir": str(tmp_path)})
+    with InfluxClient("http://127.0.0.1:9", "unused") as client:
+        ingest = Ingest(config, client)
+        burst = [Incoming("t", b"x", 1, 1, 0.0)]
+        for _ in range(ingest.inbox.maxsize):
+            ingest.offer(burst)
+        offered = threading.Thread(target=ingest.offer, args=(burst,))
+        offered.start()
+        offered.join(0.5)
+        assert offered.is_alive()   # held back while the ingest runs
+        ingest.stop()
+        offered.join(2)
+        assert not offered.is_alive()
+        assert ingest.inbox.qsize() == ingest.inbox.maxsize   # left unacknowledged, for the broker to redeliver
