@@ -16,7 +16,7 @@ import json
 import logging
 import random
 from collections import Counter
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from contract import ContractError, Detection, Health, Kind, SensorReading, Topic
 from gateway.dedupe.leads import Lead, LeadBook
@@ -35,8 +35,7 @@ LOG_PAYLOAD_BYTES = 80
 SeqMessage = Detection | SensorReading | Health
 
 
-@dataclass(frozen=True, slots=True)
-class Checked:
+class Checked(NamedTuple):
     """A message with its verdict and, if accepted, its own point, encoded here, so known to be storable.
 
     A detection has none yet: its point carries its ledger entry, so ``apply``

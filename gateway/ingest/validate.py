@@ -8,7 +8,7 @@ record. Nothing here raises on bad input.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from gateway.store.schema import Rejected
 from contract import (
@@ -35,8 +35,9 @@ TOPIC_CACHE_LIMIT = 10_000
 _topics: dict[str, Topic] = {}
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
+class Accepted(NamedTuple):
+    """A message the contract admits, with its parsed topic (a named tuple: one is made for every message)."""
+
     topic: Topic
     message: Detection | SensorReading | Health | ConfigAck | Seal | bool | bytes  # bool: status, bytes: evidence
 
