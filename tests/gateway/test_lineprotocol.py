@@ -27,6 +27,7 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
+from gateway.store import lineprotocol
 from gateway.store.lineprotocol import (
     LineProtocolError,
     LineProtocolTypeError,
@@ -186,6 +187,22 @@ def test_cached_shapes_do_not_leak_between_points() -> None:
     assert second == f'm,k=b f=2.5,s="y\\"" {T}'
     # Same keys, other types: a different renderer.
     assert line("m", {"k": "a"}, {"f": 1, "s": True}) == f"m,k=a f=1i,s=true {T}"
+
+
+def test_the_shape_cache_stays_bounded_and_forgets_its_oldest_first(monkeypatch) -> None:
+    """Each new lead is a new tag set: the cache must hold its size, evicting in the order shapes came."""
+    monkeypatch.setattr(lineprotocol, "_CACHE_LIMIT", 50)
+    monkeypatch.setattr(lineprotocol, "_shapes", lineprotocol.OrderedDict())
+    lines = [line("lead", {"lead_id": f"sv-{n}", "zone": "z"}, {"n": n}) for n in range(120)]
+    assert lines[7] == f"lead,lead_id=sv-7,zone=z n=7i {T}"
+    assert len(lineprotocol._shapes) == 50
+    assert [key[3] for key in lineprotocol._shapes][:2] == ["sv-70", "sv-71"]   # the tag values follow the keys
+    assert line("lead", {"lead_id": "sv-0", "zone": "z"}, {"n": 0}) == lines[0]   # evicted, made again alike
+
+
+def test_plain_tags_and_escaped_tags_give_the_same_order() -> None:
+    assert line("m", {"zone": "a", "box": "b-1", "camera": "north"}, {"f": 1.0}) == f"m,box=b-1,camera=north,zone=a f=1.0 {T}"
+    assert line("m", {"zone": "a b", "box": "b-1", "camera": ""}, {"f": 1.0}) == f"m,box=b-1,zone=a\\ b f=1.0 {T}"
 
 
 # --------------------------------------------------------------------------- rejections
