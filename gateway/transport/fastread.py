@@ -10,6 +10,9 @@ reconnects and writing, and changes only the receive side:
   reports what it holds through ``pending()``, which paho already asks of TLS
   sockets before it waits in ``select``, so nothing waits in the buffer;
 * one ``loop_read`` handles up to ``READ_BURST`` packets;
+* when the buffer holds no whole packet, one more chunk is read onto it first
+  (over TLS each read brings one record, and Mosquitto sends a PUBLISH per
+  record);
 * a QoS 1 PUBLISH that lies whole in the buffer is cut out of it here, and,
   without properties, decoded here and handed straight on; any other packet
   (or one still arriving) goes through paho as before;
@@ -25,6 +28,7 @@ link uses plain paho (``gateway.transport.link``) instead.
 
 from __future__ import annotations
 
+import ssl
 import struct
 import time
 from collections.abc import Callable, Iterable
@@ -61,9 +65,16 @@ class _BufferedSocket:
         self._sock = sock
         self._buffer = b""
         self._offset = 0
+        self._failed: OSError | None = None   # what the socket raised in ``fill``, raised again by ``recv``
+        self._ended = False                   # the socket returned b"" (closed) in ``fill``
 
     def recv(self, size: int) -> bytes:
         if self._offset >= len(self._buffer):
+            if self._failed is not None:
+                failed, self._failed = self._failed, None
+                raise failed
+            if self._ended:
+                return b""
             chunk = self._sock.recv(READ_CHUNK)  # raises when nothing is there, returns b"" at the end
             if not chunk:
                 return chunk
@@ -71,6 +82,31 @@ class _BufferedSocket:
         start = self._offset
         self._offset = min(start + size, len(self._buffer))
         return self._buffer[start:self._offset]
+
+    def fill(self) -> bool:
+        """Read one more chunk onto what the buffer holds; False if the socket has nothing now.
+
+        Over TLS one read returns one record, and Mosquitto sends each PUBLISH in a record of its own, so
+        without this the buffer never holds a whole packet when one is looked for. An error or the end of
+        the stream is kept for ``recv`` to report where paho reads."""
+        if self._failed is not None or self._ended:
+            return False
+        try:
+            chunk = self._sock.recv(READ_CHUNK)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return False
+        except OSError as exc:
+            self._failed = exc
+            return False
+        if not chunk:
+            self._ended = True
+            return False
+        if self._offset < len(self._buffer):
+            self._buffer = self._buffer[self._offset:] + chunk
+        else:
+            self._buffer = chunk
+        self._offset = 0
+        return True
 
     def pending(self) -> int:
         inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
@@ -132,7 +168,11 @@ class FastClient(paho.Client):
             sock = self._sock
             if sock is None:
                 return paho.MQTTErrorCode.MQTT_ERR_NO_CONN
-            whole = sock.take_qos1_publish() if self._in_packet["command"] == 0 else None
+            whole = None
+            if self._in_packet["command"] == 0:
+                whole = sock.take_qos1_publish()
+                if whole is None and sock.fill():
+                    whole = sock.take_qos1_publish()
             if whole is not None:
                 taken += 1
                 rc = self._publish_taken(*whole)

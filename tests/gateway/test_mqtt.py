@@ -102,6 +102,37 @@ def test_whole_qos1_publishes_are_cut_from_the_buffer_and_the_rest_is_left_alone
         theirs.close()
 
 
+def test_fill_reads_onto_what_the_buffer_holds_so_a_packet_split_across_reads_is_cut_whole():
+    """Over TLS every read brings one record: the rest of a packet comes with the next read."""
+    packet = publish_packet("t/a", b"x" * 50, 7)
+    buffered, ours, theirs = buffered_with(packet[:20])
+    try:
+        assert buffered.take_qos1_publish() is None
+        assert not buffered.fill()   # nothing more yet
+        theirs.sendall(packet[20:] + packet)
+        time.sleep(0.05)
+        assert buffered.fill()
+        assert buffered.take_qos1_publish() == (0x32, packet[2:])
+        assert buffered.take_qos1_publish() == (0x32, packet[2:])
+        assert buffered.pending() == 0
+        theirs.close()
+        assert not buffered.fill()   # the end of the stream, kept for paho's read
+        assert buffered.recv(1) == b""
+    finally:
+        ours.close()
+
+
+def test_a_socket_error_in_fill_is_raised_where_paho_reads():
+    class Failing:
+        def recv(self, size: int) -> bytes:
+            raise ConnectionResetError("reset by peer")
+
+    buffered = _BufferedSocket(Failing())
+    assert not buffered.fill()
+    with pytest.raises(ConnectionResetError):
+        buffered.recv(1)
+
+
 def test_a_remaining_length_of_more_than_four_bytes_is_left_to_paho():
     buffered, ours, theirs = buffered_with(b"\x32\xff\xff\xff\xff\x01" + b"z" * 10)
     try:
