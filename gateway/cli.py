@@ -244,6 +244,7 @@ def _run(args: argparse.Namespace, config: GatewayConfig) -> int:
     try:
         stopped_on_request = ingest.run()
     finally:
+        ingest.stop()   # the link's reader must not wait for an inbox nobody drains any more
         link.stop()
         store.close()
         log.info("gateway.stopped %s", dict(ingest.stats))
