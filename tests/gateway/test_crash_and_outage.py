@@ -54,6 +54,7 @@ def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(gateway_process, p
     gateway.kill()
     stored_at_kill = len(ledger_ids(influx))
     wait(lambda: process_gone(writer_pid(gateway)), 10, 0.05)   # the writer dies with the gateway
+    wait(lambda: process_gone(link_pid(gateway)), 10, 0.05)     # and so does its MQTT link
     publisher.join(60)
     assert stored_at_kill < len(messages), "the stream ended before the kill; the test proves nothing"
 
@@ -89,8 +90,31 @@ def test_a_dead_writer_process_stops_the_gateway_and_a_restart_loses_nothing(gat
     assert restarted.process.poll() is None
 
 
+def test_a_dead_mqtt_link_process_stops_the_gateway_and_a_restart_loses_nothing(gateway_process, publish, influx,
+                                                                              wait):
+    gateway = gateway_process()
+    publish(stream(range(1)))
+    wait(lambda: len(ledger_ids(influx)) >= INCIDENTS)
+    os.kill(link_pid(gateway), signal.SIGKILL)
+    assert gateway.process.wait(20) == 1
+    assert "gateway.link_ended" in gateway.log()
+    assert process_gone(writer_pid(gateway))
+
+    publish(stream(range(1, 3)))                   # waits on the broker meanwhile
+    gateway_process()
+    wait(lambda: len(ledger_ids(influx)) >= 3 * INCIDENTS, 60)
+    time.sleep(0.5)
+    ids = ledger_ids(influx)
+    assert len(ids) == len(set(ids)) == 3 * INCIDENTS
+    assert_leads(influx, 3)
+
+
 def writer_pid(gateway) -> int:
     return int(re.findall(r"writer\.started pid=(\d+)", gateway.log())[-1])
+
+
+def link_pid(gateway) -> int:
+    return int(re.findall(r"mqtt\.link_process_started pid=(\d+)", gateway.log())[-1])
 
 
 def process_gone(pid: int) -> bool:
