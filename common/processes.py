@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+from multiprocessing.connection import Connection
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
@@ -25,3 +27,19 @@ def die_with_parent(parent_pid: int, name: str = "") -> None:
         pass  # not Linux: the child's closed pipe still stops it
     if os.getppid() != parent_pid:
         os._exit(1)
+
+
+def first_word(process: Any, conn: Connection, what: str, timeout_s: float) -> bytes:
+    """The first message a started child sends on ``conn`` (that it is ready, or why it is not).
+
+    Raises RuntimeError, naming ``what``, when none comes within ``timeout_s`` (the child is killed) or the
+    child exits first.
+    """
+    if not conn.poll(timeout_s):
+        process.kill()
+        raise RuntimeError(f"{what} did not start within {timeout_s:g} s")
+    try:
+        return conn.recv_bytes()
+    except EOFError:
+        process.join(5)
+        raise RuntimeError(f"{what} exited on start (exit code {process.exitcode})") from None

@@ -51,7 +51,7 @@ from typing import Any
 
 from common.backoff import Waits
 from common.logs import configure_logging
-from common.processes import die_with_parent
+from common.processes import die_with_parent, first_word
 from gateway.config import GatewayConfig, RetrySettings
 from gateway.store import schema
 from gateway.store.influx import InfluxClient, InfluxError, InfluxRejected, InfluxUnavailable
@@ -317,14 +317,7 @@ class WriterProcess:
         batches_out.close()
         reports_in.close()
         self._batches, self._reports = batches_in, reports_out
-        if not self._reports.poll(START_TIMEOUT_S):
-            self._process.kill()
-            raise RuntimeError(f"writer process did not start within {START_TIMEOUT_S:g} s")
-        try:
-            self._reports.recv()
-        except EOFError:
-            self._process.join(5)
-            raise RuntimeError(f"writer process exited on start (exit code {self._process.exitcode})") from None
+        first_word(self._process, self._reports, "writer process", START_TIMEOUT_S)   # "ready"
         self._reader = threading.Thread(target=self._read_reports, name="writer-reports", daemon=True)
         self._reader.start()
         log.info("writer.started pid=%d max_batches=%d", self._process.pid, self.max_batches)

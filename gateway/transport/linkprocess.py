@@ -38,7 +38,7 @@ from typing import Any
 
 from common.broker import Credentials
 from common.logs import configure_logging
-from common.processes import die_with_parent
+from common.processes import die_with_parent, first_word
 from gateway.transport.incoming import Incoming
 from gateway.transport.link import GatewayLink
 
@@ -93,14 +93,7 @@ class LinkProcess:
         events_out.close()
         commands_in.close()
         self._events, self._commands = events_in, commands_out
-        if not self._events.poll(START_TIMEOUT_S):
-            self._process.kill()
-            raise RuntimeError(f"MQTT link process did not start within {START_TIMEOUT_S:g} s")
-        try:
-            first = self._events.recv_bytes()
-        except EOFError:
-            self._process.join(5)
-            raise RuntimeError(f"MQTT link process exited on start (exit code {self._process.exitcode})") from None
+        first = first_word(self._process, self._events, "MQTT link process", START_TIMEOUT_S)
         if first[:1] == _FAILED:
             self._process.join(5)
             raise RuntimeError(first[1:].decode(errors="replace"))

@@ -79,6 +79,28 @@ def influx(influxdb, influx_db_name) -> Iterator[InfluxClient]:
         yield client
 
 
+class Collected:
+    """A callback that keeps what it is called with, from any thread: ``Collected()(items)``, then ``.items``."""
+
+    def __init__(self) -> None:
+        self.items: list = []
+        self.lock = threading.Lock()
+
+    def __call__(self, items: list) -> None:
+        with self.lock:
+            self.items.extend(items)
+
+    def wait_for(self, count: int, timeout_s: float = 20.0) -> list:
+        """A copy of the items once there are ``count``; AssertionError (naming how many came) if not in time."""
+        def enough() -> list | None:
+            with self.lock:
+                return list(self.items) if len(self.items) >= count else None
+        try:
+            return wait_for(enough, timeout_s, 0.02)
+        except AssertionError:
+            raise AssertionError(f"{len(self.items)} of {count} arrived within {timeout_s} s") from None
+
+
 def wait_for(predicate, timeout_s: float = 30.0, every_s: float = 0.2):
     deadline = time.monotonic() + timeout_s
     while True:

@@ -72,13 +72,18 @@ def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(gateway_process, p
     assert set(assert_leads(influx, 6)) == set(leads)
 
 
-def test_a_dead_writer_process_stops_the_gateway_and_a_restart_loses_nothing(gateway_process, publish, influx, wait):
+@pytest.mark.parametrize(("child", "ended"), [("writer", "gateway.writer_ended"), ("link", "gateway.link_ended")])
+def test_a_dead_child_process_stops_the_gateway_and_a_restart_loses_nothing(gateway_process, publish, influx, wait,
+                                                                           child, ended):
+    """The writer or the MQTT link dies: the gateway exits 1 for its supervisor, and takes the other with it."""
     gateway = gateway_process()
     publish(stream(range(1)))
     wait(lambda: len(ledger_ids(influx)) >= INCIDENTS)
-    os.kill(writer_pid(gateway), signal.SIGKILL)
+    killed, other = (writer_pid, link_pid) if child == "writer" else (link_pid, writer_pid)
+    os.kill(killed(gateway), signal.SIGKILL)
     assert gateway.process.wait(20) == 1
-    assert "gateway.writer_ended" in gateway.log()
+    assert ended in gateway.log()
+    assert process_gone(other(gateway))
 
     publish(stream(range(1, 3)))                   # waits on the broker meanwhile
     restarted = gateway_process()
@@ -88,25 +93,6 @@ def test_a_dead_writer_process_stops_the_gateway_and_a_restart_loses_nothing(gat
     assert len(ids) == len(set(ids)) == 3 * INCIDENTS
     assert_leads(influx, 3)
     assert restarted.process.poll() is None
-
-
-def test_a_dead_mqtt_link_process_stops_the_gateway_and_a_restart_loses_nothing(gateway_process, publish, influx,
-                                                                              wait):
-    gateway = gateway_process()
-    publish(stream(range(1)))
-    wait(lambda: len(ledger_ids(influx)) >= INCIDENTS)
-    os.kill(link_pid(gateway), signal.SIGKILL)
-    assert gateway.process.wait(20) == 1
-    assert "gateway.link_ended" in gateway.log()
-    assert process_gone(writer_pid(gateway))
-
-    publish(stream(range(1, 3)))                   # waits on the broker meanwhile
-    gateway_process()
-    wait(lambda: len(ledger_ids(influx)) >= 3 * INCIDENTS, 60)
-    time.sleep(0.5)
-    ids = ledger_ids(influx)
-    assert len(ids) == len(set(ids)) == 3 * INCIDENTS
-    assert_leads(influx, 3)
 
 
 def writer_pid(gateway) -> int:

@@ -14,31 +14,13 @@ from common.broker import Credentials
 from gateway.transport.incoming import Incoming
 from gateway.transport.linkprocess import LinkProcess
 
+from .conftest import Collected
 from .test_mqtt import publish
 
 pytestmark = pytest.mark.integration
 
 
-class Inbox:
-    def __init__(self) -> None:
-        self.received: list[Incoming] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, messages: list[Incoming]) -> None:
-        with self.lock:
-            self.received.extend(messages)
-
-    def wait_for(self, count: int, timeout: float = 20) -> list[Incoming]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if len(self.received) >= count:
-                    return list(self.received)
-            time.sleep(0.02)
-        raise AssertionError(f"{len(self.received)} of {count} messages arrived")
-
-
-def start(mosquitto, client_id: str, prefix: str, inbox: Inbox, **options) -> LinkProcess:
+def start(mosquitto, client_id: str, prefix: str, inbox: Collected, **options) -> LinkProcess:
     link = LinkProcess(mosquitto.url, client_id, [f"{prefix}/+/detection"], inbox,
                        credentials=mosquitto.account(client_id).credentials(), receive_maximum=2000, **options)
     link.start()
@@ -49,7 +31,7 @@ def start(mosquitto, client_id: str, prefix: str, inbox: Inbox, **options) -> Li
 def test_messages_arrive_whole_in_order_and_only_acknowledged_ones_are_gone(mosquitto, fast):
     prefix = f"city/lp-{uuid.uuid4().hex[:8]}"
     client_id = f"lp-gateway-{uuid.uuid4().hex[:8]}"
-    inbox = Inbox()
+    inbox = Collected()
     link = start(mosquitto, client_id, prefix, inbox, fast=fast)
     try:
         time.sleep(1.0)   # connected and subscribed
@@ -65,23 +47,23 @@ def test_messages_arrive_whole_in_order_and_only_acknowledged_ones_are_gone(mosq
         link.stop()
     assert not link.failed
 
-    again = Inbox()
+    again = Collected()
     link = start(mosquitto, client_id, prefix, again, fast=fast)   # the same persistent session
     try:
         redelivered = again.wait_for(200)
         time.sleep(0.5)
-        assert [m.payload for m in again.received] == [payload for _, payload in sent[400:]]
+        assert [m.payload for m in again.items] == [payload for _, payload in sent[400:]]
         assert redelivered
-        link.ack_all(again.received)
+        link.ack_all(again.items)
     finally:
         link.stop()
 
 
 def test_what_the_gateway_publishes_goes_out_after_what_it_acknowledged(mosquitto):
     prefix = f"city/lp-{uuid.uuid4().hex[:8]}"
-    inbox = Inbox()
+    inbox = Collected()
     link = start(mosquitto, f"lp-gateway-{uuid.uuid4().hex[:8]}", prefix, inbox)
-    seen = Inbox()
+    seen = Collected()
     watcher = mosquitto.client()
     watcher.on_message = lambda client, userdata, message: seen([Incoming(message.topic, message.payload, 0, 0,
                                                                           time.time(), bool(message.retain))])
@@ -102,7 +84,7 @@ def test_what_the_gateway_publishes_goes_out_after_what_it_acknowledged(mosquitt
 
 def test_a_link_process_that_dies_is_reported(mosquitto):
     ended = threading.Event()
-    link = start(mosquitto, f"lp-gateway-{uuid.uuid4().hex[:8]}", f"city/lp-{uuid.uuid4().hex[:8]}", Inbox(),
+    link = start(mosquitto, f"lp-gateway-{uuid.uuid4().hex[:8]}", f"city/lp-{uuid.uuid4().hex[:8]}", Collected(),
                  on_ended=ended.set)
     try:
         os.kill(link._process.pid, signal.SIGKILL)
@@ -114,7 +96,7 @@ def test_a_link_process_that_dies_is_reported(mosquitto):
 
 
 def test_a_link_that_cannot_be_made_stops_the_start_with_the_reason(tmp_path):
-    link = LinkProcess("mqtts://127.0.0.1:1", "lp-bad", ["city/+/+/detection"], Inbox(),
+    link = LinkProcess("mqtts://127.0.0.1:1", "lp-bad", ["city/+/+/detection"], Collected(),
                        credentials=Credentials("gw", "secret", ca_file=str(tmp_path / "missing-ca.pem")))
     with pytest.raises(RuntimeError, match="MQTT link not made"):
         link.start()

@@ -12,7 +12,7 @@ from gateway.store.lineprotocol import Point
 from gateway.store.schema import PRECISION
 from gateway.store.writer import WriterProcess
 
-from .conftest import gateway_config, influx_login, wait_for
+from .conftest import Collected, gateway_config, influx_login, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -23,17 +23,7 @@ def points(batch: int, size: int) -> list[Point]:
     return [Point("probe", {"batch": str(batch)}, {"n": n, "x": n / 2}, T0 + batch * 1000 + n) for n in range(size)]
 
 
-class Acks:
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, messages: list[str]) -> None:
-        with self.lock:
-            self.messages.extend(messages)
-
-
-def start_writer(server, db: str, tmp_path, acks: Acks, stats: Counter, **changes) -> WriterProcess:
+def start_writer(server, db: str, tmp_path, acks: Collected, stats: Counter, **changes) -> WriterProcess:
     config = gateway_config(server.url, db, tmp_path / "evidence", influx_login=influx_login(server), batch_size=3,
                             write_max_messages=9, **changes)
     writer = WriterProcess(config, acks, stats)
@@ -44,14 +34,14 @@ def start_writer(server, db: str, tmp_path, acks: Acks, stats: Counter, **change
 def test_batches_are_stored_then_reported_in_order(influxdb, influx_db_name, tmp_path):
     with InfluxClient(influxdb.url, influx_db_name, precision=PRECISION, **influxdb.client_login()) as client:
         client.create_database()
-        acks, stats = Acks(), Counter()
+        acks, stats = Collected(), Counter()
         writer = start_writer(influxdb, influx_db_name, tmp_path, acks, stats)
         stop = threading.Event()
         try:
             for batch in range(10):
                 assert writer.put(points(batch, 3), [f"m{batch}-{n}" for n in range(3)], stop)
-            wait_for(lambda: len(acks.messages) == 30, 20, 0.05)
-            assert acks.messages == [f"m{batch}-{n}" for batch in range(10) for n in range(3)]
+            wait_for(lambda: len(acks.items) == 30, 20, 0.05)
+            assert acks.items == [f"m{batch}-{n}" for batch in range(10) for n in range(3)]
             assert client.query('SELECT count("n") FROM "probe"')[0]["count"] == 30
             assert 1 <= stats["writes"] <= 10
         finally:
@@ -63,7 +53,7 @@ def test_influxdb_away_holds_the_reports_and_nothing_is_lost(tmp_path, influx_db
     with InfluxDB(tmp_path / "own-influxdb") as own, \
             InfluxClient(own.url, influx_db_name, precision=PRECISION, **own.client_login()) as client:
         client.create_database()
-        acks, stats = Acks(), Counter()
+        acks, stats = Collected(), Counter()
         writer = start_writer(own, influx_db_name, tmp_path, acks, stats,
                               retry={"initial_s": 0.05, "max_s": 0.2})
         stop = threading.Event()
@@ -71,9 +61,9 @@ def test_influxdb_away_holds_the_reports_and_nothing_is_lost(tmp_path, influx_db
             own.stop()
             assert writer.put(points(1, 3), ["a", "b", "c"], stop)
             time.sleep(1.0)
-            assert acks.messages == [], "reported stored while InfluxDB was down"
+            assert acks.items == [], "reported stored while InfluxDB was down"
             own.start()
-            wait_for(lambda: acks.messages == ["a", "b", "c"], 30, 0.05)
+            wait_for(lambda: acks.items == ["a", "b", "c"], 30, 0.05)
             assert client.query('SELECT count("n") FROM "probe"')[0]["count"] == 3
         finally:
             writer.close(grace_s=5)
@@ -81,23 +71,23 @@ def test_influxdb_away_holds_the_reports_and_nothing_is_lost(tmp_path, influx_db
 
 def test_stopping_while_influxdb_is_away_gives_up_after_the_grace_time(tmp_path, influx_db_name):
     with InfluxDB(tmp_path / "own-influxdb") as own:
-        acks, stats = Acks(), Counter()
+        acks, stats = Collected(), Counter()
         writer = start_writer(own, influx_db_name, tmp_path, acks, stats, retry={"initial_s": 0.05, "max_s": 0.2})
         own.stop()
         assert writer.put(points(1, 3), ["a", "b", "c"], threading.Event())
         started = time.monotonic()
         writer.close(grace_s=1)
         assert time.monotonic() - started < 8
-        assert acks.messages == [] and not writer.alive
+        assert acks.items == [] and not writer.alive
 
 
 def test_a_writer_that_died_refuses_batches(influxdb, influx_db_name, tmp_path):
-    acks, stats = Acks(), Counter()
+    acks, stats = Collected(), Counter()
     writer = start_writer(influxdb, influx_db_name, tmp_path, acks, stats)
     try:
         writer._process.kill()
         wait_for(lambda: not writer.alive, 10, 0.05)
         assert writer.put(points(1, 3), ["a", "b", "c"], threading.Event()) is False
-        assert acks.messages == []
+        assert acks.items == []
     finally:
         writer.close(grace_s=1)
