@@ -25,7 +25,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from common.broker import BrokerAddress, Credentials
 from common.mqtt import SessionState, build_client, connect
 from gateway.transport import fastread
-from gateway.transport.incoming import Incoming
+from gateway.transport.incoming import Incoming, mids_by_qos
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,7 @@ class GatewayLink(SessionState):
 
     def ack_all(self, messages: Iterable[Incoming]) -> None:
         """Acknowledge a batch: on the fast path QoS 1 in one write and QoS 2 one by one, otherwise one by one."""
-        messages = list(messages)
-        self.ack_ids([m.mid for m in messages if m.qos == 1], [m.mid for m in messages if m.qos == 2])
+        self.ack_ids(*mids_by_qos(messages))
 
     def ack_ids(self, qos1: list[int], qos2: list[int]) -> None:
         """Acknowledge messages by their MQTT ids, as ``ack_all`` does."""

@@ -39,7 +39,7 @@ from typing import Any
 from common.broker import Credentials
 from common.logs import configure_logging
 from common.processes import die_with_parent, first_word
-from gateway.transport.incoming import Incoming
+from gateway.transport.incoming import Incoming, mids_by_qos
 from gateway.transport.link import GatewayLink
 
 log = logging.getLogger(__name__)
@@ -102,12 +102,7 @@ class LinkProcess:
         log.info("mqtt.link_process_started pid=%d", self._process.pid)
 
     def ack_all(self, messages: Iterable[Incoming]) -> None:
-        qos1, qos2 = [], []
-        for message in messages:
-            if message.qos == 1:
-                qos1.append(message.mid)
-            elif message.qos == 2:
-                qos2.append(message.mid)
+        qos1, qos2 = mids_by_qos(messages)
         if qos1 or qos2:
             self._command(("ack", qos1, qos2))
 
@@ -163,11 +158,9 @@ def _link_main(spec: LinkSpec, log_level: int, parent_pid: int, events: Connecti
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole group; the ingest decides
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # likewise: the ingest stops the link once the writer is done
     configure_logging(log_level)
-    send_lock = threading.Lock()
-
-    def send(event: bytes) -> None:
-        with send_lock:
-            events.send_bytes(event)
+    # Events go out from one thread at a time: this one until the link starts, then paho's network thread alone
+    # (messages and the session callback both come from it).
+    send = events.send_bytes
 
     def on_messages(messages: list[Incoming]) -> None:
         send(_MESSAGES + pickle.dumps(tuple(zip(*messages)), protocol=5))
