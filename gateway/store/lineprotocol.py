@@ -160,25 +160,16 @@ def _encode_new_shape(point: Point, shape: tuple[object, ...] | None) -> str:
     return render(prefix, fields, point.time)
 
 
-_plain_measurements: set[str] = set()
-
-
 def _plain_prefix(measurement: str, tags: Mapping[str, str]) -> str | None:
     """``measurement,k1=v1,...`` when the measurement and every tag key and value are plain and non-empty
     (nothing to escape or refuse); None otherwise, for the slow path to escape or refuse."""
-    if measurement not in _plain_measurements:
-        if type(measurement) is not str or not _PLAIN.match(measurement):
-            return None
-        _plain_measurements.add(measurement)
-    if not tags:
-        return measurement
     try:
-        every = "/".join([*tags, *tags.values()])   # "/" is plain: one match checks every name
+        every = "/".join([measurement, *tags, *tags.values()])   # "/" is plain: one match checks every name
     except TypeError:
         return None
-    if not _PLAIN.match(every) or not all(tags) or not all(tags.values()):
+    if not (measurement and all(tags) and all(tags.values()) and _PLAIN.match(every)):
         return None
-    return ",".join([measurement, *[f"{key}={tags[key]}" for key in sorted(tags)]])
+    return ",".join([measurement, *[key + "=" + tags[key] for key in sorted(tags)]])
 
 
 def _renderer_for(point: Point) -> Renderer | None:
