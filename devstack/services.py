@@ -167,6 +167,11 @@ class _Service:
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (for benchmarks that read its CPU time)."""
+        return self._process.pid if self.is_running() else None
+
     def start(self) -> None:
         """Start the server and wait until it answers; no-op if already running."""
         if self.is_running():
