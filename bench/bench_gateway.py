@@ -1,7 +1,7 @@
 """Gateway benchmark: throughput against a bare subscriber, lead latency, memory per lead.
 
     python bench/bench_gateway.py [--detections N] [--rounds K] [--rate R] [--seconds S] [--leads L] [--plain]
-                                  [--insecure]
+                                  [--insecure] [--places P]
 
 Starts its own Mosquitto and InfluxDB (devstack) and, on that one broker:
 
@@ -14,7 +14,12 @@ Starts its own Mosquitto and InfluxDB (devstack) and, on that one broker:
    K rounds of (a) then (b), so that both meet the same machine; prints both
    rates and their ratio per round, the median ratio (target >= 0.8), and the
    CPU time per detection that the gateway, InfluxDB and Mosquitto spent in
-   each drain;
+   each drain. The backlog's incidents have 4 sightings each, and each
+   incident is in a zone of its own: a new lead, and two new InfluxDB series
+   (its detections' and its lead's), per 4 detections, the worst case for
+   InfluxDB. ``--places P`` puts the incidents at P places instead (a box's
+   zones, as its config names them), so that a place's sightings are one
+   lead, as they are on a street;
 2. latency: detections in pairs (the second opens a lead) at R per second for
    S seconds; the time from publishing the second detection until InfluxDB
    shows the lead, found by polling every 50 ms (so it overstates by up to
@@ -174,19 +179,25 @@ class Chains:
 
 
 def detections(count: int, start_ms: int, prefix: str, chains: Chains | None = None,
-               per_incident: int = 4) -> list[tuple[str, bytes]]:
+               per_incident: int = 4, places: int = 0) -> list[tuple[str, bytes]]:
     """``count`` detections: incidents of ``per_incident`` sightings each, ~110 m apart, 8 boxes; with
-    ``chains``, chained and sealed as the boxes send them (the seals among them)."""
+    ``chains``, chained and sealed as the boxes send them (the seals among them).
+
+    Each incident is in a zone of its own, so each is a lead. With ``places``, the incidents take turns
+    at that many places (a box's zone, ``places / 8`` zones per box), so that the sightings of one place
+    within the merge gap are one lead, as a box's configured zones make them."""
     messages = []
     seqs = dict.fromkeys((f"box-{n}" for n in range(8)), 0)
     for index in range(count):
         incident, repeat = divmod(index, per_incident)
-        box = f"box-{incident % 8}"
+        place = incident % places if places else incident
+        box = f"box-{place % 8}"
         seqs[box] += 1
         det = Detection(id=f"{prefix}-{index}", box=box, district="bench", seq=seqs[box], ts=start_ms + index,
                         camera="north", category="street_vending", label="person", score=0.7,
-                        bbox=(0.1, 0.5, 0.2, 0.7), zone=f"zone-{incident}", track=incident, dwell_s=60.0,
-                        lat=48.0 + (incident % 1000) * 0.001, lon=16.0 + (incident // 1000) * 0.001,
+                        bbox=(0.1, 0.5, 0.2, 0.7), zone=f"zone-{place if not places else place // 8}",
+                        track=incident, dwell_s=60.0,
+                        lat=48.0 + (place % 1000) * 0.001, lon=16.0 + (place // 1000) * 0.001,
                         model="nanodet-g-416", config="abcdef12")
         if chains is None:
             messages.append((str(Topic("bench", box, Kind.DETECTION)), det.encode()))
@@ -327,7 +338,8 @@ def stored_detections(client: InfluxClient, lead_id: str | None = None) -> int:
     return rows[0]["count"] if rows else 0
 
 
-def stored_everything(client: InfluxClient, count: int, prefix: str, per_incident: int = 4) -> bool:
+def stored_everything(client: InfluxClient, count: int, prefix: str, per_incident: int = 4,
+                      places: int = 0) -> bool:
     """True once InfluxDB holds all ``count`` detections of the backlog.
 
     Counting every detection takes InfluxDB tens of milliseconds of CPU once
@@ -336,9 +348,15 @@ def stored_everything(client: InfluxClient, count: int, prefix: str, per_inciden
     incident's detections (one lead, one series), and counts everything only
     once those are there.
     """
-    last_lead = lead_id_for("street_vending", f"{prefix}-{(count - 1) // per_incident * per_incident}")
-    return (stored_detections(client, last_lead) >= min(per_incident, count) and
-            stored_detections(client) >= count)
+    last_incident = (count - 1) // per_incident
+    if not places:
+        last_lead = lead_id_for("street_vending", f"{prefix}-{last_incident * per_incident}")
+        expected = min(per_incident, count)
+    else:   # the lead of the last incident's place, named by that place's first detection
+        place = last_incident % places
+        last_lead = lead_id_for("street_vending", f"{prefix}-{place * per_incident}")
+        expected = sum(1 for index in range(count) if index // per_incident % places == place)
+    return stored_detections(client, last_lead) >= expected and stored_detections(client) >= count
 
 
 def cpu_seconds(pid: int) -> float:
@@ -367,7 +385,7 @@ def service_pids() -> dict[str, int]:
 
 
 def gateway_rate(access: Access, count: int, workdir: Path,
-                 round_no: int) -> tuple[float, int, dict[str, float]]:
+                 round_no: int, places: int = 0) -> tuple[float, int, dict[str, float]]:
     """Drain rate of the same backlog through `gateway run`, until InfluxDB holds every detection.
 
     Each round has a database of its own, so each gateway starts empty. Also
@@ -384,7 +402,7 @@ def gateway_rate(access: Access, count: int, workdir: Path,
         time.sleep(0.5)          # subscribed
     finally:
         stop(first)
-    publish_fast(access, detections(count, now_ms() - 3_600_000, prefix, access.chains()))
+    publish_fast(access, detections(count, now_ms() - 3_600_000, prefix, access.chains(), places=places))
     child = gateway_process(access, db, workdir)
     try:
         started = wait_connected(child, log, times=2)
@@ -396,7 +414,8 @@ def gateway_rate(access: Access, count: int, workdir: Path,
                 **{name: [pid] for name, pid in service_pids().items()}}
         cpu_before = {name: sum(map(cpu_seconds, group)) for name, group in pids.items()}
         with access.influx_client(db) as client:
-            wait_until(lambda: stored_everything(client, count, prefix), 100, "gateway to store everything",
+            wait_until(lambda: stored_everything(client, count, prefix, places=places), 100,
+                       "gateway to store everything",
                        every=0.05)
             finished = time.time()
             cpu_us = {name: (sum(map(cpu_seconds, group)) - cpu_before[name]) / count * 1e6
@@ -547,6 +566,9 @@ def main() -> int:
     parser.add_argument("--leads", type=int, default=100_000, help="Open leads for the memory run (default 100000).")
     parser.add_argument("--budget", type=float, default=180.0, help="Stop the whole run after this many seconds.")
     parser.add_argument("--plain", action="store_true", help="The gateway receives through plain paho.")
+    parser.add_argument("--places", type=int, default=0, help=(
+        "Throughput run: incidents take turns at this many places (box zones), each place one lead; "
+        "default 0: every incident in a zone of its own, a lead and a new series per 4 detections."))
     parser.add_argument("--insecure", action="store_true", help=(
         "Plain, anonymous Mosquitto and InfluxDB instead of devstack's secured ones."))
     args = parser.parse_args()
@@ -571,7 +593,7 @@ def main() -> int:
             ratios = []
             for round_no in range(1, args.rounds + 1):
                 bare = bare_subscriber_rate(access, args.detections)
-                gateway, leads, cpu_us = gateway_rate(access, args.detections, workdir, round_no)
+                gateway, leads, cpu_us = gateway_rate(access, args.detections, workdir, round_no, args.places)
                 ratios.append(gateway / bare)
                 print(f"throughput round {round_no}: bare paho QoS 1 subscriber {bare:,.0f} detections/s, "
                       f"gateway (validate, dedupe, write, ack) {gateway:,.0f} detections/s "
