@@ -195,7 +195,7 @@ def detections(count: int, start_ms: int, prefix: str, chains: Chains | None = N
         seqs[box] += 1
         det = Detection(id=f"{prefix}-{index}", box=box, district="bench", seq=seqs[box], ts=start_ms + index,
                         camera="north", category="street_vending", label="person", score=0.7,
-                        bbox=(0.1, 0.5, 0.2, 0.7), zone=f"zone-{place if not places else place // 8}",
+                        bbox=(0.1, 0.5, 0.2, 0.7), zone=f"zone-{place // 8 if places else incident}",
                         track=incident, dwell_s=60.0,
                         lat=48.0 + (place % 1000) * 0.001, lon=16.0 + (place // 1000) * 0.001,
                         model="nanodet-g-416", config="abcdef12")
@@ -338,9 +338,20 @@ def stored_detections(client: InfluxClient, lead_id: str | None = None) -> int:
     return rows[0]["count"] if rows else 0
 
 
-def stored_everything(client: InfluxClient, count: int, prefix: str, per_incident: int = 4,
-                      places: int = 0) -> bool:
-    """True once InfluxDB holds all ``count`` detections of the backlog.
+def last_lead(count: int, prefix: str, per_incident: int = 4, places: int = 0) -> tuple[str, int]:
+    """The lead of the backlog's last incident, and how many detections it holds once all are stored."""
+    last_incident = (count - 1) // per_incident
+    if not places:
+        return (lead_id_for("street_vending", f"{prefix}-{last_incident * per_incident}"),
+                min(per_incident, count))
+    # The lead of the last incident's place, named by that place's first detection.
+    place = last_incident % places
+    return (lead_id_for("street_vending", f"{prefix}-{place * per_incident}"),
+            sum(1 for index in range(count) if index // per_incident % places == place))
+
+
+def stored_everything(client: InfluxClient, count: int, last: tuple[str, int]) -> bool:
+    """True once InfluxDB holds all ``count`` detections of the backlog (``last``: see ``last_lead``).
 
     Counting every detection takes InfluxDB tens of milliseconds of CPU once
     thousands of leads are stored, which every 50 ms would take a core from
@@ -348,15 +359,8 @@ def stored_everything(client: InfluxClient, count: int, prefix: str, per_inciden
     incident's detections (one lead, one series), and counts everything only
     once those are there.
     """
-    last_incident = (count - 1) // per_incident
-    if not places:
-        last_lead = lead_id_for("street_vending", f"{prefix}-{last_incident * per_incident}")
-        expected = min(per_incident, count)
-    else:   # the lead of the last incident's place, named by that place's first detection
-        place = last_incident % places
-        last_lead = lead_id_for("street_vending", f"{prefix}-{place * per_incident}")
-        expected = sum(1 for index in range(count) if index // per_incident % places == place)
-    return stored_detections(client, last_lead) >= expected and stored_detections(client) >= count
+    lead_id, expected = last
+    return stored_detections(client, lead_id) >= expected and stored_detections(client) >= count
 
 
 def cpu_seconds(pid: int) -> float:
@@ -403,6 +407,7 @@ def gateway_rate(access: Access, count: int, workdir: Path,
     finally:
         stop(first)
     publish_fast(access, detections(count, now_ms() - 3_600_000, prefix, access.chains(), places=places))
+    last = last_lead(count, prefix, places=places)
     child = gateway_process(access, db, workdir)
     try:
         started = wait_connected(child, log, times=2)
@@ -414,8 +419,7 @@ def gateway_rate(access: Access, count: int, workdir: Path,
                 **{name: [pid] for name, pid in service_pids().items()}}
         cpu_before = {name: sum(map(cpu_seconds, group)) for name, group in pids.items()}
         with access.influx_client(db) as client:
-            wait_until(lambda: stored_everything(client, count, prefix, places=places), 100,
-                       "gateway to store everything",
+            wait_until(lambda: stored_everything(client, count, last), 100, "gateway to store everything",
                        every=0.05)
             finished = time.time()
             cpu_us = {name: (sum(map(cpu_seconds, group)) - cpu_before[name]) / count * 1e6
